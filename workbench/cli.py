@@ -1,0 +1,388 @@
+"""Headless command line over the same core as the GUI (contract in DESIGN.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .core import params as P
+from .core.config import RunConfig, StageConfig, TrainParams
+from .core.errors import WorkbenchError
+from .core.events import CancelToken, Evaluated, Finished, Message, Progress, RunStarted
+
+EXIT_ERROR, EXIT_CANCELLED = 2, 130
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="where data sets live (also WORKBENCH_DATA)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-subset", type=int, help="use N training samples (quick looks)")
+    p.add_argument("--test-subset", type=int, help="use N test samples")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="workbench", description="Compress neural networks and compare "
+                                 "compression methods side by side.")
+    ap.add_argument("--version", action="version", version=f"workbench {__version__}")
+    sub = ap.add_subparsers(dest="command")
+    g = sub.add_parser("gui", help="open the desktop app")
+    g.add_argument("runs", nargs="*")
+    m = sub.add_parser("methods", help="list methods and their parameters")
+    m.add_argument("--json", action="store_true")
+    pr = sub.add_parser("presets", help="list stored presets")
+    pr.add_argument("--json", action="store_true")
+
+    t = sub.add_parser("train", help="pretrain a reference model")
+    t.add_argument("--model", required=True)
+    t.add_argument("--dataset", required=True)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--set", action="append", default=[], metavar="K=V", help="training knob")
+    t.add_argument("--out", required=True)
+    _common(t)
+
+    r = sub.add_parser("run", help="compress a model with a method (or a preset pipeline)")
+    r.add_argument("--model", help="zoo architecture (pretrained and cached if no --checkpoint)")
+    r.add_argument("--checkpoint", help="a trained model file (state_dict, reference, TorchScript, .pt2)")
+    r.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow loading a checkpoint that contains Python objects (runs code from it)")
+    r.add_argument("--dataset", help="mnist, fashion-mnist, cifar10, tiny, folder:PATH, arrays:PATH")
+    r.add_argument("--method", help="method key (see `workbench methods`)")
+    r.add_argument("--preset", help="preset name (see `workbench presets`)")
+    r.add_argument("--set", action="append", default=[], metavar="K=V", help="method or training knob")
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--pretrain-epochs", type=int, default=0, help="epochs to pretrain --model (default: "
+                   "the model's recipe)")
+    r.add_argument("--out", default="runs", help="folder for the run file")
+    r.add_argument("--name", help="run file name (without .h5)")
+    _common(r)
+
+    c = sub.add_parser("compare", help="side-by-side table of finished runs")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("export", help="write a checkpoint from a run file")
+    e.add_argument("run")
+    e.add_argument("--format", required=True, choices=("compact", "dense", "onnx"))
+    e.add_argument("--out", required=True)
+    e.add_argument("--json", action="store_true")
+
+    d = sub.add_parser("demo", help="headless demo: pretrain LeNet-300-100, compare both pruning methods")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--quick", action="store_true", help="short schedules (about a minute)")
+    d.add_argument("--data-dir")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "gui"
+    try:
+        return COMMANDS[command](args)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+# --- listings ------------------------------------------------------------------------------------
+
+def cmd_methods(args) -> int:
+    from .core.registry import get_method, method_keys
+
+    items = []
+    for key in method_keys():
+        cls = get_method(key)
+        items.append({"key": key, "label": cls.label, "summary": cls.summary, "paper": cls.paper,
+                      "params": P.describe(cls.Params)})
+    if args.json:
+        print(json.dumps({"methods": items, "train": P.describe(TrainParams)}))
+        return 0
+    for item in items:
+        print(f"{item['key']:<12}{item['label']}\n{'':<12}{item['summary']}")
+        for spec in item["params"]:
+            rng = "" if spec["min"] is None else f" [{spec['min']:g}..{spec['max']:g}]"
+            choices = f" {{{', '.join(spec['choices'])}}}" if spec["choices"] else ""
+            print(f"{'':<14}{spec['name']:<16}= {spec['default']!s:<10}{rng}{choices}  {spec['help']}")
+    print("training knobs (every method): " + ", ".join(s["name"] for s in P.describe(TrainParams)))
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from .core.presets import list_presets
+
+    presets = list_presets()
+    if args.json:
+        print(json.dumps(presets))
+        return 0
+    for p in presets:
+        print(f"{p['name']:<34}{p['method']:<18}{p['model']:<10}{p.get('source', '')}")
+    return 0
+
+
+# --- training and runs ---------------------------------------------------------------------------
+
+def _split_sets(method_keys: list[str], assignments: dict[str, str]) -> tuple[dict, dict]:
+    """Route `--set` values to the method's knobs or the training knobs; unknown names fail."""
+    from .core.registry import get_method
+
+    train_names = {s.name for s in P.specs(TrainParams)}
+    method_names = set()
+    for key in method_keys:
+        method_names |= {s.name for s in P.specs(get_method(key).Params)}
+    method_values, train_values = {}, {}
+    for name, value in assignments.items():
+        if name in method_names:
+            method_values[name] = value
+        elif name in train_names:
+            train_values[name] = value
+        else:
+            raise WorkbenchError(f"unknown parameter {name!r} for {'+'.join(method_keys)}; see "
+                                 "`workbench methods`")
+    return method_values, train_values
+
+
+def config_from_args(args) -> RunConfig:
+    from .core.presets import get_preset, preset_stages
+
+    if args.preset:
+        preset = get_preset(args.preset)
+        stages = preset_stages(args.preset)
+        if args.method and args.method != preset["method"]:
+            raise WorkbenchError(f"preset {args.preset} is for {preset['method']}, not {args.method}")
+        model = args.model or (None if args.checkpoint else preset.get("model"))
+        dataset = args.dataset or preset.get("dataset")
+    else:
+        if not args.method:
+            raise WorkbenchError("give --method KEY or --preset NAME (see `workbench methods`, "
+                                 "`workbench presets`)")
+        stages = [StageConfig(args.method)]
+        model, dataset = args.model, args.dataset
+    if not dataset:
+        raise WorkbenchError("give --dataset (e.g. mnist)")
+    if not model and not args.checkpoint:
+        raise WorkbenchError("give --model (a zoo architecture) or --checkpoint (a trained model)")
+    method_values, train_values = _split_sets([s.method for s in stages], P.parse_assignments(args.set))
+    target = stages[0] if len(stages) == 1 else stages[-1]
+    target.params.update(method_values)
+    target.train.update(train_values)
+    if args.epochs is not None:
+        target.train["epochs"] = args.epochs
+    config = RunConfig(dataset=dataset, stages=stages, model=model, checkpoint=args.checkpoint,
+                       data_dir=args.data_dir, device=args.device, seed=args.seed, out_dir=args.out,
+                       name=args.name, preset=args.preset, train_subset=args.train_subset,
+                       test_subset=args.test_subset, trust_checkpoint=args.trust_checkpoint,
+                       pretrain_epochs=args.pretrain_epochs)
+    validate_config(config)
+    return config
+
+
+def validate_config(config: RunConfig) -> None:
+    """Every stage's knobs checked (types, ranges, cross-field rules) before any work starts."""
+    from .core.registry import get_method
+
+    for stage in config.stages:
+        P.build(get_method(stage.method).Params, stage.params)
+        P.build(TrainParams, stage.train)
+
+
+class _Printer:
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.last_line = 0.0
+
+    def __call__(self, event) -> None:
+        if self.quiet:
+            return
+        err = sys.stderr
+        if isinstance(event, RunStarted):
+            print(f"run file {event.run_path}  device {event.device}  {event.total_steps} steps", file=err)
+        elif isinstance(event, Message):
+            self._clear()
+            print(event.text, file=err)
+        elif isinstance(event, Progress):
+            line = (f"  step {event.step}/{event.total_steps}  loss {event.train_loss:.4f}  "
+                    f"lr {event.lr:.3g}  elapsed {_dur(event.elapsed)}  eta {_dur(event.eta)}")
+            if self.tty:
+                print("\r" + line, end="", file=err, flush=True)
+            elif event.elapsed - self.last_line >= 10:
+                self.last_line = event.elapsed
+                print(line, file=err, flush=True)
+        elif isinstance(event, Evaluated):
+            self._clear()
+            m = event.metrics
+            where = event.label if event.label != "epoch" else f"stage {event.stage + 1} epoch {event.epoch}"
+            print(f"{where:<22} test acc {100 * m['test_accuracy']:6.2f}%  params {m['param_ratio']:7.1f}x  "
+                  f"bits {m['storage_ratio']:7.1f}x", file=err, flush=True)
+
+    def _clear(self) -> None:
+        if self.tty:
+            print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
+
+
+def _dur(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def run_with_events(config: RunConfig, printer) -> Finished:
+    """Run a config, handing events to `printer`; Ctrl-C cancels cleanly (a second one aborts)."""
+    from .core.runner import execute
+
+    token = CancelToken()
+
+    def on_sigint(signum, frame):
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        print("\ncancelling after this batch (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    try:
+        finished = None
+        for event in execute(config, token):
+            printer(event)
+            if isinstance(event, Finished):
+                finished = event
+        return finished
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def cmd_run(args) -> int:
+    config = config_from_args(args)
+    finished = run_with_events(config, _Printer(args.quiet))
+    s = finished.summary
+    result = {"run": finished.run_path, "status": finished.status, "error": finished.error,
+              "test_accuracy": s.get("test_accuracy"), "reference_accuracy": s.get("reference_accuracy"),
+              "param_ratio": s.get("param_ratio"), "storage_ratio": s.get("storage_ratio"),
+              "bits": s.get("bits"), "wall_seconds": s.get("wall_seconds"),
+              "step_seconds": s.get("step_seconds")}
+    if args.json:
+        print(json.dumps(_finite(result)))
+    elif finished.status == "completed":
+        print(f"{finished.run_path}: test accuracy {100 * s['test_accuracy']:.2f}% "
+              f"(reference {100 * s['reference_accuracy']:.2f}%), {s['param_ratio']:.1f}x parameters, "
+              f"{s['storage_ratio']:.1f}x storage bits")
+    if finished.status == "failed":
+        print(f"error: run failed: {finished.error} (partial results kept in {finished.run_path})",
+              file=sys.stderr)
+        return EXIT_ERROR
+    if finished.status == "cancelled":
+        print(f"cancelled; partial results kept in {finished.run_path}", file=sys.stderr)
+        return EXIT_CANCELLED
+    return 0
+
+
+def _finite(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def cmd_train(args) -> int:
+    from .core.devices import describe, pick_device
+    from .core.reference import pretrain, recipe
+    from .core.runner import load_data
+    from .models import checkpoint as ckpt
+    from .models import zoo
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise WorkbenchError(f"--out {out} is a folder; give a file name such as {out / 'reference.pt'}")
+    values = P.parse_assignments(args.set)
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    train = P.build(TrainParams, {**P.to_dict(recipe(args.model)), **values})
+    config = RunConfig(dataset=args.dataset, stages=[], model=args.model, data_dir=args.data_dir,
+                       seed=args.seed, train_subset=args.train_subset, test_subset=args.test_subset)
+    dataset = load_data(config)
+    device = pick_device(args.device)
+    import torch
+
+    torch.manual_seed(args.seed)
+    model = zoo.build_model(args.model, dataset.input_shape, dataset.num_classes)
+    printer = _Printer(args.quiet)
+    if not args.quiet:
+        print(f"pretraining {args.model} on {dataset.name} ({dataset.source}) for {train.epochs} epochs "
+              f"on {describe(device)}", file=sys.stderr)
+    token = CancelToken()
+    gen = pretrain(model, dataset, train, device, token, args.seed)
+    while True:
+        try:
+            printer(next(gen))
+        except StopIteration as stop:
+            accuracy = stop.value
+            break
+    ckpt.save_reference(out, model.cpu(), model_key=args.model, input_shape=dataset.input_shape,
+                        num_classes=dataset.num_classes, dataset=dataset.name, test_accuracy=accuracy,
+                        extra={"recipe": json.dumps(P.to_dict(train)), "seed": args.seed})
+    result = {"checkpoint": str(out), "model": args.model, "dataset": dataset.name,
+              "test_accuracy": accuracy}
+    print(json.dumps(result) if args.json else
+          f"saved {out}: {args.model} on {dataset.name}, test accuracy {100 * accuracy:.2f}%")
+    return 0
+
+
+# --- results -------------------------------------------------------------------------------------
+
+def cmd_compare(args) -> int:
+    from .core.compare import compare_rows, format_table
+
+    rows = compare_rows(args.runs)
+    print(json.dumps({"runs": [_finite(r) for r in rows]}) if args.json else format_table(rows))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .core.export import export_run
+
+    result = export_run(args.run, args.format, args.out)
+    info = {"path": str(result.path), "format": args.format, "size_bytes": result.size_bytes,
+            "accounted_bytes": result.accounted_bytes, "header_bytes": result.header_bytes}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"wrote {result.path}: {result.size_bytes} bytes on disk; accounting says "
+              f"{result.accounted_bytes:.0f} bytes + {result.header_bytes} bytes of header")
+    return 0
+
+
+def cmd_gui(args) -> int:
+    raise WorkbenchError("the desktop app is not part of this build yet; use `workbench demo` or "
+                         "`workbench run` (see --help)")
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.out, quick=args.quick, data_dir=args.data_dir)
+
+
+COMMANDS = {"gui": cmd_gui, "methods": cmd_methods, "presets": cmd_presets, "train": cmd_train,
+            "run": cmd_run, "compare": cmd_compare, "export": cmd_export, "demo": cmd_demo}
+
+
+def entry() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,69 @@
+"""Events of the run loop: plain numbers and numpy arrays only, never live tensors, so that the CLI can
+print them and the GUI can pass them across threads as they are."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class CancelToken:
+    """Checked by the run loop every batch; cancelling ends the run normally as `cancelled`."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass
+class RunStarted:
+    run_path: str
+    config: dict
+    device: str
+    total_steps: int
+    layers: list[str]
+
+
+@dataclass
+class Message:
+    text: str
+
+
+@dataclass
+class Progress:
+    stage: int
+    epoch: int
+    step: int               # steps done over the whole run
+    total_steps: int
+    train_loss: float
+    lr: float
+    elapsed: float
+    eta: float
+
+
+@dataclass
+class Evaluated:
+    """An evaluation point (before compression, every eval_every epochs, after each finalize)."""
+
+    stage: int
+    epoch: int
+    step: int
+    metrics: dict[str, float]
+    layers: dict[str, dict[str, np.ndarray | float]] = field(default_factory=dict)
+    label: str = "epoch"    # "reference", "epoch", "finalized"
+
+
+@dataclass
+class Finished:
+    run_path: str
+    status: str             # completed | cancelled | failed
+    summary: dict
+    error: str = ""

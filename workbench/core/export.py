@@ -1,0 +1,167 @@
+"""Export a finished run's model: `dense` (safetensors + JSON), `compact` (the small format whose size the
+accounting predicts) and `onnx`.
+
+Compact file layout (little-endian):
+    b"CWBC" | u8 version | u32 header length | zlib(JSON header) | payload
+The header names the architecture and, per tensor, its encoding, shape, decoder facts and the byte
+ranges of its arrays in the payload. The payload is exactly the arrays the accounting counted (packed
+relative indices, values), so its size is `bits / 8` up to byte rounding per array; the header is the
+fixed overhead on top. Nothing in the file is executable: loading it never runs code from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models import zoo
+from . import params as P
+from .accounting import account
+from .config import RunConfig
+from .encoding import decode
+from .errors import CheckpointError, WorkbenchError
+from .registry import get_method
+from .store import read_model
+
+MAGIC = b"CWBC"
+VERSION = 1
+FORMATS = ("compact", "dense", "onnx")
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    size_bytes: int
+    accounted_bytes: float       # bits / 8 from the accounting
+    header_bytes: int = 0
+    extra_paths: tuple[Path, ...] = ()
+
+
+def _rebuild(run_path: str | os.PathLike) -> tuple[nn.Module, dict, RunConfig]:
+    state, attrs = read_model(run_path)
+    key = attrs.get("model_key")
+    if not key:
+        raise WorkbenchError("this run's model is not a zoo architecture, so it cannot be rebuilt for export")
+    model = zoo.build_model(key, tuple(attrs["input_shape"]), int(attrs["num_classes"]))
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    return model.eval(), attrs, RunConfig.from_json(attrs["config"])
+
+
+def _final_method(config: RunConfig):
+    stage = config.stages[-1]
+    cls = get_method(stage.method)
+    return cls(P.build(cls.Params, stage.params))
+
+
+def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike) -> ExportResult:
+    if fmt not in FORMATS:
+        raise WorkbenchError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    model, attrs, config = _rebuild(run_path)
+    out = Path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "compact":
+            return write_compact(model, _final_method(config), attrs, out)
+        if fmt == "dense":
+            return write_dense(model, attrs, out)
+        return write_onnx(model, attrs, out)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+def _arch(attrs: dict) -> dict:
+    return {"model": attrs["model_key"], "input_shape": list(attrs["input_shape"]),
+            "num_classes": int(attrs["num_classes"]), "mean": list(attrs.get("mean", [])),
+            "std": list(attrs.get("std", []))}
+
+
+def write_compact(model: nn.Module, method, attrs: dict, out: Path) -> ExportResult:
+    encoded = method.encode(model)
+    report = account(encoded)
+    payload = bytearray()
+    tensors = []
+    for e in encoded:
+        arrays = {}
+        for name, arr in e.arrays.items():
+            raw = np.ascontiguousarray(arr).tobytes()
+            arrays[name] = [len(payload), len(raw), str(arr.dtype)]
+            payload += raw
+        tensors.append({"name": e.name, "encoding": e.encoding, "shape": list(e.shape), "info": e.info,
+                        "arrays": arrays})
+    header = zlib.compress(json.dumps({**_arch(attrs), "tensors": tensors}, separators=(",", ":")).encode(), 9)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(MAGIC + struct.pack("<BI", VERSION, len(header)) + header)
+        f.write(payload)
+    os.replace(tmp, out)
+    return ExportResult(out, out.stat().st_size, report.bits / 8, header_bytes=len(header) + 9)
+
+
+def read_compact(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(architecture header, state_dict) of a compact file; raises CheckpointError on anything odd."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if blob[:4] != MAGIC:
+        raise CheckpointError(f"{path} is not a compact workbench checkpoint")
+    try:
+        version, length = struct.unpack("<BI", blob[4:9])
+        if version != VERSION:
+            raise CheckpointError(f"{path} has compact format version {version}; this build reads {VERSION}")
+        header = json.loads(zlib.decompress(blob[9:9 + length]))
+        payload = memoryview(blob)[9 + length:]
+        state = {}
+        for t in header["tensors"]:
+            arrays = {}
+            for name, (offset, nbytes, dtype) in t["arrays"].items():
+                if offset + nbytes > len(payload):
+                    raise CheckpointError(f"{path} is truncated")
+                arrays[name] = np.frombuffer(payload[offset:offset + nbytes], dtype=np.dtype(dtype))
+            value = decode(t["info"], tuple(t["shape"]), t["encoding"], arrays)
+            state[t["name"]] = torch.from_numpy(value.copy())
+        return header, state
+    except (ValueError, KeyError, TypeError, zlib.error, struct.error) as exc:
+        raise CheckpointError(f"{path} is damaged ({type(exc).__name__})") from None
+
+
+def load_compact(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the model from a compact file (zeros and shared values materialised)."""
+    header, state = read_compact(path)
+    model = zoo.build_model(header["model"], tuple(header["input_shape"]), header["num_classes"])
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not fit {header['model']}: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}")
+    return model.eval()
+
+
+def write_dense(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out))
+    sidecar = out.with_suffix(".json")
+    sidecar.write_text(json.dumps({"format": "compression-workbench/dense", **_arch(attrs)}, indent=1))
+    dense_bits = sum(v.numel() for v in model.parameters()) * 32
+    return ExportResult(out, out.stat().st_size, dense_bits / 8, extra_paths=(sidecar,))
+
+
+def write_onnx(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
+    dummy = torch.zeros((1, *attrs["input_shape"]))
+    try:
+        torch.onnx.export(model, (dummy,), str(out), input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+    except ImportError as exc:
+        raise WorkbenchError(f"ONNX export needs the onnx package ({exc.name} missing): pip install onnx") from None
+    dense_bits = sum(v.numel() for v in model.parameters()) * 32
+    return ExportResult(out, out.stat().st_size, dense_bits / 8)

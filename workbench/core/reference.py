@@ -1,0 +1,122 @@
+"""The reference (uncompressed) model a run starts from: a user's checkpoint, or a zoo model pretrained
+here and cached so that every method compared on it starts from the same weights."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import platformdirs
+import torch
+from torch import nn
+
+from .. import data as data_mod
+from ..models import checkpoint as ckpt
+from ..models import zoo
+from ..methods.plain import PlainTraining
+from ..methods.base import RunContext
+from . import params as P
+from .config import RunConfig, TrainParams
+from .errors import CheckpointError, WorkbenchError
+from .events import CancelToken, Message
+from .training import Clock, DeviceData, evaluate, train_epochs
+
+# Pretraining recipes measured on this project's CPU machine (see README, "Reference models").
+# SGD + Nesterov with a one-cycle schedule and no weight decay: decay shrinks the first layer's weights
+# and made soft weight-sharing much harder afterwards (METHODS.md, calibration).
+RECIPES = {
+    "lenet300": {"epochs": 20, "lr": 0.05, "lr_schedule": "onecycle", "batch_size": 128},
+    "lenet5": {"epochs": 20, "lr": 0.05, "lr_schedule": "onecycle", "batch_size": 128},
+    "resnet20": {"epochs": 60, "lr": 0.1, "lr_schedule": "onecycle", "weight_decay": 5e-4},
+}
+DEFAULT_RECIPE = {"epochs": 10, "lr": 0.05, "lr_schedule": "onecycle"}
+
+
+def recipe(model_key: str, **overrides) -> TrainParams:
+    values = {**RECIPES.get(model_key, DEFAULT_RECIPE), **{k: v for k, v in overrides.items() if v is not None}}
+    return P.build(TrainParams, values)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("WORKBENCH_CACHE") or platformdirs.user_cache_dir("compression-workbench"))
+
+
+def reference_path(model_key: str, dataset: data_mod.Dataset, train: TrainParams, seed: int) -> Path:
+    key = json.dumps({"model": model_key, "data": dataset.name, "n": len(dataset.train_x),
+                      "test": len(dataset.test_x), "train": P.to_dict(train), "seed": seed}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_dir() / "references" / f"{model_key}-{dataset.name.replace(':', '_').replace('/', '_')}-{digest}.pt"
+
+
+def pretrain(model: nn.Module, dataset: data_mod.Dataset, train: TrainParams, device: torch.device,
+             cancel: CancelToken, seed: int, clock: Clock | None = None) -> Iterator[object]:
+    """Plain training of a fresh model; yields Progress events, returns the test accuracy."""
+    model.to(device)
+    data = DeviceData(dataset, device)
+    steps_per_epoch = data_mod.num_batches(len(data.train_x), train.batch_size)
+    ctx = RunContext(device=device, steps_per_epoch=steps_per_epoch,
+                     total_steps=train.epochs * steps_per_epoch, num_train=len(data.train_x), stage=-1)
+    clock = clock or Clock(ctx.total_steps)
+    generator = torch.Generator().manual_seed(seed)
+    yield from train_epochs(model, PlainTraining(), train, data, ctx, cancel, clock, generator,
+                            lambda epoch, loss: iter(()))
+    accuracy, _ = evaluate(model, data.test_x, data.test_y)
+    return accuracy
+
+
+def resolve_model(config: RunConfig, dataset: data_mod.Dataset, device: torch.device,
+                  cancel: CancelToken) -> Iterator[object]:
+    """Yields messages (and pretraining progress); returns (model on device, meta dict)."""
+    if config.checkpoint:
+        loaded = ckpt.load_model_file(config.checkpoint, model_key=config.model,
+                                      input_shape=dataset.input_shape, num_classes=dataset.num_classes,
+                                      allow_code=config.trust_checkpoint)
+        model = loaded.model.to(device)
+        _check_fits(model, dataset, config.checkpoint)
+        meta = {"model_key": loaded.model_key, "source": f"{loaded.source}: {config.checkpoint}",
+                **{k: v for k, v in loaded.meta.items() if k == "test_accuracy"}}
+        yield Message(f"loaded {loaded.source} checkpoint {config.checkpoint}"
+                      + (f" as {loaded.model_key}" if loaded.model_key else ""))
+        return model, meta
+    if not config.model:
+        raise WorkbenchError("give --model (a zoo architecture) or --checkpoint (a trained model)")
+    model = zoo.build_model(config.model, dataset.input_shape, dataset.num_classes)
+    train = recipe(config.model, epochs=config.pretrain_epochs or None)
+    path = reference_path(config.model, dataset, train, config.seed)
+    if path.exists():
+        try:
+            loaded = ckpt.load_model_file(path, model_key=config.model)
+            yield Message(f"using cached reference {config.model} ({loaded.meta.get('test_accuracy', 0):.2%}) "
+                          f"from {path}")
+            return loaded.model.to(device), {"model_key": config.model, "source": f"reference: {path}",
+                                             "test_accuracy": loaded.meta.get("test_accuracy")}
+        except CheckpointError:
+            path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, not fatal
+    yield Message(f"pretraining {config.model} on {dataset.name} for {train.epochs} epochs "
+                  f"(cached for later runs at {path})")
+    accuracy = yield from pretrain(model, dataset, train, device, cancel, config.seed)
+    try:
+        ckpt.save_reference(path, model.cpu(), model_key=config.model, input_shape=dataset.input_shape,
+                            num_classes=dataset.num_classes, dataset=dataset.name, test_accuracy=accuracy,
+                            extra={"recipe": json.dumps(P.to_dict(train))})
+    except WorkbenchError as exc:
+        yield Message(f"could not cache the reference model: {exc}")
+    return model.to(device), {"model_key": config.model, "source": "pretrained in this run",
+                              "test_accuracy": accuracy}
+
+
+def _check_fits(model: nn.Module, dataset: data_mod.Dataset, path: str) -> None:
+    """A clear error when the model does not take this data set's images or classes."""
+    x = dataset.test_x[:2].to(next(model.parameters()).device)
+    try:
+        with torch.no_grad():
+            out = model.eval()(x)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not take {dataset.name} inputs of shape "
+                              f"{tuple(dataset.input_shape)}: {str(exc).splitlines()[0]}") from None
+    if out.ndim != 2 or out.shape[1] != dataset.num_classes:
+        raise CheckpointError(f"{path} predicts {out.shape[-1]} classes but {dataset.name} has "
+                              f"{dataset.num_classes}")

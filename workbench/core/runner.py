@@ -1,0 +1,176 @@
+"""The one training loop, as a generator of events.
+
+`execute(config)` resolves data, model and device, opens the run file, runs the stages of the pipeline
+(each: method.prepare -> epochs of training with the method's hooks -> method.finalize) and yields
+events. The CLI prints them; the GUI's worker thread turns them into Qt signals. Cancellation is a token
+checked every batch: a cancelled run ends normally, with its file closed and marked `cancelled`. Any
+error closes the file as `failed` with a one-line reason, keeping everything recorded so far.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .. import data as data_mod
+from ..methods.base import Method, RunContext
+from ..models.layers import compressible_layers, layer_kind
+from . import params as P
+from .accounting import account
+from .config import RunConfig, train_params
+from .devices import describe, pick_device
+from .errors import WorkbenchError
+from .events import CancelToken, Evaluated, Finished, Message, RunStarted
+from .reference import resolve_model
+from .registry import get_method
+from .stats import hist_edges, layer_point
+from .store import RunWriter
+from .training import Cancelled, Clock, DeviceData, evaluate, train_epochs
+
+
+def load_data(config: RunConfig) -> data_mod.Dataset:
+    dataset = data_mod.load_dataset(config.dataset, config.data_dir)
+    if config.train_subset or config.test_subset:
+        dataset = dataset.subset(config.train_subset, config.test_subset, seed=config.seed)
+    return dataset
+
+
+def run_path_for(config: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = config.name or f"{stamp}-{config.model or 'model'}-{config.method_label}-s{config.seed}"
+    path = Path(config.out_dir) / f"{base}.h5"
+    i = 1
+    while path.exists():
+        i += 1
+        path = Path(config.out_dir) / f"{base}-{i}.h5"
+    return path
+
+
+def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[object]:
+    """Run a whole pipeline; yields RunStarted, Message, Progress, Evaluated, ..., Finished."""
+    cancel = cancel or CancelToken()
+    methods = [get_method(s.method)(P.build(get_method(s.method).Params, s.params)) for s in config.stages]
+    trains = [train_params(s.train) for s in config.stages]
+    device = pick_device(config.device)
+    dataset = load_data(config)
+    path = run_path_for(config)
+    writer = RunWriter(path, {
+        "config": config.to_json(), "method": config.method_label, "model": config.model or "",
+        "dataset": dataset.name, "dataset_source": dataset.source, "device": describe(device),
+        "seed": config.seed, "preset": config.preset or "", "cli": config.cli_command()})
+    status, error, summary = "failed", "", {}
+    try:
+        yield from _execute(config, cancel, methods, trains, device, dataset, writer)
+        status = "completed"
+        summary = dict(writer.f["summary"].attrs)
+    except Cancelled:
+        status = "cancelled"
+    except (WorkbenchError, FloatingPointError) as exc:
+        error = str(exc)
+    except GeneratorExit:
+        status, error = "cancelled", "interrupted"
+        raise
+    except KeyboardInterrupt:
+        status, error = "cancelled", "interrupted"
+        raise
+    except Exception as exc:  # noqa: BLE001 - record any failure in the run file, then report it
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    finally:
+        writer.finish(status, error=error)
+    yield Finished(str(path), status, {k: _plain(v) for k, v in summary.items()}, error)
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _execute(config, cancel, methods: list[Method], trains, device, dataset, writer) -> Iterator[object]:
+    torch.manual_seed(config.seed)
+    model, meta = yield from resolve_model(config, dataset, device, cancel)
+    writer.set_attrs(model=meta["model_key"] or "", model_source=meta["source"],
+                     reference_accuracy=meta.get("test_accuracy", float("nan")))
+    edges = {}
+    for name, module in compressible_layers(model):
+        edges[name] = hist_edges(module.weight)
+        writer.add_layer(name, shape=tuple(module.weight.shape), kind=layer_kind(module),
+                         dense_params=sum(p.numel() for p in module.parameters()), hist_edges=edges[name])
+    data = DeviceData(dataset, device)
+    total_steps = sum(t.epochs * data_mod.num_batches(len(data.train_x), t.batch_size) for t in trains)
+    clock = Clock(total_steps)
+    yield RunStarted(str(writer.path), {"config": config.to_json()}, describe(device), total_steps,
+                     list(edges))
+    reference = _point(model, methods[0], data, edges, writer, stage=0, epoch=0, step=0,
+                       label="reference", clock=clock, extra={"train_loss": float("nan")})
+    yield reference
+    gen = torch.Generator().manual_seed(config.seed)
+    final = reference
+    for stage, (method, train) in enumerate(zip(methods, trains)):
+        steps_per_epoch = data_mod.num_batches(len(data.train_x), train.batch_size)
+        ctx = RunContext(device=device, steps_per_epoch=steps_per_epoch,
+                         total_steps=train.epochs * steps_per_epoch, num_train=len(data.train_x),
+                         stage=stage, generator=torch.Generator().manual_seed(config.seed + 1000 + stage))
+        messages: list[str] = []
+        ctx.log = messages.append
+        method.prepare(model, ctx)
+
+        def on_epoch_end(epoch: int, loss: float, method=method, train=train, ctx=ctx, messages=messages):
+            while messages:
+                yield Message(messages.pop(0))
+            if epoch >= 0 and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs):
+                yield _point(model, method, data, edges, writer, stage=ctx.stage, epoch=epoch + 1,
+                             step=clock.step, label="epoch", clock=clock,
+                             extra={"train_loss": loss, "lr": ctx.lr})
+
+        yield from train_epochs(model, method, train, data, ctx, cancel, clock, gen, on_epoch_end)
+        method.finalize(model, ctx)
+        yield from on_epoch_end(-1, float("nan"))
+        final = _point(model, method, data, edges, writer, stage=stage, epoch=train.epochs,
+                       step=clock.step, label="finalized", clock=clock, extra={})
+        yield final
+    report = account(methods[-1].encode(model))
+    summary = {
+        "test_accuracy": final.metrics["test_accuracy"], "test_error": 1 - final.metrics["test_accuracy"],
+        "reference_accuracy": reference.metrics["test_accuracy"], "param_ratio": report.param_ratio,
+        "storage_ratio": report.storage_ratio, "bits": report.bits, "dense_bits": report.dense_bits,
+        "stored_params": report.stored_params, "dense_params": report.dense_params,
+        "wall_seconds": time.perf_counter() - clock.started, "train_seconds": clock.train_seconds,
+        "steps": clock.step,
+        "step_seconds": clock.train_seconds / clock.step if clock.step else float("nan"),
+    }
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    writer.save_model(state, model_key=meta["model_key"] or "", input_shape=list(dataset.input_shape),
+                      num_classes=dataset.num_classes, config=config.to_json(), mean=list(dataset.mean),
+                      std=list(dataset.std))
+    for k, v in summary.items():
+        writer.f["summary"].attrs[k] = v
+
+
+def _point(model, method: Method, data: DeviceData, edges, writer: RunWriter, *, stage, epoch, step, label,
+           clock: Clock, extra: dict) -> Evaluated:
+    """Evaluate, account and record one point; returns the event."""
+    accuracy, test_loss = evaluate(model, data.test_x, data.test_y)
+    report = account(method.encode(model))
+    state = method.effective_state(model)
+    metrics = {"step": step, "epoch": epoch, "stage": stage, "test_accuracy": accuracy,
+               "test_loss": test_loss, "param_ratio": report.param_ratio,
+               "storage_ratio": report.storage_ratio, "bits": report.bits,
+               "wall_seconds": time.perf_counter() - clock.started, **extra}
+    method_stats = method.epoch_stats(model)
+    layers = {}
+    by_layer = {r.layer: r for r in report.layers}
+    for name, e in edges.items():
+        weight = state.get(f"{name}.weight")
+        if weight is None:
+            continue
+        entry = layer_point(weight, e)
+        if name in by_layer:
+            r = by_layer[name]
+            entry.update(stored_params=r.stored_params, bits=r.bits, kept_fraction=r.kept_fraction)
+        entry.update(method_stats.get(name, {}))
+        layers[name] = entry
+    writer.append_point(metrics, layers)
+    return Evaluated(stage, epoch, step, metrics, layers, label)

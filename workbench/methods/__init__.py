@@ -1,0 +1,3 @@
+"""Compression methods, one module per family; importing this package registers them all."""
+
+from . import dns, magnitude, plain  # noqa: F401

@@ -1,0 +1,101 @@
+"""Magnitude pruning with retraining (Han, Pool, Tran, Dally, NIPS 2015).
+
+Per layer, weights with |w| < q * std(layer's weights at the start of the stage) are pruned; the network
+is retrained with the mask held (re-applied after every optimizer step, since momentum and weight decay
+would otherwise revive pruned weights), and prune/retrain repeats `iterations` times with q growing
+linearly to its final value, so each prune removes a little more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..core.errors import ParamError
+from ..core.params import LayerMap, knob
+from ..core.registry import register
+from ..models.layers import compressible_layers, layer_kind
+from .base import Method, RunContext
+
+
+@dataclass
+class MagnitudeParams:
+    q_fc: float = knob(1.0, "Quality q (FC)",
+                       "Prune |w| < q x std of the layer's weights, for fully connected layers.",
+                       min=0.0, max=20.0, step=0.05)
+    q_conv: float = knob(1.0, "Quality q (conv)", "The same for convolutional layers.",
+                         min=0.0, max=20.0, step=0.05)
+    q_layers: LayerMap = knob({}, "Per-layer q", "Overrides for single layers, e.g. fc1=2.2,fc3=1.0.",
+                              min=0.0, max=20.0)
+    iterations: int = knob(3, "Prune/retrain cycles",
+                           "The stage's epochs are split evenly; q grows linearly to its final value.",
+                           min=1, max=100)
+    prune_bias: bool = knob(False, "Prune biases", "Han 2015 prunes weights only.", advanced=True)
+
+    def check(self) -> None:
+        if self.q_fc == 0 and self.q_conv == 0 and not any(self.q_layers.values()):
+            raise ParamError("every quality factor is 0: nothing would be pruned")
+
+
+@register
+class MagnitudePruning(Method):
+    key = "magnitude"
+    label = "Magnitude pruning (Han 2015)"
+    summary = "Iterative magnitude pruning with retraining; masks re-applied after each step."
+    paper = "Han, Pool, Tran, Dally. Learning both Weights and Connections for Efficient Neural Networks. NIPS 2015"
+    Params = MagnitudeParams
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.masks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}   # layer -> [(param, mask)]
+        self.std: dict[str, float] = {}
+        self.q_final: dict[str, float] = {}
+        self.pruned_at: list[int] = []
+
+    def _tensors(self, module: nn.Module) -> list[torch.Tensor]:
+        ts = [module.weight]
+        if self.params.prune_bias and module.bias is not None:
+            ts.append(module.bias)
+        return ts
+
+    def prepare(self, model: nn.Module, ctx: RunContext) -> None:
+        p = self.params
+        unknown = set(p.q_layers) - {name for name, _ in compressible_layers(model)}
+        if unknown:
+            raise ParamError(f"q_layers names unknown layer(s) {', '.join(sorted(unknown))}")
+        epochs = max(ctx.total_steps // max(ctx.steps_per_epoch, 1), 1)
+        self.pruned_at = sorted({(i * epochs) // p.iterations for i in range(p.iterations)})
+        for name, module in compressible_layers(model):
+            q = p.q_layers.get(name, p.q_fc if layer_kind(module) == "fc" else p.q_conv)
+            self.q_final[name] = q
+            self.std[name] = float(module.weight.detach().std())
+            # Already-zero weights (an earlier pruning stage) stay pruned.
+            self.masks[name] = [(t, (t.detach() != 0).to(t.dtype)) for t in self._tensors(module)]
+
+    def on_epoch_start(self, model: nn.Module, ctx: RunContext) -> None:
+        if ctx.epoch not in self.pruned_at:
+            return
+        i = self.pruned_at.index(ctx.epoch) + 1
+        with torch.no_grad():
+            for name, pairs in self.masks.items():
+                threshold = self.q_final[name] * i / len(self.pruned_at) * self.std[name]
+                for t, mask in pairs:
+                    mask.mul_((t.abs() >= threshold).to(mask.dtype))
+                    t.mul_(mask)
+        ctx.log(f"pruning {i}/{len(self.pruned_at)} at epoch {ctx.epoch}")
+
+    def after_step(self, model: nn.Module, ctx: RunContext) -> None:
+        with torch.no_grad():
+            for pairs in self.masks.values():
+                for t, mask in pairs:
+                    t.mul_(mask)
+
+    def epoch_stats(self, model: nn.Module) -> dict:
+        return {name: {"threshold": self.q_final[name] * self.std[name]} for name in self.masks}
+
+    def finalize(self, model: nn.Module, ctx: RunContext) -> None:
+        self.after_step(model, ctx)
+        self.masks.clear()
+

@@ -1,0 +1,239 @@
+"""Reference checkpoints written by `workbench train`, and loading user model files safely.
+
+Safety rule: nothing in a user's file may run Python code unless the user opted in (`allow_code`, the
+CLI's --trust-checkpoint). torch.save files are read with `weights_only=True`; TorchScript archives hold
+TorchScript, not arbitrary Python; torch.export archives are read by `_pt2` without unpickling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from workbench.core.errors import CheckpointError, WorkbenchError
+from workbench.models import _match, _pt2
+from workbench.models._sniff import code_globals, sniff
+from workbench.models.zoo import ZOO_CLASSES, check_input_shape, model_info, model_keys
+
+REFERENCE_FORMAT = "compression-workbench/reference"
+REFERENCE_VERSION = 1
+TRUST_HINT = "opt in with --trust-checkpoint only if you trust its source"
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    model_key: str | None
+    input_shape: tuple | None
+    num_classes: int | None
+    meta: dict = field(default_factory=dict)
+    source: str = "reference"  # "reference", "state_dict", "torchscript", "torch.export", "pickled module"
+
+
+def _plain(value, where: str):
+    """Only values `torch.load(weights_only=True)` accepts, so the reference loads without opt-in."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise WorkbenchError(f"{where} is a {type(value).__name__}; checkpoints hold only tensors and plain values")
+
+
+def save_reference(path, model: nn.Module, *, model_key: str, input_shape, num_classes: int, dataset: str,
+                   test_accuracy: float, extra: dict | None = None) -> None:
+    model_info(model_key)  # unknown key -> WorkbenchError listing the known ones
+    payload = {
+        "format": REFERENCE_FORMAT, "version": REFERENCE_VERSION, "model": model_key,
+        "input_shape": [int(s) for s in check_input_shape(input_shape)], "num_classes": int(num_classes),
+        "dataset": str(dataset), "test_accuracy": float(test_accuracy), "extra": _plain(extra or {}, "extra"),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")  # same dir: os.replace is atomic
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "xb") as f:
+                torch.save(payload, f)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot write checkpoint {target}: {exc.strerror or exc}") from None
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, dict):
+        keys = [str(k) for k in obj][:5]
+        return "a dict with keys " + ", ".join(keys) + (" ..." if len(obj) > 5 else "")
+    return f"a {type(obj).__name__}"
+
+
+def _scalars(d: dict) -> dict:
+    return {k: v for k, v in d.items() if isinstance(k, str) and isinstance(v, (bool, int, float, str, type(None)))}
+
+
+def _torch_load(path: Path, name: str, allow_code: bool, kind: str):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        culprit = code_globals(path, kind, exc)
+    if culprit is None:
+        raise CheckpointError(f"{name} is damaged or not a PyTorch checkpoint")
+    if not allow_code:
+        raise CheckpointError(f"{name} contains Python objects that would run code when loaded "
+                              f"({culprit}); {TRUST_HINT}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{name} could not be loaded even with code allowed: {line}") from None
+
+
+def _fit_and_load(sd, name, source, meta, model_key, input_shape, num_classes, hint="") -> LoadedModel:
+    sd = _match.strip_prefixes(sd)
+    try:
+        fit = _match.match_zoo(sd, name, model_key=model_key, input_shape=input_shape, num_classes=num_classes)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}{hint}") from None
+    model = _match.load_into_zoo(sd, fit, name)
+    return LoadedModel(model, fit.key, fit.input_shape, fit.num_classes, meta, source)
+
+
+def _from_reference(obj: dict, name: str, model_key) -> LoadedModel:
+    if not isinstance(obj.get("version"), int) or obj["version"] > REFERENCE_VERSION:
+        raise CheckpointError(f"{name} was written by a newer workbench (format version {obj.get('version')!r})")
+    key, sd = obj.get("model"), obj.get("state_dict")
+    if key not in model_keys():
+        raise CheckpointError(f"{name} is for model {key!r}, which this workbench does not know")
+    if model_key is not None and model_key != key:
+        raise CheckpointError(f"{name} holds a {key} model, not {model_key}")
+    if not _match.is_state_dict(sd):
+        raise CheckpointError(f"{name} is damaged: its reference record has no state_dict")
+    try:
+        shape, classes = check_input_shape(obj.get("input_shape")), int(obj.get("num_classes"))
+    except (WorkbenchError, TypeError, ValueError):
+        raise CheckpointError(f"{name} is damaged: bad input_shape or num_classes") from None
+    meta = {k: v for k, v in obj.items() if k != "state_dict"}
+    return _fit_and_load(sd, name, "reference", meta, key, shape, classes)
+
+
+def _from_module(model: nn.Module, meta, model_key, input_shape, num_classes) -> LoadedModel:
+    key = ZOO_CLASSES.get(type(model))
+    if key is not None and (input_shape is None or num_classes is None):
+        try:  # recover the shape arguments of a pickled zoo model from its weights
+            fit = _match.match_zoo(_match.strip_prefixes(model.state_dict()), "", model_key=key,
+                                   input_shape=input_shape, num_classes=num_classes)
+            input_shape, num_classes = fit.input_shape, fit.num_classes
+        except CheckpointError:
+            pass
+    return LoadedModel(model.eval(), key or model_key, input_shape, num_classes, meta, "pickled module")
+
+
+def _from_object(obj, name: str, model_key, input_shape, num_classes) -> LoadedModel:
+    if isinstance(obj, nn.Module):  # only reachable with allow_code
+        return _from_module(obj, {}, model_key, input_shape, num_classes)
+    if isinstance(obj, dict) and obj.get("format") == REFERENCE_FORMAT:
+        return _from_reference(obj, name, model_key)
+    if isinstance(obj, dict) and isinstance(obj.get("model"), nn.Module):
+        return _from_module(obj["model"], _scalars(obj), model_key, input_shape, num_classes)
+    if _match.is_state_dict(obj):
+        return _fit_and_load(obj, name, "state_dict", {}, model_key, input_shape, num_classes)
+    for k in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and _match.is_state_dict(obj.get(k)):
+            return _fit_and_load(obj[k], name, "state_dict", _scalars(obj), model_key, input_shape, num_classes)
+    raise CheckpointError(f"{name} holds {_describe(obj)}, not a model state_dict")
+
+
+_NOT_ZOO = ("; the workbench needs a state_dict of one of its architectures, or (with --trust-checkpoint) "
+            "a pickled nn.Module")
+
+
+def load_model_file(path, *, model_key: str | None = None, input_shape=None, num_classes=None,
+                    allow_code: bool = False) -> LoadedModel:
+    if model_key is not None:
+        model_info(model_key)
+    if input_shape is not None:
+        input_shape = check_input_shape(input_shape)
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise WorkbenchError(f"number of classes must be a positive integer, got {num_classes!r}")
+    p = Path(path)
+    name = p.name or str(p)
+    kind = sniff(p)  # CheckpointError for missing, empty, unreadable and damaged zip files
+    args = (model_key, input_shape, num_classes)
+    if kind in ("torch.save", "pickle"):
+        return _from_object(_torch_load(p, name, allow_code, kind), name, *args)
+    if kind == "safetensors":
+        return _load_safetensors(p, name, *args)
+    if kind == "torchscript":
+        try:
+            with warnings.catch_warnings():  # torch.jit's deprecation notice is not the user's concern
+                warnings.simplefilter("ignore")
+                scripted = torch.jit.load(str(p), map_location="cpu")
+            sd = {k: v.detach().clone() for k, v in scripted.state_dict().items()}
+        except Exception:
+            raise CheckpointError(f"{name} is damaged or not a PyTorch checkpoint (TorchScript archive)") from None
+        return _fit_and_load(sd, name, "torchscript", {}, *args, hint=_NOT_ZOO)
+    if kind == "torch.export":
+        return _fit_and_load(_load_pt2(p, name, allow_code), name, "torch.export", {}, *args, hint=_NOT_ZOO)
+    raise CheckpointError(f"{name} is a zip archive but not a PyTorch checkpoint")
+
+
+def _load_pt2(p: Path, name: str, allow_code: bool) -> dict:
+    try:
+        with zipfile.ZipFile(p) as zf:
+            return _pt2.read_pt2_state_dict(zf, name)
+    except _pt2.NeedsCode:
+        pass
+    except (zipfile.BadZipFile, OSError):
+        raise CheckpointError(f"{name} is damaged or not a PyTorch checkpoint") from None
+    if not allow_code:
+        raise CheckpointError(f"{name} keeps its weights as pickled Python objects that would run code when "
+                              f"loaded; {TRUST_HINT}")
+    try:
+        return dict(torch.export.load(str(p)).state_dict)
+    except Exception:
+        raise CheckpointError(f"{name} is damaged or not a PyTorch checkpoint (torch.export archive)") from None
+
+
+def _load_safetensors(p: Path, name: str, model_key, input_shape, num_classes) -> LoadedModel:
+    from safetensors.torch import load_file
+
+    try:
+        sd = load_file(str(p), device="cpu")
+    except Exception:
+        raise CheckpointError(f"{name} is damaged or not a safetensors file") from None
+    meta: dict = {}
+    sidecar = p.with_suffix(".json")
+    if sidecar.is_file():  # written next to the weights by the workbench's dense export
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+            if not isinstance(meta, dict):
+                raise ValueError
+            model_key = model_key or meta.get("model")
+            if model_key is not None:
+                model_info(model_key)
+            input_shape = input_shape or (check_input_shape(meta["input_shape"]) if meta.get("input_shape") else None)
+            num_classes = num_classes if num_classes is not None else meta.get("num_classes")
+        except (OSError, ValueError, WorkbenchError) as exc:
+            why = str(exc) if isinstance(exc, WorkbenchError) else "not a JSON object"
+            raise CheckpointError(f"{sidecar.name} (config of {name}) is unusable: {why}") from None
+    return _fit_and_load(sd, name, "state_dict", meta, model_key, input_shape, num_classes)
