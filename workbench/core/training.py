@@ -56,6 +56,12 @@ def build_optimizer(train: TrainParams, groups: list[dict]) -> torch.optim.Optim
                            nesterov=train.nesterov and train.momentum > 0, weight_decay=train.weight_decay)
 
 
+def optimizer_for(model: nn.Module, method, train: TrainParams) -> torch.optim.Optimizer:
+    """The method's parameter groups (e.g. mixture parameters with their own rate), else all weights."""
+    groups = method.param_groups(model) or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    return build_optimizer(train, groups)
+
+
 def lr_factor(schedule: str, step: int, total: int) -> float:
     """Multiplier of each group's base learning rate at `step` of `total`."""
     if total <= 0 or schedule == "constant":
@@ -104,6 +110,19 @@ def check_finite(loss: float, step: int, epoch: int, stage: int) -> None:
                                  f"epoch {epoch + 1}); try a lower learning rate")
 
 
+def train_step(model: nn.Module, method, optimizer: torch.optim.Optimizer, xb: torch.Tensor,
+               yb: torch.Tensor, ctx) -> torch.Tensor:
+    """One optimizer step with the method's hooks; returns the detached task loss (no sync)."""
+    loss = nn.functional.cross_entropy(model(xb), yb)
+    penalty = method.penalty(model, ctx)
+    optimizer.zero_grad(set_to_none=True)
+    (loss if penalty is None else loss + penalty).backward()
+    optimizer.step()
+    method.after_step(model, ctx)
+    ctx.step += 1
+    return loss.detach()
+
+
 def train_epochs(model: nn.Module, method, train: TrainParams, data, ctx, cancel: CancelToken,
                  clock: Clock, generator: torch.Generator,
                  on_epoch_end: Callable[[int, float], Iterator[object]]) -> Iterator[object]:
@@ -112,8 +131,7 @@ def train_epochs(model: nn.Module, method, train: TrainParams, data, ctx, cancel
     Yields Progress events (at most every PROGRESS_SECONDS) and whatever `on_epoch_end(epoch, loss)`
     yields. The loss is read back only at those points, so the GPU is not synchronised every step.
     """
-    groups = method.param_groups(model) or [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    optimizer = build_optimizer(train, groups)
+    optimizer = optimizer_for(model, method, train)
     model.train()
     for epoch in range(train.epochs):
         ctx.epoch = epoch
@@ -128,15 +146,8 @@ def train_epochs(model: nn.Module, method, train: TrainParams, data, ctx, cancel
             if cancel.cancelled:
                 raise Cancelled
             ctx.lr = set_lr(optimizer, lr_factor(train.lr_schedule, ctx.step, ctx.total_steps))
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            penalty = method.penalty(model, ctx)
-            optimizer.zero_grad(set_to_none=True)
-            (loss if penalty is None else loss + penalty).backward()
-            optimizer.step()
-            method.after_step(model, ctx)
-            ctx.step += 1
+            loss_sum += train_step(model, method, optimizer, xb, yb, ctx)
             clock.step += 1
-            loss_sum += loss.detach()
             seen += 1
             now = time.perf_counter()
             if now - last >= PROGRESS_SECONDS:
