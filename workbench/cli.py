@@ -188,12 +188,15 @@ def config_from_args(args) -> RunConfig:
 
 
 def validate_config(config: RunConfig) -> None:
-    """Every stage's knobs checked (types, ranges, cross-field rules) before any work starts."""
+    """Check every stage's knobs (types, ranges, cross-field rules) before any work starts, and keep
+    them typed, so the run file's config JSON holds numbers rather than the text typed."""
     from .core.registry import get_method
 
     for stage in config.stages:
-        P.build(get_method(stage.method).Params, stage.params)
-        P.build(TrainParams, stage.train)
+        values = P.to_dict(P.build(get_method(stage.method).Params, stage.params))
+        stage.params = {k: values[k] for k in stage.params}
+        values = P.to_dict(P.build(TrainParams, stage.train))
+        stage.train = {k: values[k] for k in stage.train}
 
 
 class _Printer:

@@ -10,7 +10,6 @@ import shlex
 from dataclasses import asdict, dataclass, field
 
 from . import params as P
-from .errors import ParamError
 from .params import knob
 
 
@@ -31,10 +30,6 @@ class TrainParams:
                             "50% and 75%).", choices=("constant", "cosine", "onecycle", "step"))
     eval_every: int = knob(1, "Evaluate every", "Evaluate and record per-layer stats every N epochs.",
                            min=1, max=1000, advanced=True)
-
-    def check(self) -> None:
-        if self.optimizer == "adam" and self.nesterov and self.momentum == 0:
-            raise ParamError("nesterov needs momentum > 0")
 
 
 @dataclass

@@ -31,7 +31,7 @@ class Encoded:
     shape: tuple[int, ...]
     encoding: str                # "dense" | "sparse"
     dense_params: int            # parameters of the uncompressed tensor (0 for buffers)
-    stored_params: int           # numbers that must be stored (nonzeros; fillers are not parameters)
+    stored_params: int           # nonzero parameters kept (fillers and buffers are not parameters)
     nonzeros: int
     value_bits: int              # total bits of values
     index_bits: int = 0          # total bits of indices
@@ -102,8 +102,10 @@ def encode_dense(name: str, layer: str, kind: str, t: np.ndarray, *, is_param: b
                  value_bits: int = 32) -> Encoded:
     values = np.ascontiguousarray(t, dtype=FLOAT_DTYPES[value_bits]).reshape(-1)
     shape = tuple(t.shape)
-    return Encoded(name, layer, kind, shape, "dense", t.size if is_param else 0, t.size,
-                   int(np.count_nonzero(t)), value_bits * t.size, meta_bits=_meta_bits(shape, False),
+    nnz = int(np.count_nonzero(t))
+    # Parameters are counted as nonzeros whatever the format (Han 2015's convention); buffers are none.
+    return Encoded(name, layer, kind, shape, "dense", t.size if is_param else 0, nnz if is_param else 0,
+                   nnz, value_bits * t.size, meta_bits=_meta_bits(shape, False),
                    info={"value_bits": value_bits}, arrays={"values": values})
 
 

@@ -50,8 +50,12 @@ def _rebuild(run_path: str | os.PathLike) -> tuple[nn.Module, dict, RunConfig]:
     key = attrs.get("model_key")
     if not key:
         raise WorkbenchError("this run's model is not a zoo architecture, so it cannot be rebuilt for export")
-    model = zoo.build_model(key, tuple(attrs["input_shape"]), int(attrs["num_classes"]))
-    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    model = zoo.build_model(key, tuple(int(v) for v in attrs["input_shape"]), int(attrs["num_classes"]))
+    try:
+        model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    except RuntimeError as exc:
+        raise CheckpointError(f"{run_path}: the stored model does not fit {key} "
+                              f"({str(exc).splitlines()[1].strip() if chr(10) in str(exc) else exc})") from None
     return model.eval(), attrs, RunConfig.from_json(attrs["config"])
 
 
@@ -78,9 +82,9 @@ def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike) ->
 
 
 def _arch(attrs: dict) -> dict:
-    return {"model": attrs["model_key"], "input_shape": list(attrs["input_shape"]),
-            "num_classes": int(attrs["num_classes"]), "mean": list(attrs.get("mean", [])),
-            "std": list(attrs.get("std", []))}
+    return {"model": attrs["model_key"], "input_shape": [int(v) for v in attrs["input_shape"]],
+            "num_classes": int(attrs["num_classes"]), "mean": [float(v) for v in attrs.get("mean", [])],
+            "std": [float(v) for v in attrs.get("std", [])]}
 
 
 def write_compact(model: nn.Module, method, attrs: dict, out: Path) -> ExportResult:

@@ -202,11 +202,14 @@ def describe(cls: type) -> list[dict]:
 
 
 def parse_assignments(items: list[str]) -> dict[str, str]:
-    """`['lr=0.01', 'c_rate=fc1=6.5,fc2=4']` -> {'lr': '0.01', 'c_rate': 'fc1=6.5,fc2=4'}."""
-    out = {}
+    """`['lr=0.01', 'a_k=fc1=0.1', 'a_k=fc2=0.2']` -> {'lr': '0.01', 'a_k': 'fc1=0.1,fc2=0.2'}."""
+    out: dict[str, str] = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name.strip():
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
             raise ParamError(f"--set expects name=value, got {item!r}")
-        out[name.strip()] = value.strip()
+        if "=" in value and "=" in out.get(name, ""):
+            value = f"{out[name]},{value}"  # per-layer values given in several --set merge
+        out[name] = value
     return out

@@ -25,7 +25,7 @@ from .config import RunConfig, train_params
 from .devices import describe, pick_device
 from .errors import WorkbenchError
 from .events import CancelToken, Evaluated, Finished, Message, RunStarted
-from .reference import resolve_model
+from .reference import load_user_checkpoint, resolve_model
 from .registry import get_method
 from .stats import hist_edges, layer_point
 from .store import RunWriter
@@ -57,6 +57,8 @@ def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[ob
     trains = [train_params(s.train) for s in config.stages]
     device = pick_device(config.device)
     dataset = load_data(config)
+    # A bad checkpoint is bad input: refuse it before a run file exists.
+    preloaded = load_user_checkpoint(config, dataset, device) if config.checkpoint else None
     path = run_path_for(config)
     writer = RunWriter(path, {
         "config": config.to_json(), "method": config.method_label, "model": config.model or "",
@@ -64,7 +66,7 @@ def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[ob
         "seed": config.seed, "preset": config.preset or "", "cli": config.cli_command()})
     status, error, summary = "failed", "", {}
     try:
-        yield from _execute(config, cancel, methods, trains, device, dataset, writer)
+        yield from _execute(config, cancel, methods, trains, device, dataset, writer, preloaded)
         status = "completed"
         summary = dict(writer.f["summary"].attrs)
     except Cancelled:
@@ -88,9 +90,10 @@ def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-def _execute(config, cancel, methods: list[Method], trains, device, dataset, writer) -> Iterator[object]:
+def _execute(config, cancel, methods: list[Method], trains, device, dataset, writer, preloaded
+             ) -> Iterator[object]:
     torch.manual_seed(config.seed)
-    model, meta = yield from resolve_model(config, dataset, device, cancel)
+    model, meta = yield from resolve_model(config, dataset, device, cancel, preloaded)
     writer.set_attrs(model=meta["model_key"] or "", model_source=meta["source"],
                      reference_accuracy=meta.get("test_accuracy", float("nan")))
     edges = {}

@@ -49,6 +49,13 @@ def _append(group: h5py.Group, name: str, value, points: int) -> None:
     ds[points - 1] = value
 
 
+def _pad(group: h5py.Group, points: int) -> None:
+    """Series not measured at this point get NaN, so every series has one entry per point."""
+    for name, ds in group.items():
+        if name != "hist_edges" and ds.shape[0] < points:
+            ds.resize(points, axis=0)
+
+
 class RunWriter:
     def __init__(self, path: str | os.PathLike, attrs: dict):
         self.path = Path(path)
@@ -89,10 +96,13 @@ class RunWriter:
         self.points += 1
         for name, value in metrics.items():
             _append(self.f["metrics"], name, value, self.points)
+        _pad(self.f["metrics"], self.points)
         for layer, series in layers.items():
             g = self.f["layers"].require_group(layer)
             for name, value in series.items():
                 _append(g, name, value, self.points)
+        for g in self.f["layers"].values():
+            _pad(g, self.points)
         self.flush()
 
     def save_model(self, state: dict[str, np.ndarray], **attrs) -> None:
@@ -170,6 +180,8 @@ def read_run(path: str | os.PathLike) -> RunData:
             return RunData(path, attrs, metrics, layers, summary, has_model="model" in f)
     except FileNotFoundError:
         raise WorkbenchError(f"no such run file: {path}") from None
+    except KeyError as exc:
+        raise WorkbenchError(f"{path} is a damaged run file (missing {exc})") from None
     except OSError as exc:
         raise WorkbenchError(f"{path} is not a readable HDF5 run file ({exc})") from None
 

@@ -52,6 +52,7 @@ class MagnitudePruning(Method):
         self.masks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}   # layer -> [(param, mask)]
         self.std: dict[str, float] = {}
         self.q_final: dict[str, float] = {}
+        self.threshold: dict[str, float] = {}    # in force since the last prune
         self.pruned_at: list[int] = []
 
     def _tensors(self, module: nn.Module) -> list[torch.Tensor]:
@@ -81,6 +82,7 @@ class MagnitudePruning(Method):
         with torch.no_grad():
             for name, pairs in self.masks.items():
                 threshold = self.q_final[name] * i / len(self.pruned_at) * self.std[name]
+                self.threshold[name] = threshold
                 for t, mask in pairs:
                     mask.mul_((t.abs() >= threshold).to(mask.dtype))
                     t.mul_(mask)
@@ -93,7 +95,7 @@ class MagnitudePruning(Method):
                     t.mul_(mask)
 
     def epoch_stats(self, model: nn.Module) -> dict:
-        return {name: {"threshold": self.q_final[name] * self.std[name]} for name in self.masks}
+        return {name: {"threshold": value} for name, value in self.threshold.items()}
 
     def finalize(self, model: nn.Module, ctx: RunContext) -> None:
         self.after_step(model, ctx)

@@ -1,0 +1,75 @@
+"""Helpers shared by the core tests (imported as a plain module: this folder has no __init__.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from workbench.core.config import RunConfig, StageConfig
+from workbench.core.events import Evaluated, Finished
+from workbench.core.runner import execute
+
+# Settings that make each pruning method prune something within 2 epochs on `tiny`.
+AGGRESSIVE = {
+    "magnitude": {"q_fc": 1.5, "q_conv": 1.5},
+    # c = 0: thr = mean|w|, so roughly half of each layer is below a_k = 0.9 thr. gamma = 0 makes the
+    # mask-update probability exactly 1, so the last step's update decides the final mask.
+    "dns": {"c_rate": 0.0, "gamma": 0.0},
+}
+PRUNING = ("magnitude", "dns")
+STEPS_PER_EPOCH = 4          # tiny: 512 training samples / batch size 128
+
+
+def make_config(method: str, out_dir, *, model: str = "mlp_tiny", params: dict | None = None,
+                epochs: int = 2, pretrain_epochs: int = 3, train: dict | None = None, **kw) -> RunConfig:
+    p = dict(AGGRESSIVE.get(method, {}) if params is None else params)
+    t = {"epochs": epochs, **(train or {})}
+    return RunConfig(dataset="tiny", stages=[StageConfig(method, p, t)], model=model,
+                     out_dir=str(out_dir), device="cpu", pretrain_epochs=pretrain_epochs, **kw)
+
+
+def run_events(config: RunConfig, cancel=None) -> list:
+    return list(execute(config, cancel))
+
+
+def evaluated(events) -> list[Evaluated]:
+    return [e for e in events if isinstance(e, Evaluated)]
+
+
+def finished(events) -> Finished:
+    assert isinstance(events[-1], Finished)
+    return events[-1]
+
+
+def tiny_test_set():
+    from workbench.data import load_dataset
+
+    d = load_dataset("tiny")
+    return d.test_x, d.test_y
+
+
+def accuracy(model, x, y) -> float:
+    with torch.no_grad():
+        return float((model.eval()(x).argmax(1) == y).float().mean())
+
+
+def cli_env(cache: Path) -> dict:
+    env = dict(os.environ)
+    env["WORKBENCH_CACHE"] = str(cache)
+    env.pop("WORKBENCH_DATA", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def cli_cmd(*args: str) -> list[str]:
+    """The real command line, run by this interpreter (`python -m workbench` = the console script)."""
+    return [sys.executable, "-m", "workbench", *args]
+
+
+def run_cli(args, cache: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cli_cmd(*args), env=cli_env(cache), capture_output=True, text=True,
+                          timeout=timeout, **kw)

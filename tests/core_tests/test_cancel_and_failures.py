@@ -1,0 +1,218 @@
+"""Cancellation and failures end the run normally: the file is closed, marked, and keeps what it has."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import core_helpers as H
+from workbench.core import training
+from workbench.core.compare import compare_rows
+from workbench.core.errors import WorkbenchError
+from workbench.core.events import CancelToken, Evaluated, Progress
+from workbench.core.runner import execute
+from workbench.core.store import read_model, read_run
+from workbench.methods.plain import PlainTraining
+
+
+def _file_state(path):
+    with h5py.File(path, "r") as f:
+        return (f.attrs["status"], f.attrs["error"], {k: ds[()] for k, ds in f["metrics"].items()},
+                dict(f["summary"].attrs), "model" in f)
+
+
+def test_cancel_after_first_epoch_point(tmp_path):
+    token = CancelToken()
+    events = []
+    for e in execute(H.make_config("dns", tmp_path, epochs=5), token):
+        events.append(e)
+        if isinstance(e, Evaluated) and e.label == "epoch":
+            token.cancel()
+    fin = H.finished(events)
+    assert fin.status == "cancelled" and fin.summary == {}
+    labels = [e.label for e in H.evaluated(events)]
+    assert labels == ["reference", "epoch"]            # no more points, no "finalized"
+    status, error, metrics, summary, has_model = _file_state(fin.run_path)
+    assert status == "cancelled"
+    assert summary == {} and not has_model
+    assert metrics["test_accuracy"].shape == (2,)
+    np.testing.assert_array_equal(metrics["step"], [0, 4])
+    run = read_run(fin.run_path)                      # the package's reader agrees
+    assert run.status == "cancelled"
+    (row,) = compare_rows([fin.run_path])              # and a partial run still compares
+    assert row["status"] == "cancelled" and math.isnan(row["param_ratio"])
+    with pytest.raises(WorkbenchError, match="no final model"):
+        read_model(fin.run_path)
+
+
+def test_cancel_on_first_progress_event(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "PROGRESS_SECONDS", 0.0)
+    token = CancelToken()
+    events = []
+    for e in execute(H.make_config("magnitude", tmp_path, epochs=3), token):
+        events.append(e)
+        if isinstance(e, Progress) and e.stage == 0:     # stage -1 is the reference pretraining
+            token.cancel()
+    fin = H.finished(events)
+    assert fin.status == "cancelled"
+    # the token is checked before every batch: the cancel after step 1 stops the loop before step 2
+    assert [e.step for e in events if isinstance(e, Progress) and e.stage == 0] == [1]
+    assert [e.label for e in H.evaluated(events)] == ["reference"]
+    status, _, metrics, _, has_model = _file_state(fin.run_path)
+    assert status == "cancelled" and not has_model
+    assert metrics["test_accuracy"].shape == (1,)
+
+
+def test_cancel_during_pretraining(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "PROGRESS_SECONDS", 0.0)
+    token = CancelToken()
+    events = []
+    # a pretraining length no other test uses, so the reference is not cached yet
+    for e in execute(H.make_config("plain", tmp_path, pretrain_epochs=4), token):
+        events.append(e)
+        if isinstance(e, Progress):
+            token.cancel()
+    fin = H.finished(events)
+    assert fin.status == "cancelled"
+    assert H.evaluated(events) == []
+    # a half-trained model must not be cached as the reference for later runs
+    from workbench.core.reference import recipe, reference_path
+    from workbench.data import load_dataset
+
+    assert not reference_path("mlp_tiny", load_dataset("tiny"), recipe("mlp_tiny", epochs=4), 0).exists()
+    assert _file_state(fin.run_path)[0] == "cancelled"
+
+
+def test_consumer_closing_the_generator_marks_the_run_cancelled(tmp_path):
+    gen = execute(H.make_config("plain", tmp_path, epochs=3))
+    for e in gen:
+        if isinstance(e, Evaluated) and e.label == "epoch":
+            break
+    gen.close()
+    (run_file,) = tmp_path.glob("*.h5")
+    status, error, metrics, _, _ = _file_state(run_file)
+    assert status == "cancelled" and error == "interrupted"
+    assert metrics["step"].shape == (2,)
+
+
+def _poison_after_first_epoch(monkeypatch, exc=None):
+    original = PlainTraining.after_step
+
+    def after_step(self, model, ctx):
+        original(self, model, ctx)
+        if ctx.stage >= 0 and ctx.epoch >= 1:       # the compression stage, second epoch
+            if exc is not None:
+                raise exc
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float("nan"))
+
+    monkeypatch.setattr(PlainTraining, "after_step", after_step)
+
+
+def test_nan_loss_fails_the_run_and_keeps_partial_metrics(tmp_path, monkeypatch):
+    _poison_after_first_epoch(monkeypatch)
+    events = H.run_events(H.make_config("plain", tmp_path, epochs=3))
+    fin = H.finished(events)
+    assert fin.status == "failed"
+    assert "loss" in fin.error and "nan" in fin.error.lower()
+    assert "\n" not in fin.error
+    status, error, metrics, summary, has_model = _file_state(fin.run_path)
+    assert status == "failed" and error == fin.error
+    assert metrics["test_accuracy"].shape == (2,)      # reference + epoch 1 kept
+    assert np.all(np.isfinite(metrics["test_accuracy"]))
+    assert summary == {} and not has_model
+
+
+def test_unexpected_exception_is_recorded_in_one_line(tmp_path, monkeypatch):
+    _poison_after_first_epoch(monkeypatch, RuntimeError("boom\nsecond line"))
+    fin = H.finished(H.run_events(H.make_config("plain", tmp_path, epochs=3)))
+    assert fin.status == "failed" and fin.error == "RuntimeError: boom"
+    status, error, metrics, _, _ = _file_state(fin.run_path)
+    assert (status, error) == ("failed", "RuntimeError: boom")
+    assert metrics["step"].shape == (2,)
+
+
+def test_method_param_error_after_start_fails_the_run(tmp_path):
+    # Unknown layer names can only be checked once the model exists (in prepare).
+    cfg = H.make_config("dns", tmp_path, params={"a_k": "fc9=0.1", "b_k": "fc9=0.2"})
+    fin = H.finished(H.run_events(cfg))
+    assert fin.status == "failed" and "fc9" in fin.error
+    assert _file_state(fin.run_path)[0] == "failed"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to a child needs POSIX")
+def test_sigint_cancels_a_cli_run(tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        H.cli_cmd("run", "--model", "mlp_tiny", "--dataset", "tiny", "--method", "dns", "--epochs", "5000",
+                  "--pretrain-epochs", "3", "--device", "cpu", "--out", str(out)),
+        env=H.cli_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        # the run file exists, and the CLI has printed the first epoch's point (so there is data to keep)
+        while not (list(out.glob("*.h5")) and any("epoch 1 " in line for line in lines)):
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "the run did not get going: " + "".join(lines)
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = "".join(lines)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "cancelled" in stderr.splitlines()[-1]
+    (path,) = out.glob("*.h5")
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "cancelled"
+        assert "model" not in f
+        n = f["metrics/test_accuracy"].shape[0]
+        assert 2 <= n < 5000
+        assert np.all(np.isfinite(f["metrics/test_accuracy"][()]))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL needs POSIX")
+def test_killed_process_leaves_a_readable_running_file(tmp_path):
+    # DESIGN.md: the file is flushed at least every epoch, so a killed process leaves a readable file.
+    out = tmp_path / "runs"
+    proc = subprocess.Popen(
+        H.cli_cmd("run", "--model", "mlp_tiny", "--dataset", "tiny", "--method", "magnitude", "--epochs",
+                  "5000", "--pretrain-epochs", "3", "--device", "cpu", "--out", str(out)),
+        env=H.cli_env(tmp_path / "cache"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("epoch 2 " in line for line in lines):
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "the run did not get going: " + "".join(lines)
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    (path,) = out.glob("*.h5")
+    with h5py.File(path, "r") as f:
+        assert f.attrs["status"] == "running"
+        assert f["metrics/test_accuracy"].shape[0] >= 3        # reference, epoch 1, epoch 2
+        assert np.all(np.isfinite(f["metrics/test_accuracy"][:3]))
+    assert read_run(path).status == "running"

@@ -1,0 +1,143 @@
+"""The contract test: every registered method through the real run loop on a tiny model.
+
+prepare -> a few steps -> finalize -> accounting, on `tiny` with mlp_tiny and cnn_tiny; the stored final
+model is read back and its accounting recomputed here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import core_helpers as H
+from workbench import data as data_mod
+from workbench.core import params as P
+from workbench.core.accounting import account
+from workbench.core.events import CancelToken, Evaluated, Finished, Message, Progress, RunStarted
+from workbench.core.reference import resolve_model
+from workbench.core.registry import get_method, method_keys
+from workbench.core.store import read_model, read_run
+from workbench.models import zoo
+from workbench.models.layers import compressible_layers
+
+METHODS = method_keys()
+MODELS = ["mlp_tiny", "cnn_tiny"]
+
+
+def _reference_model(config):
+    """The cached reference the run started from (same config -> same cache entry)."""
+    dataset = data_mod.load_dataset("tiny")
+    gen = resolve_model(config, dataset, torch.device("cpu"), CancelToken())
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value[0]
+
+
+def _stored_model(path, model_key):
+    state, attrs = read_model(path)
+    model = zoo.build_model(model_key, tuple(attrs["input_shape"]), int(attrs["num_classes"]))
+    model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    return model, state
+
+
+@pytest.mark.parametrize("model_key", MODELS)
+@pytest.mark.parametrize("method", METHODS)
+def test_method_contract(method, model_key, tmp_path):
+    config = H.make_config(method, tmp_path / "runs", model=model_key)
+    events = H.run_events(config)
+
+    # --- event order ---
+    kinds = [type(e) for e in events]
+    assert set(kinds) <= {RunStarted, Message, Progress, Evaluated, Finished}
+    started = kinds.index(RunStarted)
+    assert all(k in (Message, Progress) for k in kinds[:started])   # only pretraining chatter before
+    assert kinds.count(RunStarted) == 1 and kinds.count(Finished) == 1
+    fin = events[-1]
+    assert isinstance(fin, Finished) and fin.status == "completed", fin.error
+    assert fin.error == ""
+    points = H.evaluated(events)
+    labels = [e.label for e in points]
+    assert labels[0] == "reference"
+    assert events.index(points[0]) > started
+    assert labels == ["reference", "epoch", "epoch", "finalized"]    # eval_every 1, 2 epochs
+    assert [e.epoch for e in points] == [0, 1, 2, 2]
+    assert [e.step for e in points] == [0, 4, 8, 8]                  # 512 / 128 = 4 steps per epoch
+    assert events[started].total_steps == 8
+    for e in events:      # events carry plain values, never live tensors
+        for v in getattr(e, "metrics", {}).values():
+            assert not isinstance(v, torch.Tensor)
+
+    # --- run file ---
+    path = Path(fin.run_path)
+    assert path.is_file() and path.parent == tmp_path / "runs"
+    run = read_run(path)
+    assert run.status == "completed"
+    s = fin.summary
+    assert s == pytest.approx(run.summary)
+    for key in ("test_accuracy", "param_ratio", "storage_ratio"):
+        assert math.isfinite(s[key]), key
+    assert s["test_accuracy"] == points[-1].metrics["test_accuracy"]
+    assert s["param_ratio"] == pytest.approx(points[-1].metrics["param_ratio"])
+    if method in H.PRUNING:
+        assert s["param_ratio"] > 1 and s["storage_ratio"] > 1
+    elif method == "plain":
+        assert s["param_ratio"] == 1.0
+        assert s["storage_ratio"] < 1.0          # the same weights plus per-tensor metadata
+    else:
+        assert s["param_ratio"] > 0 and s["storage_ratio"] > 0
+
+    # --- the stored final model: plain architecture, accounting agrees with the summary ---
+    model, state = _stored_model(path, model_key)
+    fresh = zoo.build_model(model_key, (1, 8, 8), 4)
+    assert set(state) == set(fresh.state_dict())
+    assert not any(k.endswith(("_orig", "_mask")) for k in state)
+    cls = get_method(method)
+    report = account(cls(P.build(cls.Params, config.stages[0].params)).encode(model))
+    assert report.bits == s["bits"]
+    assert report.dense_params == s["dense_params"] == sum(p.numel() for p in fresh.parameters())
+    assert report.stored_params == s["stored_params"]
+    assert report.param_ratio == pytest.approx(s["param_ratio"])
+    assert report.storage_ratio == pytest.approx(s["storage_ratio"])
+    x, y = H.tiny_test_set()
+    assert H.accuracy(model, x, y) == pytest.approx(s["test_accuracy"])
+
+    if method in H.PRUNING:
+        dense = sum(v.size for v in state.values())
+        nonzeros = sum(int(np.count_nonzero(v)) for v in state.values())
+        assert nonzeros < dense
+        assert s["param_ratio"] == pytest.approx(dense / nonzeros)
+        _check_pruned_where_expected(method, config, state, run)
+
+
+def _check_pruned_where_expected(method, config, state, run):
+    reference = _reference_model(config)
+    for name, module in compressible_layers(reference):
+        w_ref = module.weight.detach().numpy()
+        w = state[f"{name}.weight"]
+        if method == "magnitude":
+            # 2 epochs, 3 cycles -> prunes at epochs 0 and 1; the first uses the reference weights
+            # with threshold q * 1/2 * std = 0.75 std, and a pruned weight never comes back.
+            std = float(module.weight.detach().std())
+            first = np.abs(w_ref) < 0.75 * std
+            assert first.any()
+            assert np.all(w[first] == 0)
+            assert np.all(state[f"{name}.bias"] != 0)       # biases are not pruned by default
+        else:
+            # c = 0: thr = mean|w| over the reference's nonzero weight and bias entries,
+            # a_k = 0.9 thr. gamma = 0: the mask is updated after every step, so every weight that
+            # survives has |w| >= a_k (it was >= a_k at the last update and W*T is stored).
+            both = np.abs(np.concatenate([w_ref.ravel(), module.bias.detach().numpy()]))
+            a_k = 0.9 * float(both[both != 0].mean())
+            stored_a = run.layers[name]["a_k"]
+            assert stored_a[-1] == pytest.approx(a_k, rel=1e-5)
+            assert run.layers[name]["b_k"][-1] == pytest.approx(a_k / 0.9 * 1.1, rel=1e-5)
+            for t in (w, state[f"{name}.bias"]):
+                nz = np.abs(t[t != 0])
+                assert np.all(nz >= a_k * (1 - 1e-6))
+            assert np.count_nonzero(w == 0) > 0
