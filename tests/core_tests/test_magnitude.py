@@ -68,7 +68,7 @@ def test_single_prune_threshold_is_q_times_std(q, expected):
 
 def test_std_is_taken_at_the_start_of_the_stage():
     net = Net()
-    m = MagnitudePruning.from_values({"q_fc": 1.0, "iterations": 1})
+    m = MagnitudePruning.from_values({"q_fc": 1.0, "iterations": 1, "std_at": "start"})
     c = ctx(epochs=1)
     m.prepare(net, c)
     with torch.no_grad():
@@ -79,10 +79,40 @@ def test_std_is_taken_at_the_start_of_the_stage():
     assert kept(net) == [[1, 1, 1, 1], [1, 1, 1, 1]]
 
 
+def test_std_at_prune_follows_the_weights():
+    net = Net()
+    m = MagnitudePruning.from_values({"q_fc": 1.0, "iterations": 1})
+    assert m.params.std_at == "prune"
+    c = ctx(epochs=1)
+    m.prepare(net, c)
+    with torch.no_grad():
+        net.fc.weight.mul_(10)          # e.g. weights grown (or, with weight decay, shrunk) since prepare
+    c.epoch = 0
+    m.on_epoch_start(net, c)
+    # std of the scaled tensor is 27.4: the same weights as before scaling are pruned (|w| 5 and 10)
+    assert kept(net) == [[0, 0, 1, 1], [0, 0, 1, 1]]
+
+
+def test_std_at_prune_counts_pruned_zeros():
+    # second cycle: std over the whole tensor [[0,0,0,0],[0,0,4,-4]] (zeros included) = sqrt(32/7) = 2.14
+    net = Net()
+    m = MagnitudePruning.from_values({"q_fc": 2.4, "iterations": 2})
+    c = ctx(epochs=2)
+    m.prepare(net, c)
+    c.epoch = 0
+    m.on_epoch_start(net, c)            # 1.2 x 2.74 = 3.29: keeps +-4 only
+    assert kept(net) == [[0, 0, 0, 0], [0, 0, 1, 1]]
+    std = net.fc.weight.detach().std().item()
+    assert std == pytest.approx(math.sqrt(32 / 7))
+    c.epoch = 1
+    m.on_epoch_start(net, c)            # 2.4 x 2.14 = 5.13 > 4: prunes the rest
+    assert kept(net) == [[0, 0, 0, 0], [0, 0, 0, 0]]
+
+
 def test_iterative_schedule_prunes_at_the_right_epochs_with_growing_thresholds():
     net = Net()
     # 4 epochs, 2 cycles: prune at epochs 0 and 2 with thresholds 1.2*1/2*std = 1.64 and 1.2*std = 3.29
-    m = MagnitudePruning.from_values({"q_fc": 1.2, "iterations": 2})
+    m = MagnitudePruning.from_values({"q_fc": 1.2, "iterations": 2, "std_at": "start"})
     c = ctx(epochs=4, steps_per_epoch=3)
     m.prepare(net, c)
     history = []
@@ -102,7 +132,7 @@ def test_iterative_schedule_prunes_at_the_right_epochs_with_growing_thresholds()
 def test_fewer_epochs_than_cycles_still_reaches_the_final_q():
     # The contract runs use 2 epochs with the default 3 cycles: prune at epochs 0 and 1, the last at q.
     net = Net()
-    m = MagnitudePruning.from_values({"q_fc": 1.2})
+    m = MagnitudePruning.from_values({"q_fc": 1.2, "std_at": "start"})
     assert m.params.iterations == 3
     c = ctx(epochs=2, steps_per_epoch=4)
     m.prepare(net, c)

@@ -166,7 +166,7 @@ def _plain(value):
 def read_run(path: str | os.PathLike) -> RunData:
     path = Path(path)
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path, "r", locking=False) as f:
             if "schema_version" not in f.attrs:
                 raise WorkbenchError(f"{path} is an HDF5 file but not a workbench run")
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
@@ -192,7 +192,7 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     if not run.has_model:
         raise WorkbenchError(f"{path} holds no final model (status {run.status}); only finished runs "
                              "can be exported")
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r", locking=False) as f:
         g = f["model"]
         state = {k.replace("|", "/"): ds[()] for k, ds in g.items()}
         attrs = {k: _plain(v) for k, v in g.attrs.items()}

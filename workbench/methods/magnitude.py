@@ -1,9 +1,11 @@
 """Magnitude pruning with retraining (Han, Pool, Tran, Dally, NIPS 2015).
 
-Per layer, weights with |w| < q * std(layer's weights at the start of the stage) are pruned; the network
-is retrained with the mask held (re-applied after every optimizer step, since momentum and weight decay
-would otherwise revive pruned weights), and prune/retrain repeats `iterations` times with q growing
-linearly to its final value, so each prune removes a little more.
+Per layer, weights with |w| < q * std(layer's weights) are pruned; the network is retrained with the mask
+held (re-applied after every optimizer step, since momentum and weight decay would otherwise revive
+pruned weights), and prune/retrain repeats `iterations` times with q growing linearly to its final value,
+so each prune removes a little more. The paper leaves open when the std is taken: by default at each
+prune over the whole tensor, pruned zeros included (as Distiller's sensitivity pruner does), so the
+threshold follows the weights when weight decay shrinks them; `std_at=start` fixes it at the stage start.
 """
 
 from __future__ import annotations
@@ -30,8 +32,13 @@ class MagnitudeParams:
     q_layers: LayerMap = knob({}, "Per-layer q", "Overrides for single layers, e.g. fc1=2.2,fc3=1.0.",
                               min=0.0, max=20.0)
     iterations: int = knob(3, "Prune/retrain cycles",
-                           "The stage's epochs are split evenly; q grows linearly to its final value.",
-                           min=1, max=100)
+                           "Prunes spread evenly over the first prune_span of the stage's epochs; q grows "
+                           "linearly to its final value.", min=1, max=100)
+    prune_span: float = knob(1.0, "Prune span", "Fraction of the stage's epochs over which the prunes are "
+                             "spread; the rest retrains the final mask.", min=0.01, max=1.0, step=0.05)
+    std_at: str = knob("prune", "Std taken at", "prune: at each prune, over the whole tensor (zeros "
+                       "included); start: once, at the start of the stage.", choices=("prune", "start"),
+                       advanced=True)
     prune_bias: bool = knob(False, "Prune biases", "Han 2015 prunes weights only.", advanced=True)
 
     def check(self) -> None:
@@ -67,7 +74,8 @@ class MagnitudePruning(Method):
         if unknown:
             raise ParamError(f"q_layers names unknown layer(s) {', '.join(sorted(unknown))}")
         epochs = max(ctx.total_steps // max(ctx.steps_per_epoch, 1), 1)
-        self.pruned_at = sorted({(i * epochs) // p.iterations for i in range(p.iterations)})
+        span = max(int(round(epochs * p.prune_span)), 1)
+        self.pruned_at = sorted({(i * span) // p.iterations for i in range(p.iterations)})
         for name, module in compressible_layers(model):
             q = p.q_layers.get(name, p.q_fc if layer_kind(module) == "fc" else p.q_conv)
             self.q_final[name] = q
@@ -81,6 +89,8 @@ class MagnitudePruning(Method):
         i = self.pruned_at.index(ctx.epoch) + 1
         with torch.no_grad():
             for name, pairs in self.masks.items():
+                if self.params.std_at == "prune":
+                    self.std[name] = float(pairs[0][0].detach().std())
                 threshold = self.q_final[name] * i / len(self.pruned_at) * self.std[name]
                 self.threshold[name] = threshold
                 for t, mask in pairs:
