@@ -73,16 +73,16 @@ def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[ob
         status = "cancelled"
     except (WorkbenchError, FloatingPointError) as exc:
         error = str(exc)
-    except GeneratorExit:
-        status, error = "cancelled", "interrupted"
-        raise
-    except KeyboardInterrupt:
+    except (GeneratorExit, KeyboardInterrupt):  # the consumer stopped listening, or a second Ctrl-C
         status, error = "cancelled", "interrupted"
         raise
     except Exception as exc:  # noqa: BLE001 - record any failure in the run file, then report it
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     finally:
-        writer.finish(status, error=error)
+        try:
+            writer.finish(status, error=error)
+        except OSError as exc:  # e.g. a full disk: what was flushed before stays readable
+            error = f"{error}; the run file could not be closed ({exc})".lstrip("; ")
     yield Finished(str(path), status, {k: _plain(v) for k, v in summary.items()}, error)
 
 

@@ -175,10 +175,10 @@ _MODELS: dict[str, tuple[Callable[[Shape, int], nn.Module], Shape, ModelInfo]] =
         "cifar10", "about 0.27M parameters on CIFAR-10")),
     "mlp_tiny": (MlpTiny, (1, 28, 28), ModelInfo(
         "mlp_tiny", "Tiny MLP", "Two fc layers (32 hidden units), for tests and quick checks.",
-        "synthetic", "25,450 parameters at 1x28x28, 10 classes")),
+        "tiny", "25,450 parameters at 1x28x28, 10 classes")),
     "cnn_tiny": (CnnTiny, (1, 28, 28), ModelInfo(
         "cnn_tiny", "Tiny CNN", "One 3x3 conv (4 channels) and one fc layer, for tests and quick checks.",
-        "synthetic", "7,890 parameters at 1x28x28, 10 classes")),
+        "tiny", "7,890 parameters at 1x28x28, 10 classes")),
 }
 
 ZOO_CLASSES: dict[type, str] = {entry[0]: key for key, entry in _MODELS.items()}  # type: ignore[misc]
