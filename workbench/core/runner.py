@@ -39,6 +39,9 @@ def load_data(config: RunConfig) -> data_mod.Dataset:
     return dataset
 
 
+POINT_KINDS = ("reference", "epoch", "finalized")   # /metrics/point_kind stores the index
+
+
 def run_path_for(config: RunConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = config.name or f"{stamp}-{config.model or 'model'}-{config.method_label}-s{config.seed}"
@@ -158,7 +161,8 @@ def _point(model, method: Method, data: DeviceData, edges, writer: RunWriter, *,
     accuracy, test_loss = evaluate(model, data.test_x, data.test_y)
     report = account(method.encode(model))
     state = method.effective_state(model)
-    metrics = {"step": step, "epoch": epoch, "stage": stage, "test_accuracy": accuracy,
+    metrics = {"step": step, "epoch": epoch, "stage": stage, "point_kind": POINT_KINDS.index(label),
+               "test_accuracy": accuracy,
                "test_loss": test_loss, "param_ratio": report.param_ratio,
                "storage_ratio": report.storage_ratio, "bits": report.bits,
                "wall_seconds": time.perf_counter() - clock.started, **extra}
