@@ -75,10 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")
 
-    d = sub.add_parser("demo", help="headless demo: pretrain LeNet-300-100, compare both pruning methods")
+    d = sub.add_parser("demo", help="demo: LeNet-300-100 pruned by both papers' methods, in the app (or "
+                       "headless where there is no display)")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--quick", action="store_true", help="short schedules (about a minute)")
     d.add_argument("--data-dir")
+    d.add_argument("--headless", action="store_true", help="never open the app; print the table")
     return ap
 
 
@@ -368,13 +370,23 @@ def cmd_export(args) -> int:
 
 
 def cmd_gui(args) -> int:
-    raise WorkbenchError("the desktop app is not part of this build yet; use `workbench demo` or "
-                         "`workbench run` (see --help)")
+    from .gui.app import has_display, run_app
+
+    if not has_display():
+        raise WorkbenchError("no display to open the app on (DISPLAY is not set); use the CLI, e.g. "
+                             "`workbench demo`, or run under xvfb-run")
+    return run_app(list(getattr(args, "runs", []) or []))
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from .demo import pick_dataset, run_demo
 
+    if not args.headless:
+        from .gui.app import has_display, run_app
+
+        if has_display():
+            return run_app(demo_dataset=pick_dataset(args.data_dir), data_dir=args.data_dir)
+        print("no display: running the demo comparison headless", file=sys.stderr)
     return run_demo(args.out, quick=args.quick, data_dir=args.data_dir)
 
 

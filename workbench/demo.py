@@ -10,7 +10,7 @@ from .core.errors import DataError, WorkbenchError
 from .core.presets import preset_stages
 from .data import load_dataset
 
-DEMO_PRESETS = ("han2015-lenet300", "dns-lenet300")
+DEMO_PRESETS = ("magnitude-lenet300", "dns-lenet300")   # Han 2015 and Guo 2016 on LeNet-300-100
 
 
 def pick_dataset(data_dir: str | None) -> str:

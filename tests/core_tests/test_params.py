@@ -103,7 +103,7 @@ def test_small_float_survives_text_json_round_trip_exactly():
 
 
 def test_dns_band_low_above_band_high():
-    with pytest.raises(ParamError, match=r"a_k factor 1\.2 exceeds b_k factor 1\.1"):
+    with pytest.raises(ParamError, match=r"band_low: the a_k factor 1\.2 exceeds the b_k factor 1\.1"):
         P.build(DNSParams, {"band_low": 1.2, "band_high": 1.1})
     assert P.build(DNSParams, {"band_low": 1.1, "band_high": 1.1}).band_low == 1.1   # equal is fine
 

@@ -28,6 +28,7 @@ class RunTrace:
     point_labels: list[str] = field(default_factory=list)                # reference | epoch | finalized
     summary: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
+    attrs: dict = field(default_factory=dict)      # the run file's root attributes (device, dataset, ...)
 
     @property
     def points(self) -> int:
@@ -58,7 +59,7 @@ class RunTrace:
         n = len(next(iter(run.metrics.values()), []))
         trace = cls(path=str(run.path), label=run.path.stem, method=str(a.get("method", "")),
                     model=str(a.get("model", "")), status=run.status, summary=dict(run.summary),
-                    config=run.config)
+                    config=run.config, attrs={k: v for k, v in a.items() if k != "config"})
         trace.metrics = {k: [float(x) for x in v] for k, v in run.metrics.items()}
         for layer, entry in run.layers.items():
             if "hist_edges" in entry:

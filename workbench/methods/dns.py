@@ -53,8 +53,8 @@ class DNSParams:
 
     def check(self) -> None:
         if self.band_low > self.band_high:
-            raise ParamError(f"a_k factor {self.band_low:g} exceeds b_k factor {self.band_high:g}: "
-                             "DNS needs a_k <= b_k")
+            raise ParamError(f"band_low: the a_k factor {self.band_low:g} exceeds the b_k factor "
+                             f"{self.band_high:g} (band_high); DNS needs a_k <= b_k")
         if set(self.a_k) != set(self.b_k):
             odd = sorted(set(self.a_k) ^ set(self.b_k))
             raise ParamError(f"a_k and b_k must name the same layers (only one given for {', '.join(odd)})")

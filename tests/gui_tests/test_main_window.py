@@ -1,0 +1,99 @@
+"""The main window end to end, offscreen: runs in the background, live plots, cancel, files, export."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import h5py  # noqa: E402
+import pytest  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from workbench.core.config import StageConfig  # noqa: E402
+from workbench.gui.export_dialog import ExportDialog  # noqa: E402
+from workbench.gui.main_window import MainWindow  # noqa: E402
+
+WAIT_MS = 120_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    settings.setValue("out_dir", str(tmp_path / "runs"))
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.setup.set_parts({"model": "mlp_tiny", "dataset": "tiny"})
+    w.setup.pretrain_epochs.setValue(2)
+    yield w
+    w.queue.shutdown()
+
+
+def _stage(method="dns", epochs=3, **params):
+    return StageConfig(method, params, {"epochs": epochs})
+
+
+def test_short_run_shows_progress_points_and_a_finished_row(qtbot, window):
+    window.methods.set_stages([_stage(c_rate=0.0)])
+    assert window.run_button.isEnabled()
+    progress = []
+    window.queue.progress.connect(progress.append)
+    with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS) as blocker:
+        window.run_button.click()
+    finished = blocker.args[0]
+    assert finished.status == "completed", finished.error
+    qtbot.waitUntil(lambda: window.traces.get(finished.run_path) is not None
+                    and window.traces[finished.run_path].status == "completed", timeout=WAIT_MS)
+    trace = window.traces[finished.run_path]
+    # reference + 3 epochs + finalized, and the plots hold the trace's numbers
+    assert trace.points == 5
+    assert window.progress.value() == window.progress.maximum()
+    xs, ys = window.ratio_plot.trajectory_data(trace.path)
+    assert list(xs) == pytest.approx(list(trace.series("param_ratio")))
+    row = window.compare._row_of(finished.run_path)
+    assert row >= 0 and window.compare.table.item(row, 5).text() == "completed"
+
+
+def test_cancel_marks_the_run_cancelled(qtbot, window):
+    window.methods.set_stages([_stage(epochs=500)])
+    with qtbot.waitSignal(window.queue.point, timeout=WAIT_MS):   # the reference point: running now
+        window.run_button.click()
+    assert window.cancel_button.isEnabled()
+    with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS) as blocker:
+        window.cancel_button.click()
+    finished = blocker.args[0]
+    assert finished.status == "cancelled"
+    with h5py.File(finished.run_path, "r") as f:
+        assert f.attrs["status"] == "cancelled"
+
+
+def test_invalid_parameter_disables_run(qtbot, window):
+    window.methods.set_stages([_stage(band_low=0.9, band_high=1.1)])
+    assert window.run_button.isEnabled()
+    window.methods.set_stages([_stage(band_low=1.5, band_high=1.1)])
+    assert not window.run_button.isEnabled()
+    assert "band" in window.run_button.toolTip() or "a_k" in window.run_button.toolTip()
+
+
+def test_open_existing_run_file_and_export(qtbot, window, tmp_path):
+    window.methods.set_stages([_stage(epochs=1, c_rate=0.0)])
+    with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS) as blocker:
+        window.run_button.click()
+    path = blocker.args[0].run_path
+    other = MainWindow(QSettings(str(tmp_path / "other.ini"), QSettings.IniFormat))
+    qtbot.addWidget(other)
+    other.open_runs([path])
+    qtbot.waitUntil(lambda: path in other.traces, timeout=WAIT_MS)
+    assert other.compare._row_of(path) >= 0
+    assert other.traces[path].status == "completed"
+    other.queue.shutdown()
+
+    dialog = ExportDialog(path, window)
+    qtbot.addWidget(dialog)
+    dialog.format.setCurrentText("compact")
+    dialog.path.setText(str(tmp_path / "model.cwbc"))
+    with qtbot.waitSignal(dialog._signals.done, timeout=WAIT_MS):
+        dialog.export_button.click()
+    assert (tmp_path / "model.cwbc").stat().st_size == dialog.result.size_bytes
+    assert "bytes on disk" in dialog.status.text()

@@ -1,0 +1,266 @@
+"""Plot widgets draw exactly what the traces hold: synthetic traces with known values, one real run."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from workbench.core.events import Evaluated                                   # noqa: E402
+from workbench.gui.plots import (CurvesPlot, HistogramView, KeptBars, RatioPlot,  # noqa: E402
+                                 export_plot)
+from workbench.gui.plots.overlays import Band, VLine                           # noqa: E402
+from workbench.gui.plots.ratio_plot import front_steps, pareto_indices         # noqa: E402
+from workbench.gui.run_trace import RunTrace                                   # noqa: E402
+
+EDGES = np.linspace(-1.0, 1.0, 5)          # 4 bins
+
+
+def make_trace(label, model="lenet300", method="dns", status="completed", param=(1, 10, 20),
+               storage=None, acc=(0.98, 0.97, 0.975), layers=("fc1", "fc2"), extra=None):
+    """A trace built through the same add_point path the live GUI uses."""
+    trace = RunTrace(path=f"/runs/{label}.h5", label=label, method=method, model=model, status=status)
+    storage = storage or [r / 3 if r > 1 else 1 for r in param]
+    n = len(param)
+    for i in range(n):
+        kind = "reference" if i == 0 else "finalized" if i == n - 1 else "epoch"
+        layer_data = {}
+        for j, layer in enumerate(layers):
+            entry = {"hist_counts": np.arange(4) + 10 * i + j, "kept_fraction": 1.0 / (i + j + 1)}
+            for name, values in (extra or {}).items():
+                entry[name] = None if values[i] is None else values[i] * (j + 1)
+            layer_data[layer] = entry
+        trace.add_point(Evaluated(stage=0, epoch=i, step=100 * i, label=kind, layers=layer_data,
+                                  metrics={"step": 100 * i, "epoch": i, "test_accuracy": acc[i],
+                                           "train_loss": 1.0 / (i + 1), "param_ratio": param[i],
+                                           "storage_ratio": storage[i]}))
+    for layer in layers:
+        trace.hist_edges[layer] = EDGES
+    return trace
+
+
+def err(acc):
+    return (1 - np.asarray(acc, float)) * 100
+
+
+@pytest.fixture
+def ratio(qtbot):
+    plot = RatioPlot()
+    qtbot.addWidget(plot)
+    return plot
+
+
+def test_trajectory_is_the_traces_ratio_and_error(ratio):
+    a = make_trace("a", param=(1, 10, 20), acc=(0.98, 0.97, 0.975))
+    b = make_trace("b", param=(1, 5, 8), acc=(0.99, 0.985, 0.98))
+    ratio.set_traces([a, b])
+    for trace in (a, b):
+        x, y = ratio.trajectory_data(trace)
+        np.testing.assert_allclose(x, trace.metrics["param_ratio"])
+        np.testing.assert_allclose(y, err(trace.metrics["test_accuracy"]))
+    run = ratio._runs[a.path]
+    np.testing.assert_allclose(run.latest.getOriginalDataset()[0], [20])   # latest point emphasised
+    assert run.curve.opts["pen"].color().name() != ratio._runs[b.path].curve.opts["pen"].color().name()
+    assert [label.text for _, label in ratio.legend.items][-2:] == ["a", "b"]
+
+
+def test_convention_toggle_switches_x_to_storage_ratio(ratio):
+    a = make_trace("a", param=(1, 10, 20), storage=(1, 4, 7))
+    ratio.set_traces([a])
+    ratio.kind_combo.setCurrentIndex(ratio.kind_combo.findData("storage_ratio"))   # as a user would
+    assert ratio.ratio_kind() == "storage_ratio"
+    np.testing.assert_allclose(ratio.trajectory_data(a)[0], [1, 4, 7])
+    assert "bits" in ratio.plot.getAxis("bottom").labelText
+    ratio.set_ratio_kind("param_ratio")
+    np.testing.assert_allclose(ratio.trajectory_data(a)[0], [1, 10, 20])
+    assert "parameters" in ratio.plot.getAxis("bottom").labelText
+    with pytest.raises(ValueError):
+        ratio.set_ratio_kind("bogus")
+
+
+def test_pareto_front_is_the_non_dominated_finished_runs(ratio):
+    # final points (ratio, error %): A (10, 1.5), B (50, 2.0), C (20, 2.5) dominated by B,
+    # D (100, 1.0) would dominate all but is still running, E (5, 1.5) dominated by A (same error).
+    runs = [make_trace("A", param=(1, 8, 10), acc=(0.99, 0.98, 0.985)),
+            make_trace("B", param=(1, 40, 50), acc=(0.99, 0.97, 0.98)),
+            make_trace("C", param=(1, 30, 20), acc=(0.99, 0.97, 0.975)),
+            make_trace("D", param=(1, 90, 100), acc=(0.99, 0.98, 0.99), status="running"),
+            make_trace("E", param=(1, 4, 5), acc=(0.99, 0.98, 0.985))]
+    ratio.set_traces(runs)
+    front = ratio.pareto_front()
+    assert [label for label, _, _ in front] == ["A", "B"]
+    np.testing.assert_allclose([(r, e) for _, r, e in front], [(10, 1.5), (50, 2.0)])
+    x, y = ratio.front.getOriginalDataset()         # staircase: up at A's ratio, across to B
+    np.testing.assert_allclose(x, [10, 10, 50])
+    np.testing.assert_allclose(y, [1.5, 2.0, 2.0])
+    assert pareto_indices([(1, 1), (2, 2), (2, 3), (0.5, 1)]) == [0, 1]
+    assert front_steps([(1, 1), (2, 2), (4, 3)]) == ([1, 1, 2, 2, 4], [1, 2, 2, 3, 3])
+
+
+def test_fronts_of_different_models_are_not_joined(ratio):
+    ratio.set_traces([make_trace("a", model="lenet300"), make_trace("b", model="lenet5")])
+    x, _ = ratio.front.getOriginalDataset()
+    assert np.isnan(x).sum() == 1 and len(ratio.pareto_front()) == 2
+
+
+def _published(ratio):
+    x, y = ratio.published.getOriginalDataset()
+    x, y = ([], []) if x is None else (x, y)               # pyqtgraph gives None for no data
+    labels = [item.toPlainText() for item in ratio._published_labels if item.isVisible()]
+    return sorted(zip(np.round(x, 3), np.round(y, 3))), sorted(labels)
+
+
+def test_published_points_follow_models_and_convention(ratio):
+    ratio.set_traces([make_trace("a", model="lenet300")])
+    assert _published(ratio) == ([(12, 1.59), (56, 1.99)], ["DNS 2016", "Han 2015"])
+    ratio.set_ratio_kind("storage_ratio")
+    assert _published(ratio) == ([(40, 1.58), (64, 1.94)], ["DC 2016", "SWS 2017"])
+    ratio.set_traces([make_trace("b", model="resnet20")])    # no published numbers for it
+    assert _published(ratio) == ([], [])
+    ratio.set_traces([])                                     # nothing loaded: every paper, as orientation
+    points, labels = _published(ratio)
+    assert len(points) == 4 and "SWS 2017 (lenet5)" in labels
+
+
+def test_update_trace_extends_the_curve(ratio, qtbot):
+    live = make_trace("live", status="running", param=(1, 10), acc=(0.98, 0.97))
+    ratio.set_traces([live])
+    live.add_point(Evaluated(stage=0, epoch=2, step=200, label="epoch",
+                             metrics={"step": 200, "test_accuracy": 0.975, "param_ratio": 15,
+                                      "storage_ratio": 5}))
+    ratio.update_trace(live)
+    x, y = ratio.trajectory_data(live)
+    np.testing.assert_allclose(x, [1, 10, 15])
+    np.testing.assert_allclose(y, err([0.98, 0.97, 0.975]))
+    np.testing.assert_allclose(ratio._runs[live.path].latest.getOriginalDataset()[0], [15])
+    other = make_trace("new", model="lenet5")                # an unknown run is added, not rebuilt
+    ratio.update_trace(other)
+    assert len(ratio._runs) == 2 and "DNS 2016 (lenet5)" in _published(ratio)[1]
+
+
+def test_curves_plot_steps_loss_accuracy(qtbot):
+    plot = CurvesPlot()
+    qtbot.addWidget(plot)
+    a = make_trace("a")
+    plot.set_traces([a, make_trace("b")])
+    loss, acc = plot.curves(a)
+    np.testing.assert_allclose(acc.getOriginalDataset()[0], [0, 100, 200])
+    np.testing.assert_allclose(acc.getOriginalDataset()[1], [98, 97, 97.5])
+    np.testing.assert_allclose(loss.getOriginalDataset()[1], [1, 1 / 2, 1 / 3])
+    a.add_point(Evaluated(stage=1, epoch=3, step=300, metrics={"step": 300, "test_accuracy": 0.99}))
+    plot.update_trace(a)
+    x, y = acc.getOriginalDataset()
+    assert len(x) == 4 and x[-1] == 300 and y[-1] == pytest.approx(99)
+    assert np.isnan(loss.getOriginalDataset()[1][-1])      # not recorded at that point: not drawn
+
+
+@pytest.fixture
+def hist(qtbot):
+    view = HistogramView()
+    qtbot.addWidget(view)
+    return view
+
+
+def test_histogram_shows_the_selected_points_counts(hist):
+    trace = make_trace("a", layers=("conv1", "fc1", "fc2"))
+    hist.set_trace(trace)
+    assert [hist.layer_combo.itemText(i) for i in range(hist.layer_combo.count())] == \
+        ["conv1", "fc1", "fc2"]
+    assert hist.point() == 2 and hist.slider.maximum() == 2          # starts at the last point
+    hist.select("fc1", 1)
+    x, y = hist.hist.getOriginalDataset()
+    np.testing.assert_allclose(x, EDGES)
+    np.testing.assert_allclose(y, trace.layers["fc1"]["hist_counts"][1])
+    assert "epoch 1" in hist.point_label.text() and "epoch" in hist.point_label.text()
+    hist.slider.setValue(0)                                          # the user drags the slider
+    np.testing.assert_allclose(hist.hist.getOriginalDataset()[1], trace.layers["fc1"]["hist_counts"][0])
+    assert "reference" in hist.point_label.text()
+    hist.log_check.setChecked(True)
+    assert hist.plot.getViewBox().state["logMode"][1]
+
+
+def _lines(view):
+    return sorted(round(line.value(), 6) for line in view.overlay_items(VLine))
+
+
+def test_dns_band_sits_at_a_k_b_k_of_the_selected_point(hist):
+    trace = make_trace("d", extra={"a_k": [np.nan, 0.1, 0.2], "b_k": [np.nan, 0.15, 0.3]})
+    hist.set_trace(trace)
+    hist.select("fc1", 1)
+    assert _lines(hist) == [-0.15, -0.1, 0.1, 0.15]
+    regions = sorted(tuple(np.round(b.getRegion(), 6)) for b in hist.overlay_items(Band))
+    assert regions == [(-0.15, -0.1), (0.1, 0.15)]
+    hist.select("fc2", 2)                                            # fc2 values are doubled
+    assert _lines(hist) == [-0.6, -0.4, 0.4, 0.6]
+    hist.select("fc2", 0)                                            # NaN at the reference: no overlay
+    assert _lines(hist) == [] and hist.overlay_items(Band) == []
+
+
+def test_magnitude_threshold_lines(hist):
+    trace = make_trace("m", method="magnitude", extra={"threshold": [None, 0.05, 0.08]})
+    hist.set_trace(trace)
+    hist.select("fc1", 2)
+    assert _lines(hist) == [-0.08, 0.08]
+    assert hist.overlay_items(Band) == []
+    hist.select("fc1", 0)
+    assert _lines(hist) == []
+
+
+def test_histogram_update_follows_last_point_only_when_there(hist):
+    trace = make_trace("live", status="running")
+    hist.set_trace(trace)
+    trace.add_point(Evaluated(stage=0, epoch=3, step=300, metrics={"step": 300},
+                              layers={"fc1": {"hist_counts": np.array([9, 9, 9, 9])}}))
+    hist.update_trace(trace)
+    assert hist.point() == 3 and hist.slider.maximum() == 3
+    np.testing.assert_allclose(hist.hist.getOriginalDataset()[1], [9, 9, 9, 9])
+    hist.select("fc1", 1)
+    trace.add_point(Evaluated(stage=0, epoch=4, step=400, metrics={"step": 400}))
+    hist.update_trace(trace)
+    assert hist.point() == 1 and hist.slider.maximum() == 4
+
+
+def test_kept_bars_heights_are_kept_fraction_percent(qtbot):
+    bars = KeptBars()
+    qtbot.addWidget(bars)
+    trace = make_trace("a", layers=("conv1", "fc1", "fc2"))
+    bars.set_trace(trace)                                            # last point (2)
+    np.testing.assert_allclose(bars.heights(), [100 / 3, 100 / 4, 100 / 5])
+    ticks = bars.plot.getAxis("bottom")._tickLevels[0]
+    assert [name for _, name in ticks] == ["conv1", "fc1", "fc2"]
+    view = HistogramView()
+    qtbot.addWidget(view)
+    bars.link(view)
+    view.set_trace(trace)
+    view.select("fc1", 1)
+    np.testing.assert_allclose(bars.heights(), [50, 100 / 3, 25])
+
+
+def test_export_png_and_svg(ratio, tmp_path):
+    ratio.set_traces([make_trace("a"), make_trace("b", model="lenet5")])
+    ratio.resize(600, 400)
+    for name in ("ratio.png", "ratio.svg"):
+        path = export_plot(ratio, tmp_path / name)
+        assert path == tmp_path / name and path.stat().st_size > 1000
+    assert (tmp_path / "ratio.png").read_bytes()[:4] == b"\x89PNG"
+    assert b"<svg" in (tmp_path / "ratio.svg").read_bytes()[:2000]
+    assert export_plot(ratio.plot_widget, tmp_path / "w.PNG").stat().st_size > 0
+    with pytest.raises(ValueError, match="unknown format"):
+        export_plot(ratio, tmp_path / "ratio.jpg")
+
+
+def test_widgets_accept_empty_traces(qtbot):
+    empty = RunTrace(path="/runs/empty.h5", label="empty", method="dns")
+    for widget in (RatioPlot(), CurvesPlot(), HistogramView(), KeptBars()):
+        qtbot.addWidget(widget)
+        if hasattr(widget, "set_traces"):
+            widget.set_traces([empty])
+        else:
+            widget.set_trace(empty)
+        widget.update_trace(empty)
+        widget.grab()                                        # paints without error

@@ -1,0 +1,142 @@
+"""The comparison table of runs: sortable, selectable (selected runs are overlaid in the plots),
+with the equivalent CLI command of a run one click away and CSV export."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHeaderView, QPushButton,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ..core.params import format_layer_map
+from .run_trace import RunTrace
+
+COLUMNS = [  # (header, tooltip)
+    ("Run", "run file name"), ("Method", ""), ("Key parameters", "the method's knobs that differ from defaults"),
+    ("Model", ""), ("Data", ""), ("Status", ""), ("Ref acc %", "test accuracy before compression"),
+    ("Acc %", "test accuracy after compression"), ("Params x", "dense / stored parameters (Han 2015, DNS)"),
+    ("Bits x", "dense fp32 bits / stored bits (Deep Compression, SWS)"), ("KiB", "stored size"),
+    ("Wall s", "wall time of the compression"), ("Device", ""),
+]
+
+
+class _Num(QTableWidgetItem):
+    """Sorts by number, shows formatted text; NaN sorts last."""
+
+    def __init__(self, value, fmt: str):
+        ok = isinstance(value, (int, float)) and math.isfinite(value)
+        super().__init__(format(value, fmt) if ok else "-")
+        self.value = float(value) if ok else float("inf")
+        self.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+
+    def __lt__(self, other):
+        return self.value < getattr(other, "value", float("inf"))
+
+
+def key_params(trace: RunTrace) -> str:
+    stages = trace.config.get("stages", [])
+    parts = []
+    for stage in stages:
+        items = [f"{k}={format_layer_map(v) if isinstance(v, dict) else v}" for k, v in stage["params"].items()]
+        items += [f"{k}={v}" for k, v in stage.get("train", {}).items() if k in ("epochs", "lr")]
+        parts.append(f"{stage['method']}: " + ", ".join(items) if len(stages) > 1 else ", ".join(items))
+    return "; ".join(parts)
+
+
+class CompareView(QWidget):
+    selection_changed = Signal(list)    # selected run paths
+    export_requested = Signal(str)      # run path
+    open_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.traces: dict[str, RunTrace] = {}
+        self.table = QTableWidget(0, len(COLUMNS))
+        for i, (name, tip) in enumerate(COLUMNS):
+            item = QTableWidgetItem(name)
+            item.setToolTip(tip)
+            self.table.setHorizontalHeaderItem(i, item)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(
+            lambda: self.selection_changed.emit(self.selected_paths()))
+        buttons = QHBoxLayout()
+        for text, slot in (("Open runs…", self.open_requested.emit), ("Copy CLI command", self.copy_cli),
+                           ("Export model…", self._export), ("Remove", self.remove_selected)):
+            b = QPushButton(text)
+            b.clicked.connect(slot)
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.table)
+
+    # --- rows -----------------------------------------------------------------------------------
+    def add_or_update(self, trace: RunTrace) -> None:
+        self.traces[trace.path] = trace
+        self.table.setSortingEnabled(False)
+        row = self._row_of(trace.path)
+        if row < 0:
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+        s = trace.summary
+        acc = s.get("test_accuracy", trace.series("test_accuracy")[-1] if trace.points else math.nan)
+        ref = s.get("reference_accuracy", trace.series("test_accuracy")[0] if trace.points else math.nan)
+        pr = s.get("param_ratio", trace.series("param_ratio")[-1] if trace.points else math.nan)
+        sr = s.get("storage_ratio", trace.series("storage_ratio")[-1] if trace.points else math.nan)
+        bits = s.get("bits", trace.series("bits")[-1] if trace.points else math.nan)
+        cells = [QTableWidgetItem(trace.label), QTableWidgetItem(trace.method), QTableWidgetItem(key_params(trace)),
+                 QTableWidgetItem(trace.model), QTableWidgetItem(str(trace.attrs.get("dataset", ""))),
+                 QTableWidgetItem(trace.status), _Num(100 * ref, ".2f"), _Num(100 * acc, ".2f"),
+                 _Num(pr, ".1f"), _Num(sr, ".1f"), _Num(bits / 8192, ".1f"), _Num(s.get("wall_seconds"), ".0f"),
+                 QTableWidgetItem(str(trace.attrs.get("device", "")))]
+        cells[0].setData(Qt.UserRole, trace.path)
+        cells[0].setToolTip(trace.path + (f"\nerror: {trace.attrs.get('error')}" if trace.attrs.get("error") else ""))
+        for col, item in enumerate(cells):
+            self.table.setItem(row, col, item)
+        self.table.setSortingEnabled(True)
+
+    def _row_of(self, path: str) -> int:
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, 0)
+            if item is not None and item.data(Qt.UserRole) == path:
+                return row
+        return -1
+
+    def selected_paths(self) -> list[str]:
+        rows = sorted({i.row() for i in self.table.selectedIndexes()})
+        return [self.table.item(r, 0).data(Qt.UserRole) for r in rows]
+
+    def remove_selected(self) -> None:
+        for path in self.selected_paths():
+            self.table.removeRow(self._row_of(path))
+            self.traces.pop(path, None)
+        self.selection_changed.emit(self.selected_paths())
+
+    # --- actions ----------------------------------------------------------------------------------
+    def cli_command(self, path: str) -> str:
+        return str(self.traces[path].attrs.get("cli", ""))
+
+    def copy_cli(self) -> None:
+        paths = self.selected_paths()
+        if paths:
+            QApplication.clipboard().setText("\n".join(self.cli_command(p) for p in paths))
+
+    def _export(self) -> None:
+        paths = self.selected_paths()
+        if paths:
+            self.export_requested.emit(paths[0])
+
+    def write_csv(self, path: str) -> None:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow([name for name, _ in COLUMNS])
+            for row in range(self.table.rowCount()):
+                w.writerow([self.table.item(row, c).text() if self.table.item(row, c) else ""
+                            for c in range(len(COLUMNS))])

@@ -1,0 +1,373 @@
+"""A form made from a parameter declaration (`workbench.core.params`): every method gets its GUI for free.
+
+Plain Qt widgets in a QFormLayout rather than pyqtgraph's ParameterTree: the tree's SpinBox shows floats
+to a few significant digits (1.23456789e-7 displays as 1.23e-07, so the user cannot see the value that
+will run), it has no per-layer map type, no place for one inline error line, and its tree look reads as
+a property inspector rather than a settings form. Here every float shows exactly the value that runs.
+
+Validation is not re-implemented: `error()` calls `params.build`, the same path as the CLI's `--set`, so
+ranges and cross-field rules (`check()`) give the same one-line messages in both places. Spin boxes
+therefore accept values outside the declared range (the arrows stop at the range): a typed 20 for a
+maximum of 10 shows "lr: 20 is above the maximum 10" instead of silently snapping back.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from PySide6.QtCore import QLocale, Qt, Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (QAbstractSpinBox, QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout,
+                               QLabel, QLineEdit, QSizePolicy, QSpinBox, QToolButton, QVBoxLayout,
+                               QWidget)
+
+from ..core import params as P
+from ..core.errors import WorkbenchError
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_NUMBER_PREFIX = re.compile(r"[+-]?\d*\.?\d*([eE][+-]?\d*)?")   # what may still become a number
+_HARD_LIMIT = 1e300           # spin box range; the declared range is checked by build(), not clamped
+_INT_LIMIT = 2**31 - 1        # QSpinBox holds a C int
+_LOG_FLOOR = 1e-6             # log stepping up from 0 starts here (and stepping below it reaches 0)
+
+
+def format_float(v: float) -> str:
+    """`%g` when that reads back as exactly `v` ('0.0005', '1e-06', '4'), else the shortest exact text."""
+    v = float(v)
+    short = f"{v:g}"
+    return short if float(short) == v else repr(v)
+
+
+def format_map(value: dict) -> str:
+    """Per-layer text (`fc1=6.5,fc2=4`) that reads back exactly (core's format_layer_map rounds to %g)."""
+    return ",".join(f"{k}={format_float(v)}" for k, v in value.items())
+
+
+def _log_step(value: float, steps: int, lo: float | None) -> float:
+    """Step along the 1-2-5 grid (..., 1e-3, 2e-3, 5e-3, 1e-2, ...): three steps per decade."""
+    positive_min = lo is not None and lo > 0
+    floor = lo if positive_min else _LOG_FLOOR
+    for _ in range(abs(steps)):
+        if value <= 0:
+            value = floor if steps > 0 else value
+            continue
+        e = math.floor(math.log10(value))
+        # Decimal literals, so the grid points are the doubles a user would type (2e-3, not 0.002000..1).
+        grid = [float(f"{m}e{k}") for k in (e - 1, e, e + 1) for m in (1, 2, 5)]
+        if steps > 0:
+            value = min(g for g in grid if g > value * (1 + 1e-9))
+        else:
+            below = max((g for g in grid if g < value * (1 - 1e-9)), default=0.0)
+            value = below if below >= floor else (floor if positive_min else 0.0)
+    return value
+
+
+class _KnobSpin:
+    """Shared by both spin boxes: arrows and their enabled state follow the declared range (typed values
+    may leave it, and build() reports them); the wheel only acts on a focused box, so scrolling the
+    dock never changes a value by accident."""
+
+    knob: P.Knob
+
+    def _clamp(self, v):
+        k = self.knob
+        v = max(v, type(v)(k.min)) if k.min is not None else v
+        return min(v, type(v)(k.max)) if k.max is not None else v
+
+    def stepEnabled(self):  # noqa: N802 - Qt override
+        k, v, flags = self.knob, self.value(), QAbstractSpinBox.StepEnabledFlag
+        up = flags.StepUpEnabled if k.max is None or v < k.max else flags.StepNone
+        down = flags.StepDownEnabled if k.min is None or v > k.min else flags.StepNone
+        return up | down
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()
+
+
+class FloatSpinBox(_KnobSpin, QDoubleSpinBox):
+    """Shows and accepts scientific notation and keeps every double exactly (5e-4 stays 5e-4)."""
+
+    def __init__(self, spec: P.Spec, parent=None):
+        super().__init__(parent)
+        self.setLocale(QLocale.c())        # '.' as on the CLI and in run files, whatever the desktop locale
+        self.setDecimals(323)              # Qt rounds to `decimals` digits; 323 is its maximum: no rounding
+        self.setRange(-_HARD_LIMIT, _HARD_LIMIT)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.knob = spec.knob
+        self.setSingleStep(self.knob.step or self._default_step())
+
+    def _default_step(self) -> float:
+        k = self.knob
+        if k.min is not None and k.max is not None and k.max > k.min:
+            return 10.0 ** (math.floor(math.log10(k.max - k.min)) - 2)   # ~1/100 of the range
+        return 0.1
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
+        return format_float(value)
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
+        return float(text)
+
+    def validate(self, text: str, pos: int):
+        t = text.strip()
+        if _NUMBER.fullmatch(t) and abs(float(t)) <= _HARD_LIMIT:
+            return QValidator.State.Acceptable, text, pos
+        if _NUMBER_PREFIX.fullmatch(t):
+            return QValidator.State.Intermediate, text, pos   # '5e', '-', '' while typing
+        return QValidator.State.Invalid, text, pos
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
+        v = self.value()
+        if self.knob.log:
+            v = _log_step(v, steps, self.knob.min)
+        else:
+            v = float(f"{v + steps * self.singleStep():.12g}")   # drop float noise: 0.9 + 0.01 -> 0.91
+        self.setValue(self._clamp(v))
+        self.selectAll()
+
+
+class IntSpinBox(_KnobSpin, QSpinBox):
+    def __init__(self, spec: P.Spec, parent=None):
+        super().__init__(parent)
+        self.setLocale(QLocale.c())
+        self.setRange(-_INT_LIMIT, _INT_LIMIT)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.knob = spec.knob
+        self.setSingleStep(int(self.knob.step or 1))
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
+        v = self.value()
+        if self.knob.log:
+            new = int(round(_log_step(float(v), steps, max(self.knob.min or 1, 1))))
+            v = new if new != v else v + (1 if steps > 0 else -1)
+        else:
+            v += steps * self.singleStep()
+        self.setValue(self._clamp(int(v)))
+        self.selectAll()
+
+
+class _Combo(QComboBox):
+    def __init__(self):
+        super().__init__()
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override: see _KnobSpin
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()
+
+
+def _tooltip(spec: P.Spec) -> str:
+    k = spec.knob
+    lines = [k.help] if k.help else []
+    if k.min is not None or k.max is not None:
+        lo = "-inf" if k.min is None else f"{k.min:g}"
+        hi = "inf" if k.max is None else f"{k.max:g}"
+        each = "each value " if spec.type is P.LayerMap else ""
+        lines.append(f"Range: {each}{lo} to {hi}{' (log scale)' if k.log else ''}")
+    if k.choices:
+        lines.append("One of: " + ", ".join(k.choices))
+    default = format_map(spec.default) if spec.type is P.LayerMap else spec.default
+    lines.append(f"Default: {default if default != '' else '(none)'}")
+    example = "fc1=6.5,fc2=4" if spec.type is P.LayerMap else "value"
+    lines.append(f"CLI: --set {spec.name}={example}")
+    return "\n".join(lines)
+
+
+class ParamForm(QWidget):
+    """Editor for one params dataclass; `values()` is what `params.to_dict` gives for the same settings."""
+
+    changed = Signal()
+
+    def __init__(self, params_cls: type, parent=None):
+        super().__init__(parent)
+        self.params_cls = params_cls
+        self.specs = {s.name: s for s in P.specs(params_cls)}
+        self.editors: dict[str, QWidget] = {}
+        self.labels: dict[str, QLabel] = {}
+        self._bad: dict[str, str] = {}            # field -> parse error of text that is not a value yet
+        self._good_maps: dict[str, dict] = {}     # last parsable value of each per-layer field
+        self._quiet = False                       # set_values emits one `changed`, not one per field
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        basic = QFormLayout()
+        outer.addLayout(basic)
+        self.advanced_button = QToolButton(text="Advanced", checkable=True)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_button.setAutoRaise(True)
+        self.advanced_box = QWidget()
+        advanced = QFormLayout(self.advanced_box)
+        advanced.setContentsMargins(12, 0, 0, 0)
+        outer.addWidget(self.advanced_button)
+        outer.addWidget(self.advanced_box)
+        self.advanced_button.toggled.connect(self.set_advanced_visible)
+        self.set_advanced_visible(False)
+        if not any(s.knob.advanced for s in self.specs.values()):
+            self.advanced_button.hide()
+        if not self.specs:
+            basic.addRow(QLabel("No parameters."))
+
+        for spec in self.specs.values():
+            editor = self._make_editor(spec)
+            unit = f" ({spec.knob.unit})" if spec.knob.unit else ""
+            label = QLabel(spec.knob.label + unit)
+            tip = _tooltip(spec)
+            label.setToolTip(tip)
+            editor.setToolTip(tip)
+            label.setBuddy(editor)
+            (advanced if spec.knob.advanced else basic).addRow(label, editor)
+            self.editors[spec.name], self.labels[spec.name] = editor, label
+
+        # One line, red; the full text also as tooltip in case the panel is too narrow for it.
+        self.error_label = QLabel()
+        self.error_label.setStyleSheet("color: #c0392b;")
+        self.error_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.error_label.setWordWrap(False)
+        # Ignored width: a long message is clipped (full text in the tooltip) instead of widening the
+        # whole window to fit it.
+        self.error_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.error_label.hide()
+        outer.addWidget(self.error_label)
+        self.reset()
+
+    def _make_editor(self, spec: P.Spec) -> QWidget:
+        t, k = spec.type, spec.knob
+        if t is bool:
+            w = QCheckBox()
+            w.toggled.connect(self._edited)
+        elif k.choices:
+            w = _Combo()
+            w.addItems(list(k.choices))
+            w.currentIndexChanged.connect(self._edited)
+        elif t is float:
+            w = FloatSpinBox(spec)
+            w.valueChanged.connect(self._edited)
+        elif t is int:
+            w = IntSpinBox(spec)
+            w.valueChanged.connect(self._edited)
+        else:
+            w = QLineEdit()
+            if t is P.LayerMap:
+                w.setPlaceholderText("e.g. fc1=6.5,fc2=4 (empty: none)")
+                w.textChanged.connect(lambda text, s=spec: self._map_edited(s, text))
+            else:
+                w.textChanged.connect(self._edited)
+        return w
+
+    def set_advanced_visible(self, visible: bool) -> None:
+        self.advanced_button.setChecked(visible)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if visible else Qt.ArrowType.RightArrow)
+        self.advanced_box.setVisible(visible)
+
+    # -- values ----------------------------------------------------------------------------------------
+
+    def values(self) -> dict:
+        out = {}
+        for name, spec in self.specs.items():
+            w = self.editors[name]
+            if spec.type is bool:
+                out[name] = w.isChecked()
+            elif spec.knob.choices:
+                out[name] = w.currentText()
+            elif spec.type is float:
+                out[name] = float(w.value())
+            elif spec.type is int:
+                out[name] = int(w.value())
+            elif spec.type is P.LayerMap:
+                out[name] = dict(self._good_maps[name])   # unparsable text: error() says so
+            else:
+                out[name] = w.text()
+        return out
+
+    def set_values(self, values: dict) -> None:
+        """Set some or all fields from typed, JSON or CLI-text values; unknown names raise KeyError.
+
+        Types are checked first (ParamError, nothing changed); ranges are not: an out-of-range value is
+        shown and reported by `error()`, as a run file or preset with one would be on the CLI.
+        """
+        unknown = sorted(set(values) - set(self.specs))
+        if unknown:
+            raise KeyError(f"{self.params_cls.__name__} has no parameter {unknown[0]!r}")
+        typed = {name: P.coerce(self.specs[name], v) for name, v in values.items()}
+        for name, v in typed.items():
+            k = self.specs[name].knob
+            if k.choices and v not in k.choices:
+                raise P.ParamError(f"{name}: {v!r} is not one of {', '.join(k.choices)}")
+            limit = {int: _INT_LIMIT, float: _HARD_LIMIT}.get(self.specs[name].type)
+            if limit is not None and not abs(v) <= limit:    # also NaN: a spin box cannot show it
+                raise P.ParamError(f"{name}: {v} cannot be shown in a spin box")
+        self._quiet = True
+        try:
+            for name, v in typed.items():
+                self._show(self.specs[name], v)
+        finally:
+            self._quiet = False
+        self._edited()
+
+    def _show(self, spec: P.Spec, v) -> None:
+        w = self.editors[spec.name]
+        if spec.type is bool:
+            w.setChecked(v)
+        elif spec.knob.choices:
+            w.setCurrentIndex(spec.knob.choices.index(v))
+        elif spec.type in (int, float):
+            w.setValue(v)
+        elif spec.type is P.LayerMap:
+            w.setText(format_map(v))
+            self._good_maps[spec.name] = dict(v)
+            self._bad.pop(spec.name, None)
+        else:
+            w.setText(v)
+
+    def reset(self) -> None:
+        self.set_values({name: s.default for name, s in self.specs.items()})
+
+    def _map_edited(self, spec: P.Spec, text: str) -> None:
+        if self._quiet:
+            return    # set_values stored the exact value already
+        try:
+            self._good_maps[spec.name] = dict(P.parse_layer_map(text))
+            self._bad.pop(spec.name, None)
+        except (ValueError, TypeError, AttributeError):   # bad number, bad JSON, JSON not an object
+            self._bad[spec.name] = (f"{spec.name}: cannot read {text.strip()!r}; write per-layer values "
+                                    "like fc1=6.5,fc2=4")
+        self._edited()
+
+    def _edited(self, *_args) -> None:
+        if self._quiet:
+            return
+        self._show_error(self.error())
+        self.changed.emit()
+
+    # -- validation ------------------------------------------------------------------------------------
+
+    def error(self) -> str:
+        """'' when valid, else the one-line message the CLI would print for the same values."""
+        if self._bad:
+            return next(iter(self._bad.values()))
+        try:
+            P.build(self.params_cls, self.values())
+        except (WorkbenchError, ValueError, TypeError) as e:   # check() of a later method may raise these
+            return str(e) or type(e).__name__
+        return ""
+
+    def _show_error(self, message: str) -> None:
+        self.error_label.setText(message)
+        self.error_label.setToolTip(message)
+        self.error_label.setVisible(bool(message))
+        # Messages about one field start with its name ("lr: 20 is above ..."): mark that label. Open
+        # the Advanced section unless the culprit is a basic field: cross-field messages (DNS: "a_k
+        # factor exceeds b_k factor") name no field and may well be about a hidden one.
+        culprit = next((n for n in self.labels if message.startswith(f"{n}:")), None)
+        for name, label in self.labels.items():
+            label.setStyleSheet("color: #c0392b;" if name == culprit else "")
+        if message and (culprit is None or self.specs[culprit].knob.advanced):
+            if not self.advanced_button.isHidden():
+                self.set_advanced_visible(True)

@@ -1,0 +1,324 @@
+"""The main window: wires the setup and method panels, the run queue, the live plots and the comparison
+table together. It computes nothing itself: runs go to the RunQueue's thread, files to the thread pool."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QHBoxLayout, QLabel, QListWidget, QMainWindow,
+                               QProgressBar, QPushButton, QScrollArea, QSplitter, QTabWidget, QVBoxLayout,
+                               QWidget)
+
+from ..core.config import RunConfig
+from ..core.events import Finished, Progress, RunStarted
+from ..core.store import read_run
+from .compare_view import CompareView
+from .export_dialog import ExportDialog
+from .method_panel import MethodPanel
+from .plots import CurvesPlot, HistogramView, KeptBars, RatioPlot, export_plot
+from .run_trace import RunTrace
+from .setup_panel import SetupPanel
+from .worker import RunQueue, TaskSignals, run_in_pool
+
+MAX_RECENT = 10
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None):
+        super().__init__()
+        self.setWindowTitle("Compression Workbench")
+        self.settings = settings or QSettings("compression-workbench", "workbench")
+        self.traces: dict[str, RunTrace] = {}
+        self.focus_path = ""
+        self.queue = RunQueue(self)
+        self._loader = TaskSignals(self)
+        self._loader.done.connect(self._file_loaded)
+        self._loader.failed.connect(lambda key, msg: self.show_error(f"{Path(key).name}: {msg}"))
+
+        self.setup = SetupPanel()
+        self.methods = MethodPanel()
+        self.setCentralWidget(self._build_center())
+        self._build_dock()
+        self._build_menu()
+        self._connect()
+        self._restore()
+        self._update_run_button()
+
+    # --- layout -----------------------------------------------------------------------------------
+    def _build_center(self) -> QWidget:
+        self.ratio_plot = RatioPlot()
+        self.curves = CurvesPlot()
+        self.histogram = HistogramView()
+        self.kept = KeptBars()
+        live = QSplitter(Qt.Vertical)
+        top = QSplitter(Qt.Horizontal)
+        top.addWidget(self.ratio_plot)
+        top.addWidget(self.curves)
+        bottom = QSplitter(Qt.Horizontal)
+        bottom.addWidget(self.histogram)
+        bottom.addWidget(self.kept)
+        bottom.setSizes([700, 300])
+        self.kept.link(self.histogram)   # the bars follow the histogram's layer and point
+        live.addWidget(top)
+        live.addWidget(bottom)
+        self.compare = CompareView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(live, "Live")
+        self.tabs.addTab(self.compare, "Compare")
+        return self.tabs
+
+    def _build_dock(self) -> None:
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        layout.addWidget(self.setup)
+        layout.addWidget(self.methods)
+        controls = QHBoxLayout()
+        self.run_button = QPushButton("Run")
+        self.run_button.setToolTip("Queue a run with these settings (runs one after another)")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        controls.addWidget(self.run_button)
+        controls.addWidget(self.cancel_button)
+        layout.addLayout(controls)
+        self.progress = QProgressBar()
+        self.progress.setFormat("idle")
+        self.progress.setValue(0)
+        layout.addWidget(self.progress)
+        self.run_label = QLabel()
+        self.run_label.setWordWrap(True)
+        layout.addWidget(self.run_label)
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #b00020;")
+        layout.addWidget(self.error_label)
+        layout.addWidget(QLabel("Queue"))
+        self.queue_list = QListWidget()
+        self.queue_list.setMaximumHeight(90)
+        layout.addWidget(self.queue_list)
+        layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(panel)
+        dock = QDockWidget("Setup", self)
+        dock.setObjectName("setup-dock")
+        dock.setWidget(scroll)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
+        self.addDockWidget(Qt.LeftDockWidgetArea, dock)
+
+    def _build_menu(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        act = QAction("&Open runs…", self, shortcut=QKeySequence.Open)
+        act.triggered.connect(self.open_runs_dialog)
+        file_menu.addAction(act)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addSeparator()
+        for text, slot in (("Export &model…", self.export_selected), ("Export &plot…", self.export_plot_dialog),
+                           ("Export table as &CSV…", self.export_csv_dialog)):
+            act = QAction(text, self)
+            act.triggered.connect(slot)
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        act = QAction("&Quit", self, shortcut=QKeySequence.Quit)
+        act.triggered.connect(self.close)
+        file_menu.addAction(act)
+        self._refresh_recent()
+
+    def _connect(self) -> None:
+        self.run_button.clicked.connect(self.queue_current)
+        self.cancel_button.clicked.connect(self.queue.cancel)
+        self.methods.validity_changed.connect(lambda ok, msg: self._update_run_button())
+        self.setup.changed.connect(self._update_run_button)
+        self.setup.open_runs.connect(self.open_runs)
+        self.queue.started.connect(self._run_started)
+        self.queue.progress.connect(self._run_progress)
+        self.queue.point.connect(self._run_point)
+        self.queue.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.queue.finished.connect(self._run_finished)
+        self.queue.queue_changed.connect(self._queue_changed)
+        self.compare.selection_changed.connect(self._selection_changed)
+        self.compare.export_requested.connect(self.export_run)
+        self.compare.open_requested.connect(self.open_runs_dialog)
+
+    # --- running ------------------------------------------------------------------------------------
+    def current_config(self) -> RunConfig:
+        parts = self.setup.config_parts()
+        out = self.settings.value("out_dir", str(Path.cwd() / "runs"))
+        return RunConfig(stages=self.methods.stages(), out_dir=out, **parts)
+
+    def validation_error(self) -> str:
+        return self.setup.error() or self.methods.error()
+
+    def _update_run_button(self) -> None:
+        error = self.validation_error()
+        self.run_button.setEnabled(not error)
+        self.run_button.setToolTip(error or "Queue a run with these settings")
+
+    def queue_current(self) -> None:
+        if self.validation_error():
+            return
+        self.error_label.clear()
+        self.queue.enqueue(self.current_config())
+
+    def _queue_changed(self) -> None:
+        self.queue_list.clear()
+        current = self.queue.current
+        if current is not None:
+            self.queue_list.addItem(f"running: {current.method_label} on {current.model or current.checkpoint}")
+        for cfg in self.queue.pending():
+            self.queue_list.addItem(f"queued: {cfg.method_label} on {cfg.model or cfg.checkpoint}")
+        self.cancel_button.setEnabled(self.queue.busy)
+        if not self.queue.busy:
+            self.progress.setFormat("idle")
+
+    def _run_started(self, ev: RunStarted) -> None:
+        cfg = self.queue.current
+        label = f"{cfg.method_label} {cfg.model or Path(cfg.checkpoint or '').stem} s{cfg.seed}" if cfg else ev.run_path
+        trace = RunTrace(path=ev.run_path, label=label, method=cfg.method_label if cfg else "",
+                         model=(cfg.model or "") if cfg else "", attrs={"device": ev.device},
+                         config=json.loads(cfg.to_json()) if cfg else {})
+        self.traces[ev.run_path] = trace
+        self.focus_path = ev.run_path
+        self.compare.add_or_update(trace)
+        self.run_label.setText(f"{label}\n{ev.device} · {Path(ev.run_path).name}")
+        self.progress.setRange(0, max(ev.total_steps, 1))
+        self._show_traces()
+
+    def _run_progress(self, ev: Progress) -> None:
+        self.progress.setValue(ev.step)
+        self.progress.setFormat(f"%p%  loss {ev.train_loss:.3f}  ETA {_duration(ev.eta)}")
+
+    def _run_point(self, path: str, ev) -> None:
+        trace = self.traces.get(path)
+        if trace is None:
+            return
+        trace.add_point(ev)
+        self.progress.setValue(ev.step)
+        self.ratio_plot.update_trace(trace)
+        self.curves.update_trace(trace)
+        if path == self.focus_path:
+            self.histogram.update_trace(trace)
+            self.kept.update_trace(trace)
+        self.compare.add_or_update(trace)
+
+    def _run_finished(self, fin: Finished) -> None:
+        if fin.status == "failed":
+            self.show_error(f"run failed: {fin.error}" + (f" (partial results kept in {fin.run_path})"
+                                                          if fin.run_path else ""))
+        else:
+            self.statusBar().showMessage(f"run {fin.status}: {Path(fin.run_path).name}", 10000)
+        if fin.run_path:
+            self._load(fin.run_path)       # the file has the summary; read it off the GUI thread
+        self.progress.setFormat(fin.status)
+
+    def show_error(self, text: str) -> None:
+        self.error_label.setText(text)
+        self.statusBar().showMessage(text, 15000)
+
+    # --- files ------------------------------------------------------------------------------------------
+    def open_runs_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open run files", self.settings.value("out_dir", ""),
+                                                "Run files (*.h5);;All files (*)")
+        self.open_runs(paths)
+
+    def open_runs(self, paths: list[str]) -> None:
+        for path in paths:
+            self._load(path)
+
+    def _load(self, path: str) -> None:
+        run_in_pool(lambda: RunTrace.from_run(read_run(path)), path, self._loader)
+
+    def _file_loaded(self, path: str, trace: RunTrace) -> None:
+        self.traces[path] = trace
+        self.compare.add_or_update(trace)
+        self._add_recent(path)
+        self._show_traces()
+
+    def _add_recent(self, path: str) -> None:
+        recent = [p for p in self._recent() if p != path]
+        self.settings.setValue("recent", [path] + recent[: MAX_RECENT - 1])
+        self._refresh_recent()
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        for path in self._recent():
+            act = self.recent_menu.addAction(path)
+            act.triggered.connect(lambda checked=False, p=path: self.open_runs([p]))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def _selection_changed(self, paths: list[str]) -> None:
+        if paths:
+            self.focus_path = paths[0]
+        self._show_traces()
+
+    def _show_traces(self) -> None:
+        selected = self.compare.selected_paths()
+        traces = [self.traces[p] for p in (selected or list(self.traces)) if p in self.traces]
+        self.ratio_plot.set_traces(traces)
+        self.curves.set_traces(traces)
+        focus = self.traces.get(self.focus_path)
+        if focus is not None:
+            self.histogram.set_trace(focus)
+            self.kept.set_trace(focus)
+
+    # --- export -------------------------------------------------------------------------------------------
+    def export_selected(self) -> None:
+        paths = self.compare.selected_paths() or ([self.focus_path] if self.focus_path else [])
+        if paths:
+            self.export_run(paths[0])
+        else:
+            self.show_error("select a finished run in the Compare tab first")
+
+    def export_run(self, path: str) -> None:
+        ExportDialog(path, self).open()
+
+    def export_plot_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export plot", "ratio.png", "PNG (*.png);;SVG (*.svg)")
+        if path:
+            export_plot(self.ratio_plot, path)
+
+    def export_csv_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export table", "runs.csv", "CSV (*.csv)")
+        if path:
+            self.compare.write_csv(path)
+
+    # --- state -------------------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        geometry = self.settings.value("geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1500, 950)
+        state = self.settings.value("window_state")
+        if state is not None:
+            self.restoreState(state)
+        parts = self.settings.value("setup")
+        if isinstance(parts, dict):
+            self.setup.set_parts(parts)
+        method = self.settings.value("method")
+        if method:
+            try:
+                self.methods.select_method(str(method))
+            except KeyError:
+                pass  # a method saved by another version that this one does not have
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
+        self.settings.setValue("setup", self.setup.config_parts())
+        self.settings.setValue("method", self.methods.current_method())
+        self.queue.shutdown()
+        super().closeEvent(event)
+

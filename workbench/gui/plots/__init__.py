@@ -1,0 +1,11 @@
+"""Plot widgets: they only draw RunTraces (no file access, no heavy computation) and update in place."""
+
+from .curves import CurvesPlot
+from .export import export_plot
+from .histogram import HistogramView
+from .kept_bars import KeptBars
+from .published import PUBLISHED, Published, published_for
+from .ratio_plot import RatioPlot
+
+__all__ = ["CurvesPlot", "HistogramView", "KeptBars", "PUBLISHED", "Published", "RatioPlot",
+           "export_plot", "published_for"]

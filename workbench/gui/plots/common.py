@@ -1,0 +1,93 @@
+"""Small helpers shared by the plot widgets: run colours and NaN-safe access to a trace's series.
+
+Kept Qt-light (only pyqtgraph colour helpers) so every plot colours the same run the same way and
+reads a trace the same way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+
+# Tableau-10: distinct, colour-blind friendlier than the rainbow, readable on dark and light backgrounds.
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
+           "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+
+# Log axes cannot show 0: a run at 100% accuracy is drawn at this error floor instead of vanishing.
+ERROR_FLOOR_PCT = 0.01
+
+
+def run_color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def foreground() -> pg.QtGui.QColor:
+    """The axis/text colour of the current pyqtgraph theme, so labels stay readable on dark or light."""
+    return pg.mkColor(pg.getConfigOption("foreground"))
+
+
+def aligned(trace, name: str) -> np.ndarray:
+    """Metric `name` as floats, exactly one per point of the trace.
+
+    A metric recorded at fewer points (e.g. train_loss absent at the finalized point) is padded with NaN
+    at the end, so x and y arrays always have the same length and NaNs are simply not drawn.
+    """
+    n = trace.points
+    values = trace.metrics.get(name)
+    if values is None:
+        return np.full(n, np.nan)
+    out = np.full(n, np.nan)
+    m = min(n, len(values))
+    if m:
+        out[:m] = np.asarray(values[:m], dtype=float)
+    return out
+
+
+def error_pct(trace) -> np.ndarray:
+    """Test error in percent, floored so a log axis can show it."""
+    err = (1.0 - aligned(trace, "test_accuracy")) * 100.0
+    return np.where(np.isfinite(err), np.maximum(err, ERROR_FLOOR_PCT), np.nan)
+
+
+def layer_value(trace, layer: str, name: str, point: int):
+    """One layer series at one point, or None where it was not recorded (absent, None or NaN)."""
+    values = trace.layers.get(layer, {}).get(name)
+    if values is None or not 0 <= point < len(values):
+        return None
+    v = values[point]
+    if v is None:
+        return None
+    if np.ndim(v) == 0:
+        v = float(v)
+        return v if math.isfinite(v) else None
+    return np.asarray(v)
+
+
+class LogAxis(pg.AxisItem):
+    """Log axis labelled with plain numbers ("20x", "0.8") instead of pyqtgraph's "2·10¹".
+
+    When many ticks are shown (several decades), only mantissas 1, 2 and 5 get a label, which keeps
+    the dense minor ticks near each decade from overprinting one another.
+    """
+
+    def __init__(self, orientation: str, suffix: str = "", **kwargs):
+        super().__init__(orientation, **kwargs)
+        self._suffix = suffix
+        self.enableAutoSIPrefix(False)    # a "(x0.001)" on a log axis contradicts the printed values
+
+    def logTickStrings(self, values, scale, spacing):
+        nums = 10 ** np.asarray(values, dtype=float) * scale
+        sparse = len(nums) > 8
+        out = []
+        for v in nums:
+            if not np.isfinite(v) or v <= 0:
+                out.append("")
+                continue
+            mantissa = round(v / 10 ** np.floor(np.log10(v) + 1e-9), 3)
+            if sparse and mantissa not in (1.0, 2.0, 5.0):
+                out.append("")
+            else:
+                out.append(f"{float(f'{v:.3g}'):g}{self._suffix}")
+        return out

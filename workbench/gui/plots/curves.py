@@ -1,0 +1,73 @@
+"""Training curves: train loss (top) and test accuracy (bottom) against training steps, x-linked.
+
+The x axis is the `step` metric (optimizer steps since the run began, cumulative across stages): it is
+recorded at every point, increases monotonically through surgery and fine-tuning stages, and does not
+depend on a steps-per-epoch figure the trace does not carry. Wall time would mix in machine load.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtWidgets
+
+from .common import LogAxis, aligned, run_color
+
+
+class CurvesPlot(QtWidgets.QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._curves: dict[str, tuple[object, pg.PlotDataItem, pg.PlotDataItem]] = {}
+        self.view = pg.GraphicsLayoutWidget()
+        self.loss_plot = self.view.addPlot(row=0, col=0, axisItems={"left": LogAxis("left")})
+        self.acc_plot = self.view.addPlot(row=1, col=0)
+        # Loss falls over orders of magnitude (0.3 -> 1e-4 when fine-tuning): log y keeps it readable.
+        self.loss_plot.setLogMode(y=True)
+        self.loss_plot.setLabel("left", "train loss")
+        self.acc_plot.setLabel("left", "test accuracy (%)")
+        self.acc_plot.setLabel("bottom", "training steps (cumulative over stages)")
+        self.acc_plot.setXLink(self.loss_plot)
+        for plot in (self.loss_plot, self.acc_plot):
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.getAxis("left").setWidth(60)     # equal widths keep the two x axes aligned
+        self.loss_plot.getAxis("bottom").setStyle(showValues=False)
+        self.legend = self.loss_plot.addLegend(offset=(-10, 10), labelTextSize="9pt")
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.view)
+
+    def set_traces(self, traces) -> None:
+        """Replace all runs; colours follow list order, as in RatioPlot."""
+        for _, loss, acc in self._curves.values():
+            self.legend.removeItem(loss)
+            self.loss_plot.removeItem(loss)
+            self.acc_plot.removeItem(acc)
+        self._curves.clear()
+        for trace in traces:
+            self.update_trace(trace)
+
+    def update_trace(self, trace) -> None:
+        """Fast path: existing curves get new data in place; an unknown run gets its curves once."""
+        key = trace.path or trace.label
+        if key not in self._curves:
+            color = run_color(len(self._curves))
+            pen = pg.mkPen(color, width=2)
+            loss = self.loss_plot.plot(pen=pen, connect="finite", name=trace.label)
+            acc = self.acc_plot.plot(pen=pen, symbol="o", symbolSize=4, symbolBrush=color,
+                                     symbolPen=None, connect="finite")
+            self._curves[key] = (trace, loss, acc)
+        _, loss, acc = self._curves[key]
+        self._curves[key] = (trace, loss, acc)
+        step = aligned(trace, "step")
+        train_loss = aligned(trace, "train_loss")
+        # log axis: a loss of exactly 0 cannot be drawn; leave it out rather than fake a value.
+        loss.setData(step, np.where(train_loss > 0, train_loss, np.nan))
+        acc.setData(step, aligned(trace, "test_accuracy") * 100.0)
+
+    def curves(self, trace_or_key):
+        """(loss item, accuracy item) of one run, for tests and linking."""
+        key = trace_or_key if isinstance(trace_or_key, str) else (trace_or_key.path or trace_or_key.label)
+        return self._curves[key][1:]
+
+    def export_item(self):
+        return self.view.ci

@@ -1,0 +1,256 @@
+"""Test error against compression ratio: one trajectory per run, the Pareto front, the papers' points.
+
+Error (%) on a log y axis against ratio on a log x axis is the view the papers use: it spreads 0.7% vs
+0.9% error apart and 12x vs 100x ratio evenly. Which ratio is shown is a user choice, because the two
+conventions in the literature (parameters vs storage bits) differ by several times for the same model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from .common import LogAxis, aligned, error_pct, foreground, run_color
+from .published import published_for
+
+RATIO_KINDS = {
+    "param_ratio": "parameters (Han 2015, DNS)",
+    "storage_ratio": "storage bits (Deep Compression, SWS)",
+}
+AXIS_LABELS = {
+    "param_ratio": "compression ratio: dense / stored parameters (Han 2015, DNS)",
+    "storage_ratio": "compression ratio: dense fp32 bits / stored bits (Deep Compression, SWS)",
+}
+
+
+def final_point(ratio: np.ndarray, error: np.ndarray):
+    """The last point where both values exist (a run's result), or None."""
+    ok = np.flatnonzero(np.isfinite(ratio) & np.isfinite(error))
+    return (float(ratio[ok[-1]]), float(error[ok[-1]])) if len(ok) else None
+
+
+def pareto_indices(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated (ratio, error) points: no other point has ratio >= and error <=
+    with one of the two strictly better. Sorted by ratio, ascending."""
+    keep = [i for i, (r, e) in enumerate(points)
+            if not any(r2 >= r and e2 <= e and (r2 > r or e2 < e) for r2, e2 in points)]
+    return sorted(keep, key=lambda i: points[i])
+
+
+def front_steps(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """Staircase through front points sorted by ratio: the best error reachable at a ratio >= x steps
+    up at each point (vertical at r_i to e_{i+1}, then across to r_{i+1})."""
+    xs, ys = [], []
+    for i, (r, e) in enumerate(points):
+        if i:
+            xs.append(points[i - 1][0])
+            ys.append(e)
+        xs.append(r)
+        ys.append(e)
+    return xs, ys
+
+
+@dataclass
+class _Run:
+    trace: object
+    curve: pg.PlotDataItem      # the trajectory, points in order
+    latest: pg.PlotDataItem     # the newest point, drawn larger
+    reference: pg.PlotDataItem  # the uncompressed model: a ring, not joined to the trajectory
+
+
+class RatioPlot(QtWidgets.QWidget):
+    ratioKindChanged = QtCore.Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._kind = "param_ratio"
+        self._runs: dict[str, _Run] = {}
+        fg = foreground()
+
+        self.kind_combo = QtWidgets.QComboBox()
+        for key, text in RATIO_KINDS.items():
+            self.kind_combo.addItem(text, key)
+        self.kind_combo.currentIndexChanged.connect(
+            lambda i: self.set_ratio_kind(self.kind_combo.itemData(i)))
+        top = QtWidgets.QHBoxLayout()
+        top.addWidget(QtWidgets.QLabel("Compression ratio counts:"))
+        top.addWidget(self.kind_combo)
+        top.addStretch(1)
+
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": LogAxis("bottom", suffix="x"),
+                                                    "left": LogAxis("left")})
+        self.plot = self.plot_widget.getPlotItem()
+        self.plot.setLogMode(x=True, y=True)
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setLabel("left", "test error (%)")
+        # Top left is where these plots are emptiest (high error at low ratio); a translucent backing
+        # keeps the legend readable where a trajectory still passes under it.
+        backing = pg.mkColor(pg.getConfigOption("background"))
+        backing.setAlpha(200)
+        self.legend = self.plot.addLegend(offset=(10, 10), labelTextSize="9pt", brush=backing)
+
+        # One item holds every model's front, NaN-separated: fronts of different nets are never joined.
+        front_pen = pg.mkPen(fg, width=1.5, style=QtCore.Qt.PenStyle.DashLine)
+        self.front = pg.PlotDataItem(pen=front_pen, connect="finite", name="Pareto front (completed)")
+        self.front.setZValue(-5)
+        self.plot.addItem(self.front)
+        # PlotDataItem (not ScatterPlotItem) because only it follows the plot's log mode.
+        marker = pg.mkColor(fg)
+        marker.setAlpha(160)
+        self.published = pg.PlotDataItem(pen=None, symbol="star", symbolSize=15, symbolBrush=marker,
+                                          symbolPen=pg.mkPen(fg), name="published (paper)")
+        self.plot.addItem(self.published)
+        self._published_labels: list[pg.TextItem] = []
+        self._published_points = []
+        self._front_runs: list[tuple[str, float, float]] = []
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.plot_widget)
+        self._update_axis_label()
+        self._refresh_overlays()      # with no runs yet: every paper's point, as orientation
+
+    # ---- public API -------------------------------------------------------------------------------
+    def set_traces(self, traces) -> None:
+        """Replace all runs (rare: the selection changed). Colours follow list order, like CurvesPlot."""
+        for run in self._runs.values():
+            for item in (run.curve, run.latest, run.reference):
+                self.plot.removeItem(item)
+                self.legend.removeItem(item)
+        self._runs.clear()
+        for trace in traces:
+            self._add_run(trace)
+        self._refresh_overlays()
+
+    def update_trace(self, trace) -> None:
+        """Fast path during a live run: new data into the existing items, nothing rebuilt."""
+        key = self._key(trace)
+        known = key in self._runs
+        if known:
+            self._runs[key].trace = trace
+            self._draw_run(self._runs[key])
+        else:
+            self._add_run(trace)
+        self._update_front()
+        if not known:   # a new model may bring new published points
+            self._update_published()
+
+    def set_ratio_kind(self, kind: str) -> None:
+        if kind not in RATIO_KINDS:
+            raise ValueError(f"unknown ratio kind {kind!r}: use one of {list(RATIO_KINDS)}")
+        if kind == self._kind:
+            return
+        self._kind = kind
+        self.kind_combo.setCurrentIndex(self.kind_combo.findData(kind))
+        self._update_axis_label()
+        for run in self._runs.values():
+            self._draw_run(run)
+        self._refresh_overlays()
+        self.ratioKindChanged.emit(kind)
+
+    def ratio_kind(self) -> str:
+        return self._kind
+
+    def pareto_front(self) -> list[tuple[str, float, float]]:
+        """(label, ratio, error %) of the front's runs, as drawn."""
+        return list(self._front_runs)
+
+    def trajectory_data(self, trace_or_key):
+        """The (x, y) data drawn for one run (raw values, before the log transform)."""
+        key = trace_or_key if isinstance(trace_or_key, str) else self._key(trace_or_key)
+        return self._runs[key].curve.getOriginalDataset()
+
+    def export_item(self):
+        return self.plot
+
+    # ---- drawing ----------------------------------------------------------------------------------
+    @staticmethod
+    def _key(trace) -> str:
+        return trace.path or trace.label
+
+    def _add_run(self, trace) -> None:
+        color = run_color(len(self._runs))
+        curve = pg.PlotDataItem(pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5,
+                                symbolBrush=color, symbolPen=None, connect="finite", name=trace.label)
+        latest = pg.PlotDataItem(pen=None, symbol="o", symbolSize=12, symbolBrush=color,
+                                 symbolPen=pg.mkPen(foreground(), width=1.5))
+        reference = pg.PlotDataItem(pen=None, symbol="o", symbolSize=10, symbolBrush=None,
+                                    symbolPen=pg.mkPen(color, width=2))
+        for item in (curve, latest, reference):
+            self.plot.addItem(item)
+        run = _Run(trace, curve, latest, reference)
+        self._runs[self._key(trace)] = run
+        self._draw_run(run)
+
+    def _draw_run(self, run: _Run) -> None:
+        x, y = aligned(run.trace, self._kind), error_pct(run.trace)
+        # The jump from the reference model (1x) to the first pruned point is not a path the run took;
+        # a line there would be the longest, most prominent stroke of the plot. Missing values break too.
+        finite = np.isfinite(x) & np.isfinite(y)
+        is_ref = np.array([label == "reference" for label in run.trace.point_labels], bool)
+        connect = np.zeros(len(x), np.int32)
+        if len(x) > 1:
+            connect[:-1] = finite[:-1] & finite[1:] & ~is_ref[:len(x) - 1]
+        run.curve.setData(x, y, connect=connect)
+        ref = is_ref[:len(x)] & finite
+        run.reference.setData(x[ref], y[ref])
+        last = final_point(x, y)
+        run.latest.setData(*(([last[0]], [last[1]]) if last else ([], [])))
+
+    def _refresh_overlays(self) -> None:
+        self._update_front()
+        self._update_published()
+
+    def _update_front(self) -> None:
+        by_model: dict[str, list] = {}
+        for run in self._runs.values():
+            if run.trace.status != "completed":
+                continue
+            last = final_point(aligned(run.trace, self._kind), error_pct(run.trace))
+            if last:
+                by_model.setdefault(run.trace.model, []).append((run.trace.label, *last))
+        xs, ys, front = [], [], []
+        for entries in by_model.values():
+            pts = [(r, e) for _, r, e in entries]
+            members = [entries[i] for i in pareto_indices(pts)]
+            fx, fy = front_steps([(r, e) for _, r, e in members])
+            if xs:
+                xs.append(np.nan)
+                ys.append(np.nan)
+            xs += fx
+            ys += fy
+            front += members
+        self._front_runs = front
+        self.front.setData(np.asarray(xs, float), np.asarray(ys, float))
+
+    def _update_published(self) -> None:
+        models = {run.trace.model for run in self._runs.values()}
+        points = published_for(models, self._kind)
+        self._published_points = points
+        self.published.setData([p.ratio for p in points], [p.error for p in points])
+        several_nets = len({p.net for p in points}) > 1
+        while len(self._published_labels) < len(points):     # grow the label pool, never rebuild it
+            # Text above-left of its star: the papers' points lie at the high-ratio (right) end, where
+            # text running rightwards would leave the view.
+            label = pg.TextItem(color=foreground(), anchor=(1, 1))
+            self.plot.addItem(label, ignoreBounds=True)
+            self._published_labels.append(label)
+        for i, label in enumerate(self._published_labels):
+            if i >= len(points):
+                label.hide()
+                continue
+            p = points[i]
+            label.setText(f"{p.short} ({p.net})" if several_nets else p.short)
+            label.setToolTip(f"{p.method} on {p.net}: {p.error}% error at {p.ratio:g}x, "
+                             f"{p.kept}% weights kept")
+            # TextItems sit in view coordinates, which are log10 of the data on log axes.
+            label.setPos(math.log10(p.ratio), math.log10(p.error))
+            label.show()
+
+    def _update_axis_label(self) -> None:
+        self.plot.setLabel("bottom", AXIS_LABELS[self._kind])
