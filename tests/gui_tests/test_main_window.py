@@ -63,7 +63,7 @@ def test_cancel_marks_the_run_cancelled(qtbot, window):
     with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS) as blocker:
         window.cancel_button.click()
     finished = blocker.args[0]
-    assert finished.status == "cancelled"
+    assert finished.status == "cancelled", (finished.status, finished.error)
     with h5py.File(finished.run_path, "r") as f:
         assert f.attrs["status"] == "cancelled"
 
