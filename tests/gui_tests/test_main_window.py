@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
 from workbench.core.config import StageConfig  # noqa: E402
+from workbench.gui.compare_view import COLUMNS  # noqa: E402
 from workbench.gui.export_dialog import ExportDialog  # noqa: E402
 from workbench.gui.main_window import MainWindow  # noqa: E402
 
@@ -37,11 +38,21 @@ def _stage(method="dns", epochs=3, **params):
 def test_short_run_shows_progress_points_and_a_finished_row(qtbot, window):
     window.methods.set_stages([_stage(c_rate=0.0)])
     assert window.run_button.isEnabled()
-    progress = []
-    window.queue.progress.connect(progress.append)
+    live = []
+
+    def on_point(path, ev):   # the live histogram draws the point just added, on the run's fixed edges
+        trace = window.traces[path]
+        window.histogram.select("fc1", -1)
+        live.append((len(trace.hist_edges["fc1"]) - 1, list(window.histogram.hist.getOriginalDataset()[1]),
+                     list(trace.layers["fc1"]["hist_counts"][-1])))
+
+    window.queue.point.connect(on_point)
     with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS) as blocker:
         window.run_button.click()
     finished = blocker.args[0]
+    assert len(live) == 5
+    for bins, drawn, counts in live:
+        assert bins == len(counts) and drawn == pytest.approx(counts)
     assert finished.status == "completed", finished.error
     qtbot.waitUntil(lambda: window.traces.get(finished.run_path) is not None
                     and window.traces[finished.run_path].status == "completed", timeout=WAIT_MS)
@@ -52,7 +63,9 @@ def test_short_run_shows_progress_points_and_a_finished_row(qtbot, window):
     xs, ys = window.ratio_plot.trajectory_data(trace.path)
     assert list(xs) == pytest.approx(list(trace.series("param_ratio")))
     row = window.compare._row_of(finished.run_path)
-    assert row >= 0 and window.compare.table.item(row, 5).text() == "completed"
+    status = [name for name, _ in COLUMNS].index("Status")
+    assert row >= 0 and window.compare.table.item(row, status).text() == "completed"
+    assert window.compare_plot.trajectory_data(trace.path)[0] == pytest.approx(xs)   # overlaid there too
 
 
 def test_cancel_marks_the_run_cancelled(qtbot, window):

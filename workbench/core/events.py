@@ -30,6 +30,7 @@ class RunStarted:
     device: str
     total_steps: int
     layers: list[str]
+    hist_edges: dict[str, np.ndarray] = field(default_factory=dict)   # layer -> fixed histogram edges
 
 
 @dataclass

@@ -108,7 +108,7 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
     total_steps = sum(t.epochs * data_mod.num_batches(len(data.train_x), t.batch_size) for t in trains)
     clock = Clock(total_steps)
     yield RunStarted(str(writer.path), {"config": config.to_json()}, describe(device), total_steps,
-                     list(edges))
+                     list(edges), edges)
     reference = _point(model, methods[0], data, edges, writer, stage=0, epoch=0, step=0,
                        label="reference", clock=clock, extra={"train_loss": float("nan")})
     yield reference

@@ -10,16 +10,22 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHeaderView, QPushButton,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ..core import params as P
+from ..core.config import TrainParams
+from ..core.errors import WorkbenchError
 from ..core.params import format_layer_map
+from ..core.registry import get_method
 from .run_trace import RunTrace
 
 COLUMNS = [  # (header, tooltip)
-    ("Run", "run file name"), ("Method", ""), ("Key parameters", "the method's knobs that differ from defaults"),
-    ("Model", ""), ("Data", ""), ("Status", ""), ("Ref acc %", "test accuracy before compression"),
-    ("Acc %", "test accuracy after compression"), ("Params x", "dense / stored parameters (Han 2015, DNS)"),
+    ("Run", "run file name"), ("Method", ""), ("Model", ""), ("Data", ""), ("Status", ""),
+    ("Ref acc %", "test accuracy before compression"), ("Acc %", "test accuracy after compression"),
+    ("Params x", "dense / stored parameters (Han 2015, DNS)"),
     ("Bits x", "dense fp32 bits / stored bits (Deep Compression, SWS)"), ("KiB", "stored size"),
     ("Wall s", "wall time of the compression"), ("Device", ""),
+    ("Key parameters", "the knobs that differ from their defaults"),
 ]
+KEY_WIDTH = 420
 
 
 class _Num(QTableWidgetItem):
@@ -35,12 +41,22 @@ class _Num(QTableWidgetItem):
         return self.value < getattr(other, "value", float("inf"))
 
 
+def _non_default(cls, values: dict) -> dict:
+    defaults = P.to_dict(P.build(cls, {}))
+    return {k: v for k, v in values.items() if defaults.get(k) != v}
+
+
 def key_params(trace: RunTrace) -> str:
+    """The knobs of each stage that differ from their defaults, e.g. `c_rate_layers=fc1=5,fc2=4, epochs=60`."""
     stages = trace.config.get("stages", [])
     parts = []
     for stage in stages:
-        items = [f"{k}={format_layer_map(v) if isinstance(v, dict) else v}" for k, v in stage["params"].items()]
-        items += [f"{k}={v}" for k, v in stage.get("train", {}).items() if k in ("epochs", "lr")]
+        try:
+            values = {**_non_default(get_method(stage["method"]).Params, stage["params"]),
+                      **_non_default(TrainParams, stage.get("train", {}))}
+        except WorkbenchError:  # a method this build does not know: show what the file says
+            values = {**stage["params"], **stage.get("train", {})}
+        items = [f"{k}={format_layer_map(v) if isinstance(v, dict) else v}" for k, v in values.items()]
         parts.append(f"{stage['method']}: " + ", ".join(items) if len(stages) > 1 else ", ".join(items))
     return "; ".join(parts)
 
@@ -91,16 +107,21 @@ class CompareView(QWidget):
         pr = s.get("param_ratio", trace.series("param_ratio")[-1] if trace.points else math.nan)
         sr = s.get("storage_ratio", trace.series("storage_ratio")[-1] if trace.points else math.nan)
         bits = s.get("bits", trace.series("bits")[-1] if trace.points else math.nan)
-        cells = [QTableWidgetItem(trace.label), QTableWidgetItem(trace.method), QTableWidgetItem(key_params(trace)),
-                 QTableWidgetItem(trace.model), QTableWidgetItem(str(trace.attrs.get("dataset", ""))),
-                 QTableWidgetItem(trace.status), _Num(100 * ref, ".2f"), _Num(100 * acc, ".2f"),
-                 _Num(pr, ".1f"), _Num(sr, ".1f"), _Num(bits / 8192, ".1f"), _Num(s.get("wall_seconds"), ".0f"),
-                 QTableWidgetItem(str(trace.attrs.get("device", "")))]
+        keys = QTableWidgetItem(key_params(trace))
+        keys.setToolTip(keys.text())
+        cells = [QTableWidgetItem(trace.label), QTableWidgetItem(trace.method), QTableWidgetItem(trace.model),
+                 QTableWidgetItem(str(trace.attrs.get("dataset", ""))), QTableWidgetItem(trace.status),
+                 _Num(100 * ref, ".2f"), _Num(100 * acc, ".2f"), _Num(pr, ".1f"), _Num(sr, ".1f"),
+                 _Num(bits / 8192, ".1f"), _Num(s.get("wall_seconds"), ".0f"),
+                 QTableWidgetItem(str(trace.attrs.get("device", ""))), keys]
         cells[0].setData(Qt.UserRole, trace.path)
         cells[0].setToolTip(trace.path + (f"\nerror: {trace.attrs.get('error')}" if trace.attrs.get("error") else ""))
         for col, item in enumerate(cells):
             self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
+        self.table.resizeColumnsToContents()
+        last = len(COLUMNS) - 1
+        self.table.setColumnWidth(last, min(self.table.columnWidth(last), KEY_WIDTH))
 
     def _row_of(self, path: str) -> int:
         for row in range(self.table.rowCount()):

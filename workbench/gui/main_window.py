@@ -71,9 +71,14 @@ class MainWindow(QMainWindow):
         live.addWidget(top)
         live.addWidget(bottom)
         self.compare = CompareView()
+        self.compare_plot = RatioPlot()     # the selected runs (all when none is selected), side by side
+        compare = QSplitter(Qt.Vertical)
+        compare.addWidget(self.compare)
+        compare.addWidget(self.compare_plot)
+        compare.setSizes([400, 500])
         self.tabs = QTabWidget()
         self.tabs.addTab(live, "Live")
-        self.tabs.addTab(self.compare, "Compare")
+        self.tabs.addTab(compare, "Compare")
         return self.tabs
 
     def _build_dock(self) -> None:
@@ -184,7 +189,7 @@ class MainWindow(QMainWindow):
         label = f"{cfg.method_label} {cfg.model or Path(cfg.checkpoint or '').stem} s{cfg.seed}" if cfg else ev.run_path
         trace = RunTrace(path=ev.run_path, label=label, method=cfg.method_label if cfg else "",
                          model=(cfg.model or "") if cfg else "", attrs={"device": ev.device},
-                         config=json.loads(cfg.to_json()) if cfg else {})
+                         config=json.loads(cfg.to_json()) if cfg else {}, hist_edges=dict(ev.hist_edges))
         self.traces[ev.run_path] = trace
         self.focus_path = ev.run_path
         self.compare.add_or_update(trace)
@@ -203,6 +208,7 @@ class MainWindow(QMainWindow):
         trace.add_point(ev)
         self.progress.setValue(ev.step)
         self.ratio_plot.update_trace(trace)
+        self.compare_plot.update_trace(trace)
         self.curves.update_trace(trace)
         if path == self.focus_path:
             self.histogram.update_trace(trace)
@@ -267,6 +273,7 @@ class MainWindow(QMainWindow):
         selected = self.compare.selected_paths()
         traces = [self.traces[p] for p in (selected or list(self.traces)) if p in self.traces]
         self.ratio_plot.set_traces(traces)
+        self.compare_plot.set_traces(traces)
         self.curves.set_traces(traces)
         focus = self.traces.get(self.focus_path)
         if focus is not None:

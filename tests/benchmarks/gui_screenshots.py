@@ -1,0 +1,66 @@
+"""Screenshots of the app for the README: the main window during a run, and the comparison view.
+
+    xvfb-run -a -s "-screen 0 1700x1050x24" python tests/benchmarks/gui_screenshots.py RUN.h5 [RUN.h5 ...]
+
+Opens the given finished runs, starts a short DNS run on LeNet-300-100 (MNIST, WORKBENCH_DATA), grabs
+the window after a few epochs, then the Compare tab with all runs selected; writes
+resources/screenshots/{main-window-run,compare}.png.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+from workbench.core.presets import preset_stages
+from workbench.gui.main_window import MainWindow
+
+OUT = Path(__file__).resolve().parents[2] / "resources" / "screenshots"
+
+
+def main() -> int:
+    app = QApplication(sys.argv[:1])
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.IniFormat)
+    settings.setValue("out_dir", tempfile.mkdtemp())
+    w = MainWindow(settings)
+    w.resize(1680, 1020)
+    w.show()
+    w.open_runs(sys.argv[1:])
+    w.setup.set_parts({"model": "lenet300", "dataset": "mnist"})
+    stages = preset_stages("dns-lenet300")
+    stages[0].train["epochs"] = 12
+    w.methods.set_stages(stages)
+    points = []
+
+    def on_point(path, ev):
+        points.append(ev)
+        if len(points) == 8:
+            w.histogram.select("fc1", -1)
+            OUT.mkdir(parents=True, exist_ok=True)
+            w.grab().save(str(OUT / "main-window-run.png"))
+            w.queue.cancel()
+
+    def on_finished(fin):
+        QTimer.singleShot(1500, compare)
+
+    def compare():
+        w.tabs.setCurrentIndex(1)
+        w.compare.table.selectAll()
+        w.compare.table.resizeColumnsToContents()
+        QTimer.singleShot(500, lambda: (w.grab().save(str(OUT / "compare.png")), app.quit()))
+
+    w.queue.point.connect(on_point)
+    w.queue.finished.connect(on_finished)
+    QTimer.singleShot(1500, w.queue_current)
+    app.exec()
+    w.queue.shutdown()
+    print(f"wrote {OUT / 'main-window-run.png'} and {OUT / 'compare.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
