@@ -198,8 +198,11 @@ class MainWindow(QMainWindow):
         self._show_traces()
 
     def _run_progress(self, ev: Progress) -> None:
+        if self.progress.maximum() != ev.total_steps:   # pretraining counts its own steps first
+            self.progress.setRange(0, max(ev.total_steps, 1))
         self.progress.setValue(ev.step)
-        self.progress.setFormat(f"%p%  loss {ev.train_loss:.3f}  ETA {_duration(ev.eta)}")
+        what = "pretraining  " if ev.stage < 0 else ""
+        self.progress.setFormat(f"{what}%p%  loss {ev.train_loss:.3f}  ETA {_duration(ev.eta)}")
 
     def _run_point(self, path: str, ev) -> None:
         trace = self.traces.get(path)
