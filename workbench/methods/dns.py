@@ -128,12 +128,10 @@ class DynamicNetworkSurgery(Method):
                         continue
                     w = getattr(module, n + "_orig").abs()
                     mask = getattr(module, n + "_mask")
-                    new = torch.where(w < a, torch.zeros_like(mask),
-                                      torch.where(w >= b, torch.ones_like(mask), mask))
-                    changed = new != mask
-                    pruned = (changed & (mask > 0)).sum()
-                    self._flips[name] += torch.stack([pruned, changed.sum() - pruned])
-                    mask.copy_(new)
+                    kept = mask.bool()
+                    prune, splice = w < a, w >= b
+                    self._flips[name] += torch.stack([(prune & kept).sum(), (splice & ~kept).sum()])
+                    mask.masked_fill_(prune, 0.0).masked_fill_(splice, 1.0)
 
     def epoch_stats(self, model: nn.Module) -> dict:
         out = {}
