@@ -77,7 +77,7 @@ def test_cancel_marks_the_run_cancelled(qtbot, window):
         window.cancel_button.click()
     finished = blocker.args[0]
     assert finished.status == "cancelled", (finished.status, finished.error)
-    with h5py.File(finished.run_path, "r") as f:
+    with h5py.File(finished.run_path, "r", locking=False) as f:   # the app may be reading it too
         assert f.attrs["status"] == "cancelled"
 
 
@@ -110,3 +110,18 @@ def test_open_existing_run_file_and_export(qtbot, window, tmp_path):
         dialog.export_button.click()
     assert (tmp_path / "model.cwbc").stat().st_size == dialog.result.size_bytes
     assert "bytes on disk" in dialog.status.text()
+
+
+def test_setup_and_method_persist_between_sessions(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "persist.ini"), QSettings.IniFormat)
+    first = MainWindow(settings)
+    qtbot.addWidget(first)
+    first.setup.set_parts({"model": "cnn_tiny", "dataset": "tiny", "data_dir": str(tmp_path)})
+    first.methods.select_method("magnitude")
+    first.close()
+    second = MainWindow(QSettings(str(tmp_path / "persist.ini"), QSettings.IniFormat))
+    qtbot.addWidget(second)
+    parts = second.setup.config_parts()
+    assert (parts["model"], parts["dataset"], parts["data_dir"]) == ("cnn_tiny", "tiny", str(tmp_path))
+    assert second.methods.current_method() == "magnitude"
+    second.queue.shutdown()

@@ -314,8 +314,11 @@ class MainWindow(QMainWindow):
         state = self.settings.value("window_state")
         if state is not None:
             self.restoreState(state)
-        parts = self.settings.value("setup")
-        if isinstance(parts, dict):
+        try:   # JSON: QSettings cannot store a dict holding None
+            parts = json.loads(str(self.settings.value("setup", "") or "{}"))
+        except ValueError:
+            parts = {}
+        if isinstance(parts, dict) and parts:
             self.setup.set_parts(parts)
         method = self.settings.value("method")
         if method:
@@ -327,7 +330,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.settings.setValue("geometry", self.saveGeometry())
         self.settings.setValue("window_state", self.saveState())
-        self.settings.setValue("setup", self.setup.config_parts())
+        self.settings.setValue("setup", json.dumps(self.setup.config_parts()))
         self.settings.setValue("method", self.methods.current_method())
         self.queue.shutdown()
         super().closeEvent(event)

@@ -143,9 +143,13 @@ class _Task(QRunnable):
         try:
             result = self.fn()
         except Exception as exc:  # noqa: BLE001 - reported to the window, never fatal
-            self.signals.failed.emit(self.key, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            outcome = (self.signals.failed, self.key, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         else:
-            self.signals.done.emit(self.key, result)
+            outcome = (self.signals.done, self.key, result)
+        try:
+            outcome[0].emit(*outcome[1:])
+        except RuntimeError:
+            pass  # the window that asked was closed meanwhile
 
 
 class TaskSignals(QObject):
