@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from .encoding import Encoded
 
 DENSE_VALUE_BITS = 32
@@ -119,10 +117,3 @@ def account(encoded: list[Encoded]) -> Report:
         r.tensors.append(e)
     return Report(list(layers.values()))
 
-
-def bits_to_bytes(bits: int) -> float:
-    return bits / 8.0
-
-
-def nonzero_fraction(t: np.ndarray) -> float:
-    return float(np.count_nonzero(t)) / t.size if t.size else 1.0
