@@ -8,13 +8,15 @@ from .core.compare import compare_rows, format_table
 from .core.config import RunConfig
 from .core.errors import DataError, WorkbenchError
 from .core.presets import preset_stages
-from .data import load_dataset
+from .data import find_dataset, load_dataset
 
 DEMO_PRESETS = ("magnitude-lenet300", "dns-lenet300")   # Han 2015 and Guo 2016 on LeNet-300-100
 
 
 def pick_dataset(data_dir: str | None) -> str:
     """MNIST where it can be found or downloaded, else Debian's Fashion-MNIST."""
+    if find_dataset("mnist", data_dir) is not None:
+        return "mnist"      # found: no need to read 60k images just to choose
     try:
         load_dataset("mnist", data_dir)
         return "mnist"

@@ -14,6 +14,17 @@ from ..models import zoo
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.pt2 *.safetensors *.ckpt *.bin);;All files (*)"
 
 
+def _path_row(edit: QLineEdit, browse) -> QHBoxLayout:
+    """A path field with a "…" button that opens a dialog."""
+    button = QPushButton("…")
+    button.setFixedWidth(28)
+    button.clicked.connect(browse)
+    row = QHBoxLayout()
+    row.addWidget(edit)
+    row.addWidget(button)
+    return row
+
+
 class SetupPanel(QWidget):
     """Zoo model or user checkpoint, data set, device and seed."""
 
@@ -34,17 +45,11 @@ class SetupPanel(QWidget):
             self.model.addItem(f"{info.label} ({key})", key)
             self.model.setItemData(self.model.count() - 1, info.description, Qt.ToolTipRole)
         form.addRow("Architecture", self.model)
-        row = QHBoxLayout()
         self.checkpoint = QLineEdit()
         self.checkpoint.setPlaceholderText("none: pretrain the architecture (cached)")
         self.checkpoint.setToolTip("A trained model: state_dict, workbench reference, TorchScript or .pt2. "
                                    "Drop a file here too.")
-        browse = QPushButton("…")
-        browse.setFixedWidth(28)
-        browse.clicked.connect(self._browse_checkpoint)
-        row.addWidget(self.checkpoint)
-        row.addWidget(browse)
-        form.addRow("Checkpoint", row)
+        form.addRow("Checkpoint", _path_row(self.checkpoint, self._browse_checkpoint))
         self.trust = QCheckBox("Allow code in checkpoint")
         self.trust.setToolTip("Loading a file that holds Python objects runs code from it: only for files "
                               "you trust. Off by default (weights only).")
@@ -64,15 +69,9 @@ class SetupPanel(QWidget):
         self.dataset.addItems(data_mod.dataset_names())
         self.dataset.setToolTip("mnist, fashion-mnist, cifar10, tiny, folder:PATH or arrays:PATH")
         form.addRow("Data set", self.dataset)
-        row = QHBoxLayout()
         self.data_dir = QLineEdit()
         self.data_dir.setPlaceholderText("search WORKBENCH_DATA, cache, /usr/share/datasets")
-        pick = QPushButton("…")
-        pick.setFixedWidth(28)
-        pick.clicked.connect(self._browse_data_dir)
-        row.addWidget(self.data_dir)
-        row.addWidget(pick)
-        form.addRow("Data folder", row)
+        form.addRow("Data folder", _path_row(self.data_dir, self._browse_data_dir))
         self.data_status = QLabel()
         self.data_status.setWordWrap(True)
         form.addRow("", self.data_status)
