@@ -82,6 +82,9 @@ def main() -> int:
     window = MainWindow(settings)
     window.resize(1600, 1000)
     window.show()
+    for _ in range(20):    # the window's first paint is not part of a run
+        app.processEvents()
+        time.sleep(0.01)
     headless(args, out)    # warm-up: pretrains and caches the reference, loads MNIST
     walls_h, walls_g, late = [], [], []
     for _ in range(args.reps):
@@ -89,7 +92,7 @@ def main() -> int:
         wall, lateness = with_gui(app, window, args, out)
         walls_g.append(wall)
         late += lateness
-    window.queue.shutdown()
+    window.close()        # stops the run thread; queued signals are not left for interpreter exit
     late.sort()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; LeNet-5 DNS, {args.epochs} epochs on "
           f"{args.train_subset} samples, {args.reps} interleaved repetitions")

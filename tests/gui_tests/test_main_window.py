@@ -41,6 +41,8 @@ def test_short_run_shows_progress_points_and_a_finished_row(qtbot, window):
     live = []
 
     def on_point(path, ev):   # the live histogram draws the point just added, on the run's fixed edges
+        assert "histogram" in window.live_refresh.pending()     # drawn in a later pass, not now
+        window.live_refresh.flush()
         trace = window.traces[path]
         window.histogram.select("fc1", -1)
         live.append((len(trace.hist_edges["fc1"]) - 1, list(window.histogram.hist.getOriginalDataset()[1]),
