@@ -39,6 +39,7 @@ def main() -> int:
     def on_point(path, ev):
         points.append(ev)
         if len(points) == 8:
+            w.live_refresh.flush()       # draw the point just added before grabbing
             w.histogram.select("fc1", -1)
             OUT.mkdir(parents=True, exist_ok=True)
             w.grab().save(str(OUT / "main-window-run.png"))
