@@ -55,10 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-checkpoint", action="store_true",
                    help="allow loading a checkpoint that contains Python objects (runs code from it)")
     r.add_argument("--dataset", help="mnist, fashion-mnist, cifar10, tiny, folder:PATH, arrays:PATH")
-    r.add_argument("--method", help="method key (see `workbench methods`)")
+    r.add_argument("--method", help="method key (see `workbench methods`), or a pipeline of stages run "
+                   "in order: magnitude,kmeans (Deep Compression: add --huffman)")
     r.add_argument("--preset", help="preset name (see `workbench presets`)")
-    r.add_argument("--set", action="append", default=[], metavar="K=V", help="method or training knob")
-    r.add_argument("--epochs", type=int)
+    r.add_argument("--set", action="append", default=[], metavar="K=V",
+                   help="method or training knob; in a pipeline STAGE.K=V sets one stage (STAGE: its "
+                   "method key or 1-based number), and training knobs without a stage set every stage")
+    r.add_argument("--epochs", type=int, help="epochs of every stage (one stage: `--set 2.epochs=N`)")
+    r.add_argument("--huffman", action="store_true",
+                   help="count (and export) Huffman-coded indices and codes (Deep Compression)")
     r.add_argument("--pretrain-epochs", type=int, default=0, help="epochs to pretrain --model (default: "
                    "the model's recipe)")
     r.add_argument("--out", default="runs", help="folder for the run file")
@@ -134,24 +139,40 @@ def cmd_presets(args) -> int:
 
 # --- training and runs ---------------------------------------------------------------------------
 
-def _split_sets(method_keys: list[str], assignments: dict[str, str]) -> tuple[dict, dict]:
-    """Route `--set` values to the method's knobs or the training knobs; unknown names fail."""
+def _route_sets(stages: list[StageConfig], assignments: dict[str, str]) -> None:
+    """Put `--set` values into the stages: `STAGE.K=V` into one stage, `K=V` into the stage whose method
+    has knob K (it must be unambiguous) or, for training knobs, into every stage. Unknown names fail."""
     from .core.registry import get_method
 
     train_names = {s.name for s in P.specs(TrainParams)}
-    method_names = set()
-    for key in method_keys:
-        method_names |= {s.name for s in P.specs(get_method(key).Params)}
-    method_values, train_values = {}, {}
+    knobs = [{s.name for s in P.specs(get_method(stage.method).Params)} for stage in stages]
+    label = "+".join(stage.method for stage in stages)
     for name, value in assignments.items():
-        if name in method_names:
-            method_values[name] = value
-        elif name in train_names:
-            train_values[name] = value
+        where, dot, key = name.rpartition(".")
+        if dot:
+            matches = [i for i, st in enumerate(stages) if where in (st.method, str(i + 1))]
+            if len(matches) != 1:
+                raise WorkbenchError(f"--set {name}: {where!r} is not one stage of {label} (use the method "
+                                     f"key or the stage number 1..{len(stages)})")
+            targets = matches
         else:
-            raise WorkbenchError(f"unknown parameter {name!r} for {'+'.join(method_keys)}; see "
-                                 "`workbench methods`")
-    return method_values, train_values
+            key = name
+            targets = [i for i, names in enumerate(knobs) if key in names]
+            if len(targets) > 1:
+                raise WorkbenchError(f"--set {name}: several stages of {label} have {key!r}; write "
+                                     f"STAGE.{key}=... with the stage's method key or number")
+            if not targets and key in train_names:
+                targets = list(range(len(stages)))
+        placed = False
+        for i in targets:
+            if key in knobs[i]:
+                stages[i].params[key] = value
+                placed = True
+            elif key in train_names:
+                stages[i].train[key] = value
+                placed = True
+        if not placed:
+            raise WorkbenchError(f"unknown parameter {name!r} for {label}; see `workbench methods`")
 
 
 def config_from_args(args) -> RunConfig:
@@ -160,7 +181,7 @@ def config_from_args(args) -> RunConfig:
     if args.preset:
         preset = get_preset(args.preset)
         stages = preset_stages(args.preset)
-        if args.method and args.method != preset["method"]:
+        if args.method and args.method.replace(",", "+").replace(" ", "") != preset["method"]:
             raise WorkbenchError(f"preset {args.preset} is for {preset['method']}, not {args.method}")
         model = args.model or (None if args.checkpoint else preset.get("model"))
         dataset = args.dataset or preset.get("dataset")
@@ -168,23 +189,22 @@ def config_from_args(args) -> RunConfig:
         if not args.method:
             raise WorkbenchError("give --method KEY or --preset NAME (see `workbench methods`, "
                                  "`workbench presets`)")
-        stages = [StageConfig(args.method)]
+        stages = [StageConfig(key.strip()) for key in args.method.replace("+", ",").split(",") if key.strip()]
         model, dataset = args.model, args.dataset
     if not dataset:
         raise WorkbenchError("give --dataset (e.g. mnist)")
     if not model and not args.checkpoint:
         raise WorkbenchError("give --model (a zoo architecture) or --checkpoint (a trained model)")
-    method_values, train_values = _split_sets([s.method for s in stages], P.parse_assignments(args.set))
-    target = stages[0] if len(stages) == 1 else stages[-1]
-    target.params.update(method_values)
-    target.train.update(train_values)
+    _route_sets(stages, P.parse_assignments(args.set))
     if args.epochs is not None:
-        target.train["epochs"] = args.epochs
+        for stage in stages:
+            stage.train["epochs"] = args.epochs
     config = RunConfig(dataset=dataset, stages=stages, model=model, checkpoint=args.checkpoint,
                        data_dir=args.data_dir, device=args.device, seed=args.seed, out_dir=args.out,
                        name=args.name, preset=args.preset, train_subset=args.train_subset,
                        test_subset=args.test_subset, trust_checkpoint=args.trust_checkpoint,
-                       pretrain_epochs=args.pretrain_epochs)
+                       pretrain_epochs=args.pretrain_epochs,
+                       huffman=args.huffman or bool(args.preset and get_preset(args.preset).get("huffman")))
     validate_config(config)
     return config
 

@@ -55,6 +55,7 @@ class RunConfig:
     test_subset: int | None = None
     trust_checkpoint: bool = False
     pretrain_epochs: int = 0            # with no checkpoint: train the zoo model this long first
+    huffman: bool = False               # storage counts Huffman-coded index/code streams (Deep Compression)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -71,7 +72,8 @@ class RunConfig:
         return "+".join(s.method for s in self.stages)
 
     def cli_command(self) -> str:
-        """The `workbench run` command line that repeats this run (single-stage runs)."""
+        """The `workbench run` command line that repeats this run; a pipeline's knobs carry their stage
+        number (`--set 2.bits_fc=5`)."""
         args = ["workbench", "run"]
         if self.checkpoint:
             args += ["--checkpoint", self.checkpoint]
@@ -79,12 +81,15 @@ class RunConfig:
                 args += ["--model", self.model]
         else:
             args += ["--model", str(self.model)]
-        args += ["--dataset", self.dataset, "--method", self.method_label]
-        for stage in self.stages[:1]:
+        args += ["--dataset", self.dataset, "--method", ",".join(s.method for s in self.stages)]
+        for i, stage in enumerate(self.stages):
+            prefix = f"{i + 1}." if len(self.stages) > 1 else ""
             for k, v in {**stage.params, **stage.train}.items():
                 text = P.format_layer_map(v) if isinstance(v, dict) else str(v).lower() if isinstance(
                     v, bool) else str(v)
-                args += ["--set", f"{k}={text}"]
+                args += ["--set", f"{prefix}{k}={text}"]
+        if self.huffman:
+            args.append("--huffman")
         args += ["--device", self.device, "--seed", str(self.seed)]
         return shlex.join(args)
 

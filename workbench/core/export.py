@@ -32,7 +32,7 @@ from .registry import get_method
 from .store import read_model
 
 MAGIC = b"CWBC"
-VERSION = 1
+VERSION = 1          # codebook and Huffman encodings are new encoding names, not a new container
 FORMATS = ("compact", "dense", "onnx")
 
 
@@ -65,7 +65,10 @@ def _final_method(config: RunConfig):
     return cls(P.build(cls.Params, stage.params))
 
 
-def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike) -> ExportResult:
+def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike,
+               huffman: bool | None = None) -> ExportResult:
+    """Write a run's model; `huffman` None follows the run's own setting, so the file matches the
+    storage ratio the run reported."""
     if fmt not in FORMATS:
         raise WorkbenchError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     model, attrs, config = _rebuild(run_path)
@@ -73,7 +76,8 @@ def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike) ->
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "compact":
-            return write_compact(model, _final_method(config), attrs, out)
+            return write_compact(model, _final_method(config), attrs, out,
+                                 config.huffman if huffman is None else huffman)
         if fmt == "dense":
             return write_dense(model, attrs, out)
         return write_onnx(model, attrs, out)
@@ -87,8 +91,8 @@ def _arch(attrs: dict) -> dict:
             "std": [float(v) for v in attrs.get("std", [])]}
 
 
-def write_compact(model: nn.Module, method, attrs: dict, out: Path) -> ExportResult:
-    encoded = method.encode(model)
+def write_compact(model: nn.Module, method, attrs: dict, out: Path, huffman: bool = False) -> ExportResult:
+    encoded = method.encode(model, huffman=huffman)
     report = account(encoded)
     payload = bytearray()
     tensors = []

@@ -109,7 +109,7 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
     clock = Clock(total_steps)
     yield RunStarted(str(writer.path), {"config": config.to_json()}, describe(device), total_steps,
                      list(edges), edges)
-    reference = _point(model, methods[0], data, edges, writer, stage=0, epoch=0, step=0,
+    reference = _point(model, methods[0], data, edges, writer, config.huffman, stage=0, epoch=0, step=0,
                        label="reference", clock=clock, extra={"train_loss": float("nan")})
     yield reference
     gen = torch.Generator().manual_seed(config.seed)
@@ -127,17 +127,17 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
             while messages:
                 yield Message(messages.pop(0))
             if epoch >= 0 and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs):
-                yield _point(model, method, data, edges, writer, stage=ctx.stage, epoch=epoch + 1,
-                             step=clock.step, label="epoch", clock=clock,
+                yield _point(model, method, data, edges, writer, config.huffman, stage=ctx.stage,
+                             epoch=epoch + 1, step=clock.step, label="epoch", clock=clock,
                              extra={"train_loss": loss, "lr": ctx.lr})
 
         yield from train_epochs(model, method, train, data, ctx, cancel, clock, gen, on_epoch_end)
         method.finalize(model, ctx)
         yield from on_epoch_end(-1, float("nan"))
-        final = _point(model, method, data, edges, writer, stage=stage, epoch=train.epochs,
+        final = _point(model, method, data, edges, writer, config.huffman, stage=stage, epoch=train.epochs,
                        step=clock.step, label="finalized", clock=clock, extra={})
         yield final
-    report = account(methods[-1].encode(model))
+    report = account(methods[-1].encode(model, huffman=config.huffman))
     summary = {
         "test_accuracy": final.metrics["test_accuracy"], "test_error": 1 - final.metrics["test_accuracy"],
         "reference_accuracy": reference.metrics["test_accuracy"], "param_ratio": report.param_ratio,
@@ -155,11 +155,11 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
         writer.f["summary"].attrs[k] = v
 
 
-def _point(model, method: Method, data: DeviceData, edges, writer: RunWriter, *, stage, epoch, step, label,
-           clock: Clock, extra: dict) -> Evaluated:
+def _point(model, method: Method, data: DeviceData, edges, writer: RunWriter, huffman: bool, *, stage, epoch,
+           step, label, clock: Clock, extra: dict) -> Evaluated:
     """Evaluate, account and record one point; returns the event."""
     accuracy, test_loss = evaluate(model, data.test_x, data.test_y)
-    report = account(method.encode(model))
+    report = account(method.encode(model, huffman=huffman))
     state = method.effective_state(model)
     metrics = {"step": step, "epoch": epoch, "stage": stage, "point_kind": POINT_KINDS.index(label),
                "test_accuracy": accuracy,

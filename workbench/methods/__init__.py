@@ -1,3 +1,4 @@
 """Compression methods, one module per family; importing this package registers them all."""
 
 from . import dns, magnitude, plain  # noqa: F401
+from . import kmeans  # noqa: F401

@@ -87,9 +87,10 @@ class Method:
         """The tensors inference uses, under the plain architecture's names."""
         return model.state_dict()
 
-    def encode(self, model: nn.Module) -> list[Encoded]:
-        """How each tensor is stored: compressible layers dense or sparse (whichever is smaller)."""
-        return encode_state(model, self.effective_state(model))
+    def encode(self, model: nn.Module, huffman: bool = False) -> list[Encoded]:
+        """How each tensor is stored: compressible layers in their cheapest form (dense, sparse, or
+        codebook when few distinct values remain), integer streams Huffman coded when asked."""
+        return encode_state(model, self.effective_state(model), huffman=huffman)
 
 
 def layer_index(model: nn.Module) -> dict[str, str]:
@@ -102,7 +103,7 @@ def parameter_names(model: nn.Module) -> set[str]:
     return {name.replace("_orig", "") for name, _ in model.named_parameters()}
 
 
-def encode_state(model: nn.Module, state: dict[str, torch.Tensor]) -> list[Encoded]:
+def encode_state(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool = False) -> list[Encoded]:
     kinds = layer_index(model)
     params = parameter_names(model)
     out = []
@@ -112,7 +113,7 @@ def encode_state(model: nn.Module, state: dict[str, torch.Tensor]) -> list[Encod
         owner = key.rpartition(".")[0]
         t = tensor.detach().cpu().float().numpy()
         if owner in kinds:
-            out.append(encode_auto(key, owner, kinds[owner], t))
+            out.append(encode_auto(key, owner, kinds[owner], t, huffman=huffman))
         else:
             out.append(encode_dense(key, owner or key, "other", t, is_param=key in params))
     return out

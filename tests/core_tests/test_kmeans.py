@@ -1,0 +1,77 @@
+"""Trained quantization (Deep Compression) on hand-made layers, calling the method's hooks directly."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from workbench.methods.base import RunContext
+from workbench.methods.kmeans import TrainedQuantization, init_centroids, lloyd_1d
+
+
+def ctx():
+    return RunContext(device=torch.device("cpu"), steps_per_epoch=1, total_steps=1, num_train=1)
+
+
+def test_linear_init_spans_min_to_max_evenly():
+    w = torch.tensor([-1.0, 0.2, 3.0, 0.5])
+    c = init_centroids(w, 5, "linear", torch.Generator())
+    assert torch.allclose(c, torch.tensor([-1.0, 0.0, 1.0, 2.0, 3.0]))
+
+
+def test_lloyd_finds_the_cluster_means_of_a_hand_made_set():
+    w = torch.tensor([-1.1, -1.0, -0.9, 0.45, 0.5, 0.55, 1.9, 2.1])
+    c, assign = lloyd_1d(w, torch.tensor([-1.1, 0.4, 1.0]), iters=20)
+    assert torch.allclose(c, torch.tensor([-1.0, 0.5, 2.0]), atol=1e-6)
+    assert assign.tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+
+
+def _layer():
+    fc = nn.Linear(4, 2)
+    with torch.no_grad():
+        fc.weight.copy_(torch.tensor([[-1.0, 0.0, -0.9, 0.5], [0.55, 0.0, 2.0, 2.1]]))
+    return nn.Sequential(fc)
+
+
+def test_shared_weights_zeros_stay_pruned_and_centroids_get_summed_gradients():
+    model = _layer()
+    method = TrainedQuantization.from_values({"bits_fc": 2, "init": "linear"})   # 4 clusters
+    method.prepare(model, ctx())
+    fc = model[0]
+    w = fc.weight
+    assert w[0, 1] == 0 and w[1, 1] == 0                 # pruned entries stay exactly zero
+    assert len(torch.unique(w[w != 0])) <= 4
+    x = torch.randn(3, 4)
+    out = model(x)
+    grad_out = torch.randn_like(out)
+    (out * grad_out).sum().backward()
+    # d loss / d W for a linear layer is grad_out^T x; each centroid gets the sum over its members
+    dw = grad_out.T @ x
+    assign = fc.weight_assign
+    expected = torch.zeros(len(fc.weight_centroids))
+    for k in range(len(expected)):
+        expected[k] = dw[assign == k].sum()
+    assert torch.allclose(fc.weight_centroids.grad, expected, atol=1e-5)
+    with torch.no_grad():                                   # a training step moves whole clusters
+        fc.weight_centroids -= 0.1 * fc.weight_centroids.grad
+    state = method.effective_state(model)
+    w2 = state["0.weight"]
+    assert w2[0, 1] == 0 and w2[1, 1] == 0
+    assert torch.equal(w2[assign == assign[0, 0]], w2[0, 0].expand(int((assign == assign[0, 0]).sum())))
+
+
+def test_finalize_leaves_a_plain_layer_with_at_most_2_to_the_b_values():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 20))
+    with torch.no_grad():
+        model[0].weight[model[0].weight.abs() < 0.05] = 0
+    zeros = model[0].weight == 0
+    method = TrainedQuantization.from_values({"bits_fc": 3})
+    method.prepare(model, ctx())
+    before = method.effective_state(model)["0.weight"].clone()
+    method.finalize(model, ctx())
+    w = model[0].weight
+    assert isinstance(w, nn.Parameter) and not hasattr(model[0], "weight_centroids")
+    assert torch.equal(w.detach(), before)
+    assert len(torch.unique(w[w != 0])) <= 8 and torch.equal(w == 0, zeros)
+    assert set(model.state_dict()) == {"0.weight", "0.bias"}
