@@ -91,6 +91,15 @@ def test_invalid_parameter_disables_run(qtbot, window):
     assert "band" in window.run_button.toolTip() or "a_k" in window.run_button.toolTip()
 
 
+def test_a_pipeline_preset_brings_its_stages_model_data_and_huffman(qtbot, window):
+    assert not window.setup.huffman.isChecked()
+    window.methods.load_preset("deep-compression-lenet300")
+    cfg = window.current_config()
+    assert [s.method for s in cfg.stages] == ["magnitude", "kmeans"]
+    assert cfg.huffman and cfg.model == "lenet300" and cfg.dataset == "mnist"
+    assert cfg.stages[1].params["bits_fc"] == 5 and cfg.stages[0].train["epochs"] == 40
+
+
 def test_open_existing_run_file_and_export(qtbot, window, tmp_path):
     window.methods.set_stages([_stage(epochs=1, c_rate=0.0)])
     with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS) as blocker:

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from workbench.core.events import Evaluated                                   # noqa: E402
-from workbench.gui.plots import (CurvesPlot, HistogramView, KeptBars, RatioPlot,  # noqa: E402
-                                 export_plot)
-from workbench.gui.plots.overlays import Band, VLine                           # noqa: E402
+from workbench.gui.plots import (CurvesPlot, HistogramView, KeptBars, MixturePlot,  # noqa: E402
+                                 RatioPlot, export_plot)
+from workbench.gui.plots.overlays import Band, Curve, VLine                    # noqa: E402
 from workbench.gui.plots.ratio_plot import front_steps, pareto_indices         # noqa: E402
 from workbench.gui.run_trace import RunTrace                                   # noqa: E402
 
@@ -211,6 +211,57 @@ def test_magnitude_threshold_lines(hist):
     assert _lines(hist) == []
 
 
+MIX = {"mix_mean": [None, np.array([0.0, -0.5, 0.5]), np.array([0.0, -0.4, np.nan])],
+       "mix_var": [None, np.array([0.01, 0.02, 0.02]), np.array([0.01, 0.01, np.nan])],
+       "mix_weight": [None, np.array([0.9, 0.05, 0.05]), np.array([0.95, 0.05, np.nan])]}
+
+
+def test_mixture_components_drawn_over_the_histogram_in_counts(hist):
+    trace = make_trace("s", method="sws", extra=MIX)
+    hist.set_trace(trace)
+    hist.select("fc1", 1)
+    assert _lines(hist) == [-0.5, 0.0, 0.5]                       # a line at each mean
+    curves = hist.overlay_items(Curve)
+    assert len(curves) == 3
+    counts = trace.layers["fc1"]["hist_counts"][1]
+    total, width = counts.sum(), EDGES[1] - EDGES[0]
+    peak = total * 0.05 * width / np.sqrt(2 * np.pi * 0.02)       # component at -0.5, not capped
+    assert max(curves[1].getOriginalDataset()[1]) == pytest.approx(peak, rel=1e-3)
+    assert max(curves[0].getOriginalDataset()[1]) == pytest.approx(1.5 * counts.max())   # pi_0 capped
+    hist.select("fc1", 2)                                          # a merged (NaN) slot draws nothing
+    assert _lines(hist) == [-0.4, 0.0] and len(hist.overlay_items(Curve)) == 2
+    hist.select("fc1", 0)
+    assert hist.overlay_items(Curve) == [] and _lines(hist) == []
+
+
+def test_kmeans_centroid_lines(hist):
+    trace = make_trace("k", method="kmeans", extra={"centroids": [None, np.array([-0.2, 0.1, np.nan]),
+                                                                  np.array([-0.25, 0.15, np.nan])]})
+    hist.set_trace(trace)
+    hist.select("fc1", 2)
+    assert _lines(hist) == [-0.25, 0.15]
+
+
+def test_mixture_plot_paths_and_final_scatter(qtbot):
+    extra = dict(MIX)
+    extra["scatter_initial"] = [None, None, np.array([0.1, -0.3, 0.02])]
+    extra["scatter_final"] = [None, None, np.array([0.0, -0.4, 0.0])]
+    trace = make_trace("s", method="sws", extra=extra)
+    plot = MixturePlot()
+    qtbot.addWidget(plot)
+    plot.set_trace(trace)
+    paths = plot.component_paths()
+    assert paths.shape == (3, 3) and np.isnan(paths[0]).all()
+    np.testing.assert_allclose(paths[1], [0.0, -0.5, 0.5])
+    plot.set_layer("fc2")                                          # fc2's recorded values are doubled
+    x, y = plot.scatter.getData()
+    np.testing.assert_allclose(x, [0.2, -0.6, 0.04])
+    np.testing.assert_allclose(y, [0.0, -0.8, 0.0])
+    assert plot.note.isHidden()
+    plot.set_trace(make_trace("d"))                                # a run without a mixture says so
+    assert not plot.note.isHidden() and plot.component_paths().size == 0
+
+
 def test_histogram_update_follows_last_point_only_when_there(hist):
     trace = make_trace("live", status="running")
     hist.set_trace(trace)
@@ -256,7 +307,7 @@ def test_export_png_and_svg(ratio, tmp_path):
 
 def test_widgets_accept_empty_traces(qtbot):
     empty = RunTrace(path="/runs/empty.h5", label="empty", method="dns")
-    for widget in (RatioPlot(), CurvesPlot(), HistogramView(), KeptBars()):
+    for widget in (RatioPlot(), CurvesPlot(), HistogramView(), KeptBars(), MixturePlot()):
         qtbot.addWidget(widget)
         if hasattr(widget, "set_traces"):
             widget.set_traces([empty])

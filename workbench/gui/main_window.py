@@ -20,7 +20,7 @@ from .compare_view import CompareView
 from .export_dialog import ExportDialog
 from .live_refresh import StaggeredRefresh
 from .method_panel import MethodPanel
-from .plots import CurvesPlot, HistogramView, KeptBars, RatioPlot, export_plot
+from .plots import CurvesPlot, HistogramView, KeptBars, MixturePlot, RatioPlot, export_plot
 from .run_trace import RunTrace
 from .setup_panel import SetupPanel
 from .worker import RunQueue, TaskSignals, run_in_pool
@@ -77,11 +77,16 @@ class MainWindow(QMainWindow):
         top = QSplitter(Qt.Horizontal)
         top.addWidget(self.ratio_plot)
         top.addWidget(self.curves)
+        self.mixture = MixturePlot()
+        side = QTabWidget()
+        side.addTab(self.kept, "Kept per layer")
+        side.addTab(self.mixture, "Mixture")
         bottom = QSplitter(Qt.Horizontal)
         bottom.addWidget(self.histogram)
-        bottom.addWidget(self.kept)
+        bottom.addWidget(side)
         bottom.setSizes([700, 300])
         self.kept.link(self.histogram)   # the bars follow the histogram's layer and point
+        self.mixture.link(self.histogram)
         live.addWidget(top)
         live.addWidget(bottom)
         self.compare = CompareView()
@@ -158,6 +163,7 @@ class MainWindow(QMainWindow):
         self.methods.validity_changed.connect(lambda ok, msg: self._update_run_button())
         self.setup.changed.connect(self._update_run_button)
         self.setup.open_runs.connect(self.open_runs)
+        self.methods.preset_chosen.connect(self._preset_chosen)
         self.queue.started.connect(self._run_started)
         self.queue.progress.connect(self._run_progress)
         self.queue.point.connect(self._run_point)
@@ -173,6 +179,11 @@ class MainWindow(QMainWindow):
         parts = self.setup.config_parts()
         out = self.settings.value("out_dir", str(Path.cwd() / "runs"))
         return RunConfig(stages=self.methods.stages(), out_dir=out, **parts)
+
+    def _preset_chosen(self, preset: dict) -> None:
+        """A preset names the model and data it was measured on, and whether storage is Huffman coded."""
+        self.setup.set_parts({"model": preset.get("model"), "dataset": preset.get("dataset"),
+                              "huffman": bool(preset.get("huffman", False))})
 
     def validation_error(self) -> str:
         return self.setup.error() or self.methods.error()
@@ -217,6 +228,7 @@ class MainWindow(QMainWindow):
         refresh(f"curves:{ev.run_path}", lambda: self.curves.update_trace(trace))
         refresh("histogram", lambda: self.histogram.set_trace(trace))
         refresh("kept", lambda: self.kept.set_trace(trace))   # a point arriving first keeps these keys
+        refresh("mixture", lambda: self.mixture.set_trace(trace))
         refresh(f"compare:{ev.run_path}", lambda: self.compare_plot.update_trace(trace))
 
     def _run_progress(self, ev: Progress) -> None:
@@ -239,6 +251,7 @@ class MainWindow(QMainWindow):
         if path == self.focus_path and "histogram" not in self.live_refresh.pending():
             refresh("histogram", lambda: self.histogram.update_trace(trace))
             refresh("kept", lambda: self.kept.update_trace(trace))
+            refresh("mixture", lambda: self.mixture.update_trace(trace))
         refresh(f"table:{path}", lambda: self.compare.add_or_update(trace))
         refresh(f"compare:{path}", lambda: self.compare_plot.update_trace(trace))
 
@@ -309,6 +322,7 @@ class MainWindow(QMainWindow):
         if focus is not None:
             self.histogram.set_trace(focus)
             self.kept.set_trace(focus)
+            self.mixture.set_trace(focus)
 
     # --- export -------------------------------------------------------------------------------------------
     def export_selected(self) -> None:

@@ -92,6 +92,10 @@ class SetupPanel(QWidget):
         self.train_subset.setSingleStep(1000)
         self.train_subset.setToolTip("Use only N training samples, for a quick look")
         form.addRow("Train samples", self.train_subset)
+        self.huffman = QCheckBox("Huffman-code indices and codes")
+        self.huffman.setToolTip("Storage ratio and compact export count Huffman-coded relative indices and "
+                                "codebook indices (Deep Compression, stage 3). Off: fixed-width codes.")
+        form.addRow("Storage", self.huffman)
         layout.addWidget(run_box)
 
         for w in (self.model, self.dataset, self.device):
@@ -107,7 +111,7 @@ class SetupPanel(QWidget):
                 "trust_checkpoint": self.trust.isChecked(), "dataset": self.dataset.currentText().strip(),
                 "data_dir": self.data_dir.text().strip() or None, "device": self.device.currentText(),
                 "seed": self.seed.value(), "train_subset": self.train_subset.value() or None,
-                "pretrain_epochs": self.pretrain_epochs.value()}
+                "pretrain_epochs": self.pretrain_epochs.value(), "huffman": self.huffman.isChecked()}
 
     def set_parts(self, parts: dict) -> None:
         if parts.get("model"):
@@ -116,8 +120,12 @@ class SetupPanel(QWidget):
                 self.model.setCurrentIndex(i)
         if parts.get("dataset"):
             self.dataset.setCurrentText(parts["dataset"])
-        self.checkpoint.setText(parts.get("checkpoint") or "")
-        self.data_dir.setText(parts.get("data_dir") or "")
+        if "checkpoint" in parts:
+            self.checkpoint.setText(parts.get("checkpoint") or "")
+        if "data_dir" in parts:
+            self.data_dir.setText(parts.get("data_dir") or "")
+        if "huffman" in parts:
+            self.huffman.setChecked(bool(parts["huffman"]))
         self._edited()
 
     def error(self) -> str:

@@ -4,8 +4,9 @@ from .curves import CurvesPlot
 from .export import export_plot
 from .histogram import HistogramView
 from .kept_bars import KeptBars
+from .mixture_plot import MixturePlot
 from .published import PUBLISHED, Published, published_for
 from .ratio_plot import RatioPlot
 
-__all__ = ["CurvesPlot", "HistogramView", "KeptBars", "PUBLISHED", "Published", "RatioPlot",
+__all__ = ["CurvesPlot", "HistogramView", "KeptBars", "MixturePlot", "PUBLISHED", "Published", "RatioPlot",
            "export_plot", "published_for"]

@@ -135,7 +135,8 @@ class HistogramView(QtWidgets.QWidget):
             self.hist.setData([], [])
         else:
             self.hist.setData(np.asarray(edges, float), np.asarray(counts, float))
-        self._draw_shapes(overlay_shapes(series, lambda name: layer_value(trace, layer, name, point)))
+        self._draw_shapes(overlay_shapes(series, lambda name: edges if name == "hist_edges"
+                                         else layer_value(trace, layer, name, point)))
 
     def _draw_shapes(self, shapes) -> None:
         used = {Band: 0, VLine: 0, Curve: 0}

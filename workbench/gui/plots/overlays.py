@@ -58,10 +58,50 @@ def magnitude_threshold(value: Callable) -> list:
     return [VLine(-t, THRESHOLD_COLOR, True), VLine(t, THRESHOLD_COLOR, True, "threshold {value:.3g}")]
 
 
+MIXTURE_COLOR = (70, 150, 255)
+CENTROID_COLOR = (90, 190, 120)
+MAX_CENTROID_LINES = 64          # 8-bit conv codebooks (256 values) would paint the plot solid
+
+
+def mixture_components(value: Callable) -> list:
+    """Soft weight-sharing: each Gaussian component pi_j N(w | mu_j, sigma_j^2), in histogram counts
+    (total count x pi_j x density x bin width), plus a line at each mean. Capped at 1.5x the tallest bar
+    so the zero component (pi_0 ~ 0.99) does not flatten the histogram."""
+    mu, var, pi = value("mix_mean"), value("mix_var"), value("mix_weight")
+    counts, edges = value("hist_counts"), value("hist_edges")
+    if any(v is None for v in (mu, var, pi, counts, edges)) or np.ndim(mu) != 1:
+        return []
+    counts, edges = np.asarray(counts, float), np.asarray(edges, float)
+    total, width = counts.sum(), edges[1] - edges[0]
+    cap = 1.5 * counts.max() if counts.size and counts.max() > 0 else 1.0
+    x = np.linspace(edges[0], edges[-1], 600)
+    shapes = []
+    ok = np.isfinite(mu) & np.isfinite(var) & np.isfinite(pi) & (np.asarray(var, float) > 0)
+    for m, v, p in zip(np.asarray(mu)[ok], np.asarray(var)[ok], np.asarray(pi)[ok]):
+        y = total * p * width * np.exp(-(x - m) ** 2 / (2 * v)) / np.sqrt(2 * np.pi * v)
+        shapes.append(Curve(x, np.minimum(y, cap), MIXTURE_COLOR + (220,)))
+        shapes.append(VLine(float(m), MIXTURE_COLOR + (120,), True))
+    return shapes
+
+
+def kmeans_centroids(value: Callable) -> list:
+    """Trained quantization: the shared values of the layer (a line per centroid)."""
+    c = value("centroids")
+    if c is None or np.ndim(c) != 1:
+        return []
+    c = np.asarray(c, float)
+    c = c[np.isfinite(c)]
+    if len(c) > MAX_CENTROID_LINES:
+        return []
+    return [VLine(float(v), CENTROID_COLOR + (170,)) for v in c]
+
+
 # Triggered when the layer has the key series; several drawers may apply to one layer.
 OVERLAYS: dict[str, Callable] = {
     "a_k": dns_band,
     "threshold": magnitude_threshold,
+    "mix_mean": mixture_components,
+    "centroids": kmeans_centroids,
 }
 
 

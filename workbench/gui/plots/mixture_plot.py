@@ -1,0 +1,114 @@
+"""Soft weight-sharing's mixture over training: component means against training steps (line width
+from the mixing weight), and at the end each weight against its value before training.
+
+The means' paths show the components gathering the weights and merging; the scatter is the paper's
+Figure 2 view: horizontal bands where weights were snapped to a shared value, the zero band pruned.
+The mixture is the same for every layer; the scatter follows the histogram's layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtWidgets
+
+from .common import aligned, foreground, layer_value, run_color
+
+
+class MixturePlot(QtWidgets.QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._trace = None
+        self._layer = ""
+        self.note = QtWidgets.QLabel("no mixture recorded in this run (soft weight-sharing records one)")
+        self.view = pg.GraphicsLayoutWidget()
+        self.means_plot = self.view.addPlot(row=0, col=0)
+        self.means_plot.setLabel("left", "component mean")
+        self.means_plot.setLabel("bottom", "training steps")
+        self.means_plot.showGrid(x=True, y=True, alpha=0.2)
+        self.scatter_plot = self.view.addPlot(row=0, col=1)
+        self.scatter_plot.setLabel("left", "final weight")
+        self.scatter_plot.setLabel("bottom", "initial weight")
+        self.scatter_plot.showGrid(x=True, y=True, alpha=0.2)
+        self.scatter = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(run_color(0) + "90"))
+        self.scatter_plot.addItem(self.scatter)
+        self._lines: list[pg.PlotDataItem] = []
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.note)
+        layout.addWidget(self.view)
+
+    def set_trace(self, trace) -> None:
+        self._trace = trace
+        self._redraw()
+
+    update_trace = set_trace
+
+    def set_layer(self, layer: str, point: int = -1) -> None:
+        self._layer = layer
+        self._redraw()
+
+    def link(self, histogram_view) -> None:
+        histogram_view.selectionChanged.connect(self.set_layer)
+
+    def component_paths(self) -> np.ndarray:
+        """(points, components) means as drawn, for tests."""
+        return self._means()[1]
+
+    def _mixture_layer(self) -> str:
+        trace = self._trace
+        if trace is None:
+            return ""
+        if "mix_mean" in trace.layers.get(self._layer, {}):
+            return self._layer
+        return next((name for name, series in trace.layers.items() if "mix_mean" in series), "")
+
+    def _means(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        layer = self._mixture_layer()
+        if not layer:
+            return np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0))
+        rows = self._trace.layers[layer]["mix_mean"]
+        weights = self._trace.layers[layer].get("mix_weight", [None] * len(rows))
+        width = max((len(r) for r in rows if r is not None and np.ndim(r) == 1), default=0)
+
+        def table(values):
+            out = np.full((len(values), width), np.nan)
+            for i, r in enumerate(values):
+                if r is not None and np.ndim(r) == 1:
+                    out[i, :len(r)] = r
+            return out
+
+        return aligned(self._trace, "step"), table(rows), table(weights)
+
+    def _redraw(self) -> None:
+        steps, means, weights = self._means()
+        has = bool(means.size > 0 and np.isfinite(means).any())
+        self.note.setVisible(not has)
+        self.view.setVisible(has)
+        for line in self._lines:
+            line.hide()
+        if not has:
+            self.scatter.setData([], [])
+            return
+        fg = foreground()
+        while len(self._lines) < means.shape[1]:
+            line = pg.PlotDataItem(connect="finite")
+            self.means_plot.addItem(line)
+            self._lines.append(line)
+        for j in range(means.shape[1]):
+            pi = np.nanmax(weights[:, j]) if np.isfinite(weights[:, j]).any() else 0.0
+            color = pg.mkColor(run_color(j))
+            if j == 0:
+                color = pg.mkColor(fg)      # the fixed zero component
+            self._lines[j].setData(steps, means[:, j], pen=pg.mkPen(color, width=1 + 3 * min(pi * 4, 1)))
+            self._lines[j].show()
+        last = self._trace.points - 1
+        layer = self._layer or self._mixture_layer()
+        initial = layer_value(self._trace, layer, "scatter_initial", last)
+        final = layer_value(self._trace, layer, "scatter_final", last)
+        if initial is not None and final is not None and np.ndim(initial) == 1:
+            self.scatter.setData(np.asarray(initial, float), np.asarray(final, float))
+            self.scatter_plot.setTitle(f"{layer}: after vs before (sample)", size="9pt")
+        else:
+            self.scatter.setData([], [])
+            self.scatter_plot.setTitle("weights after vs before: at the end of the run", size="9pt")
