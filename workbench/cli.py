@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run")
     e.add_argument("--format", required=True, choices=("compact", "dense", "onnx"))
     e.add_argument("--out", required=True)
+    e.add_argument("--coding", choices=("run", "fixed", "huffman"), default="run",
+                   help="compact only: index/code coding; 'run' follows the run's own --huffman setting")
     e.add_argument("--json", action="store_true")
 
     d = sub.add_parser("demo", help="demo: LeNet-300-100 pruned by both papers' methods, in the app (or "
@@ -378,7 +380,8 @@ def cmd_compare(args) -> int:
 def cmd_export(args) -> int:
     from .core.export import export_run
 
-    result = export_run(args.run, args.format, args.out)
+    result = export_run(args.run, args.format, args.out,
+                        huffman={"run": None, "fixed": False, "huffman": True}[args.coding])
     info = {"path": str(result.path), "format": args.format, "size_bytes": result.size_bytes,
             "accounted_bytes": result.accounted_bytes, "header_bytes": result.header_bytes}
     if args.json:

@@ -89,3 +89,18 @@ def test_bad_stage_addresses_fail_with_one_line(bad, message, tmp_path):
     args = build_parser().parse_args([*ARGS, "--out", str(tmp_path), *bad])
     with pytest.raises(WorkbenchError, match=message):
         config_from_args(args)
+
+
+def test_export_coding_override(pipeline_run, tmp_path, capsys):
+    sizes = {}
+    for coding in ("run", "fixed", "huffman"):
+        out = tmp_path / f"{coding}.cwbc"
+        assert main(["export", pipeline_run["run"], "--format", "compact", "--out", str(out),
+                     "--coding", coding, "--json"]) == 0
+        info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        sizes[coding] = info["accounted_bytes"]
+        model = load_compact(out)                 # every coding reloads to the same weights
+        x, _ = H.tiny_test_set()
+        with torch.no_grad():
+            assert torch.equal(model(x).argmax(1), load_compact(tmp_path / "run.cwbc")(x).argmax(1))
+    assert sizes["run"] == sizes["huffman"] < sizes["fixed"]

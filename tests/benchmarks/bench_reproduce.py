@@ -1,13 +1,17 @@
-"""Reproduce the pruning papers on MNIST and measure each method's per-step cost.
+"""Reproduce the papers on MNIST from the stored presets and measure each method's per-step cost.
 
-    python tests/benchmarks/bench_pruning.py [--models lenet300,lenet5] [--methods magnitude,dns]
-                                             [--seeds 0] [--out runs/bench] [--cost-only] [--no-cost]
+    python tests/benchmarks/bench_reproduce.py [--models lenet300,lenet5] [--methods magnitude,dns]
+                                               [--presets deep-compression-lenet5,...] [--seeds 0]
+                                               [--out runs/bench] [--cost-only] [--no-cost]
 
-For each model it runs the stored presets (`<method>-<model>`, resources/presets) through the same run
-loop as the CLI, starting from the cached reference model, and prints test error, both compression
-ratios, the paper's target and wall time. Then it times training steps of plain training, each method
-and torch.nn.utils.prune (for scale) on the same model in the same process, interleaving the variants
-round by round, and prints the median step time of each as a ratio to plain training.
+For each model it runs the stored presets (`<method>-<model>`, or the ones named by --presets, e.g. the
+Deep Compression pipelines) through the same run loop as the CLI, starting from the cached reference
+model, and prints test error, both compression ratios, the paper's target and wall time. Each finished
+run is exported in the compact format and reloaded: the table shows its size on disk against the
+accounted bytes and the reloaded model's test accuracy. Then it times training steps of plain
+training, each method and torch.nn.utils.prune (for scale) on the same model in the same process,
+interleaving the variants round by round, and prints the median step time of each as a ratio to plain
+training.
 
 Needs MNIST (WORKBENCH_DATA=../shared/datasets). Times depend on the machine: run nothing else meanwhile.
 """
@@ -27,28 +31,34 @@ from torch.nn.utils import prune as torch_prune
 from workbench.core import params as P
 from workbench.core.config import RunConfig, TrainParams
 from workbench.core.events import CancelToken, Evaluated, Finished, Message
+from workbench.core.export import export_run, load_compact
 from workbench.core.presets import get_preset, preset_stages
 from workbench.core.reference import resolve_model
 from workbench.core.registry import get_method
 from workbench.core.runner import execute, load_data
-from workbench.core.training import optimizer_for, train_step
+from workbench.core.training import evaluate, optimizer_for, train_step
 from workbench.data import batches
 from workbench.methods.base import RunContext
 
-# (model, method) -> (max test error %, min ratio, ratio convention), from the papers (METHODS.md).
+# preset -> (max test error %, min ratio, ratio convention), from the papers (METHODS.md).
 TARGETS = {
-    ("lenet300", "magnitude"): (1.6, 12, "param_ratio"),
-    ("lenet300", "dns"): (2.0, 56, "param_ratio"),
-    ("lenet5", "magnitude"): (0.8, 12, "param_ratio"),
-    ("lenet5", "dns"): (0.91, 108, "param_ratio"),
+    "magnitude-lenet300": (1.6, 12, "param_ratio"),
+    "dns-lenet300": (2.0, 56, "param_ratio"),
+    "magnitude-lenet5": (0.8, 12, "param_ratio"),
+    "dns-lenet5": (0.91, 108, "param_ratio"),
+    "deep-compression-lenet300": (1.6, 40, "storage_ratio"),
+    "deep-compression-lenet5": (0.8, 39, "storage_ratio"),
+    "sws-lenet300": (1.94, 64, "storage_ratio"),
+    "sws-lenet5": (0.97, 162, "storage_ratio"),
 }
 
 
-def reproduce(model_key: str, method: str, seed: int, out: str) -> dict:
-    name = f"{method}-{model_key}"
+def reproduce(name: str, seed: int, out: str) -> dict:
     preset = get_preset(name)
+    model_key = preset["model"]
     config = RunConfig(dataset=preset.get("dataset", "mnist"), stages=preset_stages(name), model=model_key,
-                       seed=seed, out_dir=out, name=f"{name}-s{seed}", preset=name)
+                       seed=seed, out_dir=out, name=f"{name}-s{seed}", preset=name,
+                       huffman=bool(preset.get("huffman", False)))
     finished = None
     for event in execute(config):
         if isinstance(event, Message):
@@ -61,7 +71,19 @@ def reproduce(model_key: str, method: str, seed: int, out: str) -> dict:
             finished = event
     if finished.status != "completed":
         raise SystemExit(f"{name} {finished.status}: {finished.error}")
-    return {"model": model_key, "method": method, "seed": seed, "run": finished.run_path, **finished.summary}
+    return {"model": model_key, "preset": name, "seed": seed, "run": finished.run_path, **finished.summary,
+            **compact_check(finished.run_path, config)}
+
+
+def compact_check(run_path: str, config: RunConfig) -> dict:
+    """Export the run compactly, reload the file and measure its test accuracy."""
+    out = str(run_path).replace(".h5", ".cwbc")
+    result = export_run(run_path, "compact", out)
+    model = load_compact(out)
+    data = load_data(config)
+    accuracy, _ = evaluate(model, data.test_x, data.test_y)
+    return {"file_bytes": result.size_bytes, "accounted_bytes": result.accounted_bytes,
+            "header_bytes": result.header_bytes, "reloaded_accuracy": accuracy}
 
 
 def step_costs(model_key: str, methods: list[str], rounds: int = 7, steps: int = 40) -> dict[str, float]:
@@ -116,6 +138,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="lenet300,lenet5")
     ap.add_argument("--methods", default="magnitude,dns")
+    ap.add_argument("--presets", help="run these presets instead of <method>-<model> (comma-separated)")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--out", default="runs/bench")
     ap.add_argument("--cost-only", action="store_true")
@@ -125,19 +148,22 @@ def main() -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     rows = []
     if not args.cost_only:
-        for model_key in models:
-            for method in methods:
-                for seed in map(int, args.seeds.split(",")):
-                    rows.append(reproduce(model_key, method, seed, args.out))
-        print(f"\n{'model':<10}{'method':<11}{'seed':>5}{'ref err%':>9}{'err%':>7}{'params x':>9}"
-              f"{'bits x':>8}{'target':>17}{'met':>5}{'wall s':>8}")
+        names = args.presets.split(",") if args.presets else [f"{m}-{k}" for k in models for m in methods]
+        for name in names:
+            for seed in map(int, args.seeds.split(",")):
+                rows.append(reproduce(name, seed, args.out))
+        print(f"\n{'preset':<27}{'seed':>5}{'ref err%':>9}{'err%':>7}{'params x':>9}{'bits x':>8}"
+              f"{'target':>24}{'met':>5}{'wall s':>8}{'file B':>9}{'acct B':>9}{'reload err%':>12}")
         for r in rows:
-            max_err, min_ratio, key = TARGETS.get((r["model"], r["method"]), (float("nan"), 0, "param_ratio"))
+            max_err, min_ratio, key = TARGETS.get(r["preset"], (float("nan"), 0, "param_ratio"))
             err = 100 * (1 - r["test_accuracy"])
             met = round(err, 2) <= max_err and round(r[key], 1) >= min_ratio   # as printed
-            print(f"{r['model']:<10}{r['method']:<11}{r['seed']:>5}{100 * (1 - r['reference_accuracy']):>9.2f}"
+            unit = "bits" if key == "storage_ratio" else "params"
+            print(f"{r['preset']:<27}{r['seed']:>5}{100 * (1 - r['reference_accuracy']):>9.2f}"
                   f"{err:>7.2f}{r['param_ratio']:>9.1f}{r['storage_ratio']:>8.1f}"
-                  f"{f'<={max_err}% @>={min_ratio}x':>17}{'yes' if met else 'NO':>5}{r['wall_seconds']:>8.0f}")
+                  f"{f'<={max_err}% @>={min_ratio}x {unit}':>24}{'yes' if met else 'NO':>5}"
+                  f"{r['wall_seconds']:>8.0f}{r['file_bytes']:>9}{r['accounted_bytes']:>9.0f}"
+                  f"{100 * (1 - r['reloaded_accuracy']):>12.2f}")
     if not args.no_cost:
         for model_key in models:
             costs = step_costs(model_key, methods)
