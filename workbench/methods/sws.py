@@ -1,0 +1,475 @@
+"""Soft weight-sharing (Ullrich, Meeds, Welling, ICLR 2017).
+
+Retraining adds tau * (-log p(w) - log p(lambda)) to the task loss, where
+p(w) = prod_i sum_j pi_j N(w_i | mu_j, 1/lambda_j) is a Gaussian mixture prior over all weights of the
+compressible layers (one mixture shared by every layer), learned jointly with the weights, and p(lambda)
+puts Gamma hyperpriors on the precisions. Component 0 is fixed at mu_0 = 0 with a fixed mixing weight
+pi_0; the others have learned means, log-precisions and mixing weights
+pi_j = (1 - pi_0) softmax(rho)_j (j >= 1), so pi_0 stays exactly fixed and the pi sum to 1. Everything is
+evaluated with log-sum-exp. After training, components closer than `merge_kl` (symmetric KL) are merged
+and every weight is set to the mean of its most responsible component; members of the zero component
+become exactly 0 (pruned), which leaves a plain model with a few distinct values per layer.
+
+Cost. The prior is O(weights x components) per step. `prior_eval="exact"` evaluates it directly, with
+the hand-derived gradients (d/dw_i = sum_j r_ij lambda_j (w_i - mu_j), r the responsibilities) computed
+in the same pass. `prior_eval="grid"` (default) uses that f(w) = -log p(w) is a smooth 1-D function: the
+weights are binned onto a fine grid with cloud-in-cell (linear) weights c_k in O(N), so
+sum_i f(w_i) ~ sum_k c_k f(g_k) and the mixture gradients come from the small G x J computation, and each
+weight's gradient is f' linearly interpolated at the weight. Neither mode reads a value back to the host
+during a step (no .item()/float()), so GPU steps are not synchronised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.errors import ParamError
+from ..core.params import knob
+from ..core.registry import register
+from ..models.layers import compressible_layers
+from .base import Method, RunContext
+
+LOG_2PI = math.log(2.0 * math.pi)
+SCATTER_SAMPLES = 2000          # weights per layer in the weight-vs-initial-weight scatter (fixed size)
+EXACT_CHUNK = 1 << 15           # points per chunk of the N x J (or G x J) evaluation (bounds the temporaries)
+
+
+@dataclass
+class SWSParams:
+    components: int = knob(17, "Components",
+                           "Mixture components in total, the fixed zero component included (paper: 17 = "
+                           "2^4 + 1; 64 for the wide ResNet).", min=2, max=1025)
+    pi_zero: float = knob(0.99, "pi_0 (zero component)",
+                          "Fixed mixing weight of the zero component (mu_0 = 0, never learned). Paper: "
+                          "0.99-0.999. Larger prunes more.", min=0.0, max=0.999999, step=0.001)
+    init_sigma: float = knob(0.05, "Initial sigma",
+                             "Initial standard deviation of every component, in weight units. Paper: "
+                             "0.25. The default is narrower: with 0.25 and pi_0 = 0.99 the zero component "
+                             "is the most responsible one for every weight below ~0.96 in size, so every "
+                             "weight is pruned unless training has first grown the precisions (about "
+                             "4 epochs at the paper's rates); METHODS.md's calibration also found "
+                             "narrower initial components better on LeNet-300.",
+                             min=1e-6, max=10.0, log=True)
+    init_range: float = knob(0.0, "Initial mean range",
+                             "0: the other means start evenly spaced over the pretrained weights' [min, "
+                             "max]; r > 0: over [-r, r] (the paper's example: 0.6). `components` points "
+                             "are spaced over the range and the one nearest 0 is dropped (the zero "
+                             "component covers it).", min=0.0, max=100.0, step=0.05)
+    tau: float = knob(0.005, "tau (prior weight)",
+                      "Weight of the prior term. Reference code: 0.003-0.005 with per_sample scaling; "
+                      "the paper's text: 0.05 with a summed loss. The Gamma hyperprior is inside the "
+                      "tau-scaled term, as in the reference code.", min=0.0, max=1e6, log=True)
+    prior_scaling: str = knob("per_sample", "Prior scaling",
+                              "per_sample (default): loss = mean CE + tau * (-log p(w) - log p(lambda)) "
+                              "/ N_train, the reference code's convention: the prior is a once-per-data-"
+                              "set term, so dividing by N keeps it in proportion to a per-sample mean "
+                              "task loss and tau means the same across data-set and batch sizes. "
+                              "summed: tau * (-log p(w) - log p(lambda)) as in the paper's text (whose "
+                              "task loss is summed too); against this workbench's mean loss it weighs "
+                              "the prior ~N_train times more.", choices=("per_sample", "summed"))
+    zero_alpha: float = knob(5000.0, "Gamma alpha (zero)",
+                             "Shape of the Gamma hyperprior on the zero component's precision lambda_0 = "
+                             "1/sigma_0^2 (reference 5000; mode (alpha-1)/beta).", min=1.0, max=1e9,
+                             log=True, advanced=True)
+    zero_beta: float = knob(2.0, "Gamma beta (zero)",
+                            "Rate of the Gamma hyperprior on lambda_0, in units of weight^2 (reference 2).",
+                            min=1e-9, max=1e9, advanced=True)
+    alpha: float = knob(250.0, "Gamma alpha (others)",
+                        "Shape of the Gamma hyperprior on the other precisions (reference 250).",
+                        min=1.0, max=1e9, log=True, advanced=True)
+    beta: float = knob(0.1, "Gamma beta (others)",
+                       "Rate of the Gamma hyperprior on the other precisions, in units of weight^2 "
+                       "(reference 0.1).", min=1e-9, max=1e9, advanced=True)
+    mixture_lr: float = knob(1e-4, "Means learning rate",
+                             "Learning rate of the component means (paper: 1e-4 with Adam; the paper "
+                             "calls it very sensitive). Scaled by the stage's LR schedule.",
+                             min=0.0, max=10.0, log=True)
+    precision_lr: float = knob(3e-3, "Log-precision learning rate",
+                               "Learning rate of the log-precisions log(1/sigma^2) (paper: 3e-3).",
+                               min=0.0, max=10.0, log=True)
+    mixing_lr: float = knob(3e-3, "Log-mixing learning rate",
+                            "Learning rate of the log-mixing weights of the non-zero components "
+                            "(paper: 3e-3).", min=0.0, max=10.0, log=True)
+    include_bias: bool = knob(True, "Biases under the prior",
+                              "Put the compressible layers' biases under the prior too (and snap them), as "
+                              "the reference code does with all trainable weights.")
+    merge_kl: float = knob(1e-3, "Merge threshold (KL)",
+                           "After training, merge components whose symmetric KL divergence KL(a|b) + "
+                           "KL(b|a) is below this (reference code: 1e-10, one-sided).", min=0.0, max=1e6,
+                           log=True)
+    prior_eval: str = knob("grid", "Prior evaluation",
+                           "grid (default): bin the weights onto a fine grid (O(weights + grid x "
+                           "components) per step); exact: direct O(weights x components) evaluation.",
+                           choices=("grid", "exact"))
+    grid_points: int = knob(4096, "Grid points",
+                            "Points of the grid spanning the weights' [min, max] in grid mode; the "
+                            "spacing should stay well below the smallest sigma (a message says when "
+                            "it does not).", min=16, max=4_194_304, advanced=True)
+
+    def check(self) -> None:
+        if not 0.0 < self.pi_zero < 1.0:
+            raise ParamError(f"pi_zero: {self.pi_zero:g} must lie strictly between 0 and 1")
+        if self.components < 2:
+            raise ParamError("components: need at least 2 (the zero component and one other)")
+
+
+# --- the mixture's density and its gradients ------------------------------------------------------
+
+def mixture_terms(x: torch.Tensor, counts: torch.Tensor | None, mu: torch.Tensor, log_lambda: torch.Tensor,
+                  log_pi: torch.Tensor, want_x_grad: bool = True):
+    """sum_i c_i f(x_i) with f(x) = -log sum_j pi_j N(x | mu_j, 1/lambda_j), and its gradients.
+
+    Returns (value, d/dmu, d/dlog_lambda, d/dlog_pi, f'(x) or None); c_i = 1 when counts is None. The
+    gradients are the hand-derived ones: with L_ij = log pi_j + (log lambda_j - log 2 pi)/2
+    - lambda_j d_ij^2 / 2, d_ij = x_i - mu_j and r = softmax_j(L) the responsibilities,
+    f'(x_i) = sum_j r_ij lambda_j d_ij, df/dmu_j = -r_ij lambda_j d_ij,
+    df/dlog lambda_j = r_ij (lambda_j d_ij^2 - 1) / 2, df/dlog pi_j = -r_ij.
+    """
+    lam = log_lambda.exp()[:, None]
+    logc = (log_pi + 0.5 * (log_lambda - LOG_2PI))[:, None]
+    mu = mu[:, None]
+    value = x.new_zeros(())
+    c_r, c_ra, c_rad = (x.new_zeros(len(mu)) for _ in range(3))
+    fps = []
+    # components along dim 0, points along dim 1: the reductions over components are then row additions
+    step = EXACT_CHUNK
+    for start in range(0, x.numel(), step):
+        xs = x[start:start + step]
+        w = None if counts is None else counts[start:start + step]
+        d = xs - mu                                     # d_ji = x_i - mu_j
+        a = d * lam                                     # lambda_j d_ji
+        logits = torch.addcmul(logc, a, d, value=-0.5)  # L_ji
+        lse = torch.logsumexp(logits, 0)
+        r = logits.sub_(lse).exp_()                     # responsibilities (in place of the logits)
+        value = value - (lse.sum() if w is None else lse @ w)
+        c_r = c_r + (r.sum(1) if w is None else r @ w)
+        ra = r.mul_(a)                                  # r_ji lambda_j d_ji
+        if want_x_grad:
+            fps.append(ra.sum(0))
+        c_ra = c_ra + (ra.sum(1) if w is None else ra @ w)
+        rad = ra.mul_(d)                                # r_ji lambda_j d_ji^2
+        c_rad = c_rad + (rad.sum(1) if w is None else rad @ w)
+    fp = (torch.cat(fps) if fps else x.new_zeros(0)) if want_x_grad else None
+    return value, -c_ra, 0.5 * (c_rad - c_r), -c_r, fp
+
+
+class Workspace:
+    """Per-weight buffers reused from step to step (grid mode).
+
+    Fresh megabyte-sized temporaries every step cost more than the arithmetic on this CPU (the allocator
+    returns them to the system and each first touch of a page faults), so the per-weight passes write into
+    these. The gradient that _PriorNLL hands back (f' per weight) is the only per-weight tensor allocated
+    each step, so a second forward before the first one's backward stays correct.
+    """
+
+    def __init__(self, unit: torch.Tensor):
+        self.unit = unit                   # arange(G) / (G - 1): the grid in [0, 1]
+        self.numel = -1
+
+    def buffers(self, n: int, like: torch.Tensor) -> None:
+        if n != self.numel or self.flat.dtype != like.dtype or self.flat.device != like.device:
+            self.flat, self.t, self.k, self.tmp = (torch.empty(n, dtype=like.dtype, device=like.device)
+                                                   for _ in range(4))
+            self.ki = torch.empty(n, dtype=torch.int64, device=like.device)
+            self.numel = n
+
+
+def grid_terms(tensors: list[torch.Tensor], ws: Workspace, mu: torch.Tensor, log_lambda: torch.Tensor,
+               log_pi: torch.Tensor, want_x_grad: bool = True):
+    """mixture_terms for the weights in `tensors`, approximated on a grid of G = len(ws.unit) points.
+
+    The grid spans [min, max] of the weights. Each weight is shared between its two neighbouring grid
+    points with linear (cloud-in-cell) weights, so sum_i f(w_i) ~ sum_k c_k f(g_k) and the mixture
+    gradients are those of the G x J sum. The error per weight is at most h^2 max|f''| / 8
+    <= h^2 max_j lambda_j / 8 = (h / sigma_min)^2 / 8 nats for grid spacing h (f'' = -d^2 log p / dw^2 is
+    bounded by the largest precision). How the spacing is chosen: G is fixed (a knob, so no shape depends
+    on the data and nothing is read back to the host), and the default 4096 points over pretrained LeNet
+    weights spanning ~1.5 give h ~ 4e-4; the default Gamma hyperpriors put the components near
+    sigma ~ 0.02 (lambda ~ (alpha - 1) / beta ~ 2500), so h / sigma ~ 0.02: an error below 1e-4 nats per
+    weight. f' is evaluated at the grid points and interpolated linearly at each weight.
+    """
+    unit = ws.unit
+    points = unit.numel()
+    n = sum(t.numel() for t in tensors)
+    ws.buffers(n, tensors[0])
+    flat, t, k, ki = ws.flat, ws.t, ws.k, ws.ki
+    torch.cat([x.detach().reshape(-1) for x in tensors], out=flat)
+    lo, hi = torch.aminmax(flat)
+    h = (hi - lo).clamp_min(1e-12) / (points - 1)          # a constant weight set still gets a grid
+    grid = torch.addcmul(lo, unit, hi - lo)
+    torch.sub(flat, lo, out=t).div_(h)
+    torch.floor(t, out=k).nan_to_num_(0.0).clamp_(0, points - 2)   # NaN weights must not index past G
+    frac = t.sub_(k)                                        # position within the cell, in [0, 1]
+    ki.copy_(k)
+    # c_k = sum over weights in cell k of (1 - frac) + sum over weights in cell k - 1 of frac
+    counts = torch.zeros_like(unit).scatter_add_(0, ki, torch.neg(frac, out=ws.tmp).add_(1.0))
+    counts[1:] += torch.zeros_like(unit).scatter_add_(0, ki, frac)[:-1]
+    value, dmu, dll, dlp, fp_grid = mixture_terms(grid, counts, mu, log_lambda, log_pi, want_x_grad)
+    fp = None
+    if want_x_grad:
+        slope = torch.zeros_like(fp_grid)
+        slope[:-1] = fp_grid[1:] - fp_grid[:-1]
+        fp = fp_grid.index_select(0, ki)
+        fp.addcmul_(frac, torch.index_select(slope, 0, ki, out=ws.tmp))
+    return value, dmu, dll, dlp, fp
+
+
+class _PriorNLL(torch.autograd.Function):
+    """-log p(w) over the given tensors, with the mixture's and the weights' gradients computed in the
+    forward pass (hand-derived, see mixture_terms) and only scaled by the incoming gradient in backward."""
+
+    @staticmethod
+    def forward(ctx, ws, mu, log_lambda, log_pi, *tensors):
+        want_w = any(ctx.needs_input_grad[4:])
+        if ws is None:
+            flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+            value, dmu, dll, dlp, fp = mixture_terms(flat, None, mu, log_lambda, log_pi, want_w)
+        else:
+            value, dmu, dll, dlp, fp = grid_terms(tensors, ws, mu, log_lambda, log_pi, want_w)
+        ctx.grads = (dmu, dll, dlp, fp)
+        ctx.shapes = [(t.shape, t.numel()) for t in tensors]
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.grads is None:
+            raise RuntimeError("soft weight-sharing: backward through the same prior term twice is not "
+                               "supported (its gradients are scaled in place)")
+        dmu, dll, dlp, fp = ctx.grads
+        ctx.grads = None
+        out = [None, dmu * grad, dll * grad, dlp * grad]
+        if fp is None:
+            return (*out, *[None] * len(ctx.shapes))
+        fp.mul_(grad)           # fp is this call's own tensor
+        pieces = fp.split([n for _, n in ctx.shapes])
+        return (*out, *[p.view(shape) for p, (shape, _) in zip(pieces, ctx.shapes)])
+
+
+def neg_log_gamma(log_lambda: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """-sum_j log Gamma(lambda_j | alpha_j, beta_j) (shape alpha, rate beta), a density over lambda."""
+    log_density = (alpha * beta.log() - torch.lgamma(alpha) + (alpha - 1) * log_lambda
+                   - beta * log_lambda.exp())
+    return -log_density.sum()
+
+
+# --- post-processing ------------------------------------------------------------------------------
+
+def symmetric_kl(mu: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """KL(a|b) + KL(b|a) between the 1-D Gaussians N(mu_a, var_a) and N(mu_b, var_b), all pairs."""
+    d2 = (mu[:, None] - mu[None, :]) ** 2
+    va, vb = var[:, None], var[None, :]
+    return 0.5 * ((va + d2) / vb + (vb + d2) / va) - 1.0
+
+
+def merge_components(mu, var, pi, threshold: float):
+    """Merge components whose symmetric KL is below `threshold` (transitively).
+
+    A merged component has the summed pi and the pi-weighted mean of mu and of sigma^2; it takes the slot
+    of its lowest-numbered member and the other slots become NaN, so arrays keep their length. A group
+    that contains component 0 stays the zero component (mean exactly 0). Returns (mu, var, pi) as float64.
+    """
+    mu, var, pi = (np.asarray(v, dtype=np.float64) for v in (mu, var, pi))
+    n = len(mu)
+    parent = list(range(n))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    kl = symmetric_kl(mu, var)
+    for a in range(n):
+        for b in range(a + 1, n):
+            if kl[a, b] < threshold:
+                ra, rb = root(a), root(b)
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+    out = [np.full(n, np.nan) for _ in range(3)]
+    for r in sorted({root(i) for i in range(n)}):
+        members = [i for i in range(n) if root(i) == r]     # r is the lowest member
+        p = pi[members]
+        total = p.sum()
+        out[0][r] = 0.0 if r == 0 else float((p * mu[members]).sum() / total)
+        out[1][r] = float((p * var[members]).sum() / total)
+        out[2][r] = float(total)
+    return tuple(out)
+
+
+def most_responsible(x: torch.Tensor, mu, var, pi) -> torch.Tensor:
+    """Index (into the given arrays, NaN slots skipped) of each x's most responsible component."""
+    mu, var, pi = (torch.as_tensor(np.asarray(v, dtype=np.float64), device=x.device) for v in (mu, var, pi))
+    live = ~torch.isnan(mu)
+    idx = live.nonzero().squeeze(1)
+    m, v, p = mu[idx], var[idx], pi[idx]
+    logc = p.log() - 0.5 * v.log()
+    out = torch.empty(x.numel(), dtype=torch.int64, device=x.device)
+    flat = x.detach().reshape(-1).double()
+    for start in range(0, flat.numel(), EXACT_CHUNK):
+        xs = flat[start:start + EXACT_CHUNK]
+        logits = logc - 0.5 * (xs[:, None] - m) ** 2 / v
+        out[start:start + EXACT_CHUNK] = idx[logits.argmax(1)]
+    return out.view(x.shape)
+
+
+# --- the method -----------------------------------------------------------------------------------
+
+@register
+class SoftWeightSharing(Method):
+    key = "sws"
+    label = "Soft weight-sharing (Ullrich 2017)"
+    summary = ("Gaussian mixture prior over all weights learned with them (zero component fixed); weights "
+               "then snap to the component means. Use the adam optimizer, as the paper does.")
+    paper = "Ullrich, Meeds, Welling. Soft Weight-Sharing for Neural Network Compression. ICLR 2017"
+    Params = SWSParams
+
+    def __init__(self, params=None):
+        super().__init__(params)
+        self.tensors: dict[str, list[nn.Parameter]] = {}      # layer -> tensors under the prior
+        self.mu_free: nn.Parameter | None = None              # means of components 1..J-1
+        self.log_lambda: nn.Parameter | None = None           # log-precisions of components 0..J-1
+        self.rho: nn.Parameter | None = None                  # log-mixing weights of components 1..J-1
+        self._workspace: Workspace | None = None              # grid mode's grid and buffers
+        self._scale = 1.0
+        self._final: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # merged (mu, var, pi)
+        self._sample: dict[str, tuple[torch.Tensor, np.ndarray]] = {}          # layer -> (index, initial)
+        self._warned = False
+
+    # --- mixture ---------------------------------------------------------------------------------
+    def mixture(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu, log lambda, log pi) of all J components, differentiable in the learned parameters."""
+        p = self.params
+        mu = torch.cat([self.mu_free.new_zeros(1), self.mu_free])
+        log_pi = torch.cat([self.rho.new_full((1,), math.log(p.pi_zero)),
+                            math.log1p(-p.pi_zero) + torch.log_softmax(self.rho, 0)])
+        return mu, self.log_lambda, log_pi
+
+    def mixture_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mu, sigma^2, pi) as float64 arrays of length `components` (merged after finalize)."""
+        if self._final is not None:
+            return self._final
+        p = self.params
+        mu_free, ll, rho = (t.detach().double().cpu() for t in (self.mu_free, self.log_lambda, self.rho))
+        mu = torch.cat([torch.zeros(1, dtype=torch.float64), mu_free])
+        pi = torch.cat([torch.full((1,), p.pi_zero, dtype=torch.float64),
+                        (1.0 - p.pi_zero) * torch.softmax(rho, 0)])        # pi_0 exactly as set
+        return mu.numpy(), (-ll).exp().numpy(), pi.numpy()
+
+    def prior_tensors(self) -> list[torch.Tensor]:
+        return [t for ts in self.tensors.values() for t in ts]
+
+    def neg_log_prior(self, exact: bool | None = None) -> torch.Tensor:
+        """-log p(w) over every tensor under the prior (unscaled), differentiable in weights and mixture."""
+        exact = self.params.prior_eval == "exact" if exact is None else exact
+        mu, ll, lp = self.mixture()
+        return _PriorNLL.apply(None if exact else self._workspace, mu, ll, lp, *self.prior_tensors())
+
+    def neg_log_hyperprior(self) -> torch.Tensor:
+        return neg_log_gamma(self.log_lambda, self._alpha, self._beta)
+
+    # --- hooks -----------------------------------------------------------------------------------
+    def prepare(self, model: nn.Module, ctx: RunContext) -> None:
+        p = self.params
+        names = ("weight", "bias") if p.include_bias else ("weight",)
+        for name, module in compressible_layers(model):
+            self.tensors[name] = [getattr(module, n) for n in names if getattr(module, n, None) is not None]
+        tensors = self.prior_tensors()
+        if not tensors:
+            raise ParamError("soft weight-sharing needs at least one Linear or Conv2d layer")
+        dev, dtype = ctx.device, tensors[0].dtype
+        with torch.no_grad():
+            flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+            lo, hi = (-p.init_range, p.init_range) if p.init_range > 0 else (float(flat.min()),
+                                                                            float(flat.max()))
+        J = p.components
+        spread = np.linspace(lo, hi, J)
+        means = np.delete(spread, int(np.argmin(np.abs(spread))))   # the zero component takes that place
+        self.mu_free = nn.Parameter(torch.tensor(means, dtype=dtype, device=dev))
+        self.log_lambda = nn.Parameter(torch.full((J,), -2.0 * math.log(p.init_sigma), dtype=dtype,
+                                                  device=dev))
+        self.rho = nn.Parameter(torch.zeros(J - 1, dtype=dtype, device=dev))   # equal pi_1..pi_{J-1}
+        self._alpha = torch.tensor([p.zero_alpha] + [p.alpha] * (J - 1), dtype=dtype, device=dev)
+        self._beta = torch.tensor([p.zero_beta] + [p.beta] * (J - 1), dtype=dtype, device=dev)
+        unit = torch.arange(p.grid_points, dtype=dtype, device=dev) / (p.grid_points - 1)
+        self._workspace = Workspace(unit)
+        self._scale = p.tau / max(ctx.num_train, 1) if p.prior_scaling == "per_sample" else p.tau
+        self._final = None
+        gen = torch.Generator().manual_seed(0)
+        for name, module in compressible_layers(model):
+            w = module.weight.detach().reshape(-1)
+            idx = torch.randperm(w.numel(), generator=gen)[:SCATTER_SAMPLES].sort().values.to(w.device)
+            self._sample[name] = (idx, _padded(w[idx]))
+        ctx.log(f"soft weight-sharing: {flat.numel():,} weights under a {J}-component prior, means "
+                f"{means.min():.3g}..{means.max():.3g}, sigma {p.init_sigma:g}, prior scale "
+                f"{self._scale:.3g} ({p.prior_scaling}), {p.prior_eval} evaluation")
+
+    def param_groups(self, model: nn.Module) -> list[dict]:
+        p = self.params
+        return [
+            {"params": [q for q in model.parameters() if q.requires_grad]},
+            {"params": [self.mu_free], "lr": p.mixture_lr, "weight_decay": 0.0},
+            {"params": [self.log_lambda], "lr": p.precision_lr, "weight_decay": 0.0},
+            {"params": [self.rho], "lr": p.mixing_lr, "weight_decay": 0.0},
+        ]
+
+    def penalty(self, model: nn.Module, ctx: RunContext) -> torch.Tensor:
+        return self._scale * (self.neg_log_prior() + self.neg_log_hyperprior())
+
+    def on_epoch_start(self, model: nn.Module, ctx: RunContext) -> None:
+        """Says (once) when the grid is too coarse for the narrowest component."""
+        if self.params.prior_eval != "grid" or self._warned:
+            return
+        with torch.no_grad():
+            flat = torch.cat([t.detach().reshape(-1) for t in self.prior_tensors()])
+            h = float(flat.max() - flat.min()) / (self.params.grid_points - 1)
+            sigma = float((-0.5 * self.log_lambda.detach()).exp().min())
+        if h > sigma / 10:
+            self._warned = True
+            ctx.log(f"soft weight-sharing: grid spacing {h:.3g} is over a tenth of the narrowest sigma "
+                    f"{sigma:.3g}; raise grid_points or use prior_eval=exact for an accurate prior")
+
+    def finalize(self, model: nn.Module, ctx: RunContext) -> None:
+        mu, var, pi = self.mixture_arrays()
+        self._final = merge_components(mu, var, pi, self.params.merge_kl)
+        values = torch.as_tensor(np.nan_to_num(self._final[0]))
+        with torch.no_grad():
+            for t in self.prior_tensors():
+                idx = most_responsible(t, *self._final)
+                t.copy_(values.to(t.device, t.dtype)[idx])       # zero component: mean exactly 0
+        kept = int(np.sum(~np.isnan(self._final[0])))
+        ctx.log(f"soft weight-sharing: {kept} of {len(mu)} components after merging; weights snapped")
+
+    def epoch_stats(self, model: nn.Module) -> dict:
+        if self.mu_free is None:
+            return {}       # the reference point is recorded before prepare
+        mu, var, pi = self.mixture_arrays()
+        out = {}
+        for name, tensors in self.tensors.items():
+            w = tensors[0].detach()
+            if self._final is not None:
+                zero = float((w == 0).float().mean())
+            else:
+                zero = float((most_responsible(w, mu, var, pi) == 0).float().mean())
+            out[name] = {"mix_mean": mu.copy(), "mix_var": var.copy(), "mix_weight": pi.copy(),
+                         "snap_zero_fraction": zero}
+            if self._final is not None and name in self._sample:
+                idx, initial = self._sample[name]
+                out[name]["scatter_initial"] = initial
+                out[name]["scatter_final"] = _padded(w.reshape(-1)[idx])
+        return out
+
+    def effective_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        return model.state_dict()
+
+
+def _padded(values: torch.Tensor) -> np.ndarray:
+    """A fixed-length float64 array (SCATTER_SAMPLES), NaN-padded for small layers."""
+    out = np.full(SCATTER_SAMPLES, np.nan)
+    v = values.detach().double().cpu().numpy()
+    out[:v.size] = v
+    return out
