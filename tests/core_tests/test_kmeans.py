@@ -75,3 +75,21 @@ def test_finalize_leaves_a_plain_layer_with_at_most_2_to_the_b_values():
     assert torch.equal(w.detach(), before)
     assert len(torch.unique(w[w != 0])) <= 8 and torch.equal(w == 0, zeros)
     assert set(model.state_dict()) == {"0.weight", "0.bias"}
+
+
+def test_biases_pruned_by_an_earlier_stage_stay_zero_through_training():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 4))
+    with torch.no_grad():
+        model[0].bias[:2] = 0
+    method = TrainedQuantization.from_values({"bits_fc": 2})
+    c = ctx()
+    method.prepare(model, c)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    for _ in range(3):
+        optimizer.zero_grad()
+        model(torch.randn(8, 6)).pow(2).sum().backward()
+        optimizer.step()
+        method.after_step(model, c)
+    bias = model[0].bias.detach()
+    assert torch.equal(bias[:2], torch.zeros(2)) and bool((bias[2:] != 0).all())

@@ -93,6 +93,7 @@ class TrainedQuantization(Method):
         super().__init__(params)
         self.layers: dict[str, nn.Module] = {}
         self.slots: dict[str, int] = {}
+        self.pruned_bias: dict[str, torch.Tensor] = {}   # biases pruned by an earlier stage stay zero
 
     def bits_for(self, name: str, module: nn.Module) -> int:
         p = self.params
@@ -126,7 +127,16 @@ class TrainedQuantization(Method):
             _SharedWeight()(module, None)
             self.layers[name] = module
             self.slots[name] = 1 << self.bits_for(name, module)
+            bias = getattr(module, "bias", None)
+            if bias is not None and bool((bias == 0).any()):
+                self.pruned_bias[name] = bias.detach() == 0
             ctx.log(f"{name}: {k} shared weights for {int(kept.sum())} kept of {flat.numel()}")
+
+    def after_step(self, model: nn.Module, ctx: RunContext) -> None:
+        # Momentum would otherwise revive biases an earlier stage (e.g. DNS) pruned.
+        with torch.no_grad():
+            for name, zero in self.pruned_bias.items():
+                self.layers[name].bias.masked_fill_(zero, 0.0)
 
     def epoch_stats(self, model: nn.Module) -> dict:
         out = {}
@@ -165,3 +175,4 @@ class TrainedQuantization(Method):
             del module._buffers["weight_assign"]
             module.weight = nn.Parameter(value)
         self.layers.clear()
+        self.pruned_bias.clear()
