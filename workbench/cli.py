@@ -273,9 +273,12 @@ def run_with_events(config: RunConfig, printer) -> Finished:
         if token.cancelled:
             raise KeyboardInterrupt
         token.cancel()
-        print("\ncancelling after this batch (Ctrl-C again to abort)", file=sys.stderr)
+        what = "terminated" if signum == signal.SIGTERM else "Ctrl-C"
+        print(f"\n{what}: cancelling after this batch (again to abort)", file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    # SIGTERM (kill, timeout, a batch scheduler) ends the run like Ctrl-C: file closed as cancelled.
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, on_sigint) for sig in handled} if _main_thread() else {}
     try:
         finished = None
         for event in execute(config, token):
@@ -284,8 +287,8 @@ def run_with_events(config: RunConfig, printer) -> Finished:
                 finished = event
         return finished
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _main_thread() -> bool:

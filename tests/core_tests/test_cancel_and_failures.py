@@ -150,8 +150,9 @@ def test_method_param_error_after_start_fails_the_run(tmp_path):
     assert _file_state(fin.run_path)[0] == "failed"
 
 
-@pytest.mark.skipif(os.name != "posix", reason="SIGINT delivery to a child needs POSIX")
-def test_sigint_cancels_a_cli_run(tmp_path):
+@pytest.mark.skipif(os.name != "posix", reason="signal delivery to a child needs POSIX")
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])     # Ctrl-C; kill, timeout, schedulers
+def test_a_signal_cancels_a_cli_run(tmp_path, signame):
     out = tmp_path / "runs"
     proc = subprocess.Popen(
         H.cli_cmd("run", "--model", "mlp_tiny", "--dataset", "tiny", "--method", "dns", "--epochs", "5000",
@@ -167,7 +168,7 @@ def test_sigint_cancels_a_cli_run(tmp_path):
             assert proc.poll() is None, "".join(lines)
             assert time.monotonic() < deadline, "the run did not get going: " + "".join(lines)
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, signame))
         proc.wait(timeout=60)
         reader.join(timeout=10)
     finally:
