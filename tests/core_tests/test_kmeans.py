@@ -93,3 +93,8 @@ def test_biases_pruned_by_an_earlier_stage_stay_zero_through_training():
         method.after_step(model, c)
     bias = model[0].bias.detach()
     assert torch.equal(bias[:2], torch.zeros(2)) and bool((bias[2:] != 0).all())
+
+
+def test_density_init_sits_at_the_weights_quantiles():
+    c = init_centroids(torch.arange(100.0), 4, "density", torch.Generator())
+    assert c.tolist() == [12.0, 37.0, 62.0, 87.0]       # the 12.5/37.5/62.5/87.5 % ranks
