@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from workbench.core.config import RunConfig, StageConfig
 from workbench.core.events import Evaluated, Finished
 from workbench.core.runner import execute
+from workbench.methods.base import RunContext
 
 # Settings that make each pruning method prune something within 2 epochs on `tiny`.
 AGGRESSIVE = {
@@ -73,3 +75,25 @@ def cli_cmd(*args: str) -> list[str]:
 def run_cli(args, cache: Path, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cli_cmd(*args), env=cli_env(cache), capture_output=True, text=True,
                           timeout=timeout, **kw)
+
+
+class OneLayer(nn.Module):
+    """One Linear layer holding exactly the given weight (and bias): hand-made tensors for hook tests."""
+
+    def __init__(self, weight, bias=None):
+        super().__init__()
+        w = torch.as_tensor(weight, dtype=torch.float32)
+        self.fc = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
+        with torch.no_grad():
+            self.fc.weight.copy_(w)
+            if bias is not None:
+                self.fc.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def run_context(*, steps_per_epoch=10, total_steps=100, num_train=100, step=0, seed=0) -> RunContext:
+    """A CPU RunContext for calling a method's hooks directly."""
+    return RunContext(device=torch.device("cpu"), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                      num_train=num_train, step=step, generator=torch.Generator().manual_seed(seed))

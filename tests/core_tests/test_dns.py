@@ -9,30 +9,18 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+import core_helpers as H
 from workbench.core.errors import ParamError
-from workbench.methods.base import RunContext
 from workbench.methods.dns import DynamicNetworkSurgery
 
 A, B = 0.25, 0.5      # exactly representable, so "at b_k" is exact in float32
 
 
-class Net(nn.Module):
-    def __init__(self, weight, bias=None):
-        super().__init__()
-        w = torch.as_tensor(weight, dtype=torch.float32)
-        self.fc = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
-        with torch.no_grad():
-            self.fc.weight.copy_(w)
-            if bias is not None:
-                self.fc.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
-
-    def forward(self, x):
-        return self.fc(x)
+Net = H.OneLayer
 
 
 def ctx(seed=0, step=0):
-    return RunContext(device=torch.device("cpu"), steps_per_epoch=10, total_steps=100, num_train=100,
-                      step=step, generator=torch.Generator().manual_seed(seed))
+    return H.run_context(step=step, seed=seed)
 
 
 def dns(**values):

@@ -15,22 +15,10 @@ from workbench.core import params as P
 from workbench.core.config import TrainParams
 from workbench.core.store import read_model, read_run
 from workbench.core.training import optimizer_for, train_step
-from workbench.methods.base import RunContext
 from workbench.methods.sws import SoftWeightSharing, SWSParams, merge_components, symmetric_kl
 
 
-class Net(nn.Module):
-    def __init__(self, weight, bias=None):
-        super().__init__()
-        w = torch.as_tensor(weight, dtype=torch.float32)
-        self.fc = nn.Linear(w.shape[1], w.shape[0], bias=bias is not None)
-        with torch.no_grad():
-            self.fc.weight.copy_(w)
-            if bias is not None:
-                self.fc.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
-
-    def forward(self, x):
-        return self.fc(x)
+Net = H.OneLayer
 
 
 class TwoLayer(nn.Module):
@@ -49,7 +37,7 @@ class TwoLayer(nn.Module):
 
 
 def ctx(num_train=1000):
-    return RunContext(device=torch.device("cpu"), steps_per_epoch=10, total_steps=100, num_train=num_train)
+    return H.run_context(num_train=num_train)
 
 
 def sws(model, **values):
