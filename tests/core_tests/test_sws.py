@@ -297,3 +297,20 @@ def test_end_to_end_run_records_mixture_and_snaps(tmp_path):
 def layer_values_are_means(w, means):
     live = means[np.isfinite(means)].astype(np.float32)
     return set(np.unique(w)) <= set(live.tolist())
+
+
+def test_mixture_lr_passes_unrounded_through_the_cli():
+    """`--set mixture_lr=5e-4` reaches the stage as the double 5e-4, and the run's repeat command
+    carries it back unchanged (the GUI form's typed-value path is covered in test_forms)."""
+    import shlex
+
+    from workbench.cli import build_parser, config_from_args, validate_config
+
+    args = build_parser().parse_args(["run", "--model", "mlp_tiny", "--dataset", "tiny", "--method", "sws",
+                                      "--set", "mixture_lr=5e-4", "--set", "optimizer=adam", "--out", "x"])
+    config = config_from_args(args)
+    validate_config(config)
+    assert config.stages[0].params["mixture_lr"] == 5e-4
+    again = config_from_args(build_parser().parse_args(shlex.split(config.cli_command())[1:] + ["--out", "x"]))
+    validate_config(again)
+    assert again.stages[0].params["mixture_lr"] == 5e-4
