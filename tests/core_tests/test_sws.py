@@ -126,6 +126,21 @@ def test_value_and_gradients_match_autograd(mode):
         assert float((got - want).abs().max()) <= 2e-3 * scale, (got.shape, scale)
 
 
+def test_initial_means_span_the_bulk_not_the_outliers():
+    """Default: evenly over +-(99.9th percentile of |w|), so one outlier cannot stretch the spacing;
+    an explicit init_range wins; 17 points less the one nearest 0 (the zero component's place)."""
+    w = torch.linspace(-0.2, 0.2, 4000).reshape(40, 100).clone()
+    w[0, 0] = 5.0                                   # one outlier, like LeNet-300's output biases
+    m = sws(Net(w), components=17)
+    means = m.mu_free.detach().numpy()
+    assert len(means) == 16 and 0.0 not in means
+    assert means.max() == pytest.approx(0.2, abs=1e-3) and means.min() == pytest.approx(-0.2, abs=1e-3)
+    steps = np.diff(means)
+    np.testing.assert_allclose(steps[steps < 0.04], means.max() / 8, rtol=1e-4)   # 2r / 16, one gap at 0
+    wide = sws(Net(w), components=17, init_range=0.6).mu_free.detach().numpy()
+    assert wide.max() == pytest.approx(0.6) and wide.min() == pytest.approx(-0.6)
+
+
 def test_grid_agrees_with_exact_mode():
     net = TwoLayer(seed=3)
     grid, exact = sws(net, prior_eval="grid"), sws(net, prior_eval="exact")
