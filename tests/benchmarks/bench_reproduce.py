@@ -104,9 +104,9 @@ def step_costs(model_key: str, methods: list[str], rounds: int = 7, steps: int =
     except StopIteration as stop:
         reference, _ = stop.value
     x, y = dataset.train_x[: 128 * steps], dataset.train_y[: 128 * steps]
-    train = P.build(TrainParams, {"lr": 0.01})
     variants = {}
-    keys = ["plain", *methods, *(["dns@t0"] if "dns" in methods else []), "torch_prune"]
+    keys = ["plain", *(["plain_adam"] if "sws" in methods else []), *methods,
+            *(["dns@t0"] if "dns" in methods else []), "torch_prune"]
     for key in keys:
         model = copy.deepcopy(reference)
         base = key.split("@")[0]
@@ -123,6 +123,10 @@ def step_costs(model_key: str, methods: list[str], rounds: int = 7, steps: int =
             for module in model.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
                     torch_prune.l1_unstructured(module, "weight", amount=0.9)
+        # the preset's own optimizer (SWS needs Adam and its mixture groups), plain SGD otherwise
+        # `plain_adam` is SWS's baseline: the same optimizer without the prior
+        train = P.build(TrainParams, preset["stages"][0]["train"] if preset else
+                        {"optimizer": "adam", "lr": 5e-4} if key == "plain_adam" else {"lr": 0.01})
         variants[key] = (model, method, optimizer_for(model, method, train), ctx)
     times = {key: [] for key in variants}
     for _ in range(rounds):
@@ -173,6 +177,8 @@ def main() -> int:
                   f"{torch.get_num_threads()} threads)")
             for key, value in costs.items():
                 print(f"  {key:<12}{1000 * value:8.3f} ms  {value / base:6.3f}x plain")
+            if "plain_adam" in costs:
+                print(f"  sws / plain_adam (same optimizer): {costs['sws'] / costs['plain_adam']:.3f}x")
     return 0
 
 
