@@ -10,6 +10,9 @@ Conventions (both are reported, and named wherever they are shown):
   ("40x", "64x"). Stored bits are values x value bits + relative-index bits (with filler entries) +
   codebooks + per-tensor metadata (shape, counts, flags), as written by the compact export.
 
+A layer replaced by thinner ones (low-rank factors, removed units) is measured against the original
+dense layer: its tensors carry `layer_dense_params`, which replaces the sum of their own sizes.
+
 Buffers needed at inference (e.g. BatchNorm statistics) are stored and cost bits but are not parameters,
 so they lower `storage_ratio` and leave `param_ratio` alone. Nothing is free unless it is recomputed at
 load time (e.g. hash indices regenerated from a seed).
@@ -105,15 +108,20 @@ def _ratio(num: float, den: float) -> float:
 def account(encoded: list[Encoded]) -> Report:
     """Group encoded tensors by layer and add up parameters and bits."""
     layers: dict[str, LayerReport] = {}
+    original: dict[str, int] = {}
     for e in encoded:
         r = layers.setdefault(e.layer, LayerReport(e.layer, e.kind))
         if r.kind == "other" and e.kind != "other":
             r.kind = e.kind
+        if e.layer_dense_params is not None:
+            original[e.layer] = e.layer_dense_params
         r.dense_params += e.dense_params
         r.stored_params += e.stored_params
         r.nonzeros += e.nonzeros
         r.fillers += e.fillers
         r.bits += e.bits
         r.tensors.append(e)
+    for name, dense in original.items():
+        layers[name].dense_params = dense
     return Report(list(layers.values()))
 

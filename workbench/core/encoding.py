@@ -54,6 +54,9 @@ class Encoded:
     info: dict = field(default_factory=dict)        # JSON-able facts a decoder needs
     arrays: dict = field(default_factory=dict)      # name -> numpy array to write (uint8 or float)
     streams: dict = field(default_factory=dict)     # name -> (int symbols, fixed width): "index", "codes"
+    # Set on every tensor of a layer whose shape a method changed (low-rank factors, removed units): the
+    # original layer's dense parameters, which the accounting uses instead of the tensors' own sizes.
+    layer_dense_params: int | None = None
 
     @property
     def bits(self) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import zoo
+from ..models import structure, zoo
 from . import params as P
 from .accounting import account
 from .config import RunConfig
@@ -51,6 +51,8 @@ def _rebuild(run_path: str | os.PathLike) -> tuple[nn.Module, dict, RunConfig]:
     if not key:
         raise WorkbenchError("this run's model is not a zoo architecture, so it cannot be rebuilt for export")
     model = zoo.build_model(key, tuple(int(v) for v in attrs["input_shape"]), int(attrs["num_classes"]))
+    if attrs.get("structure"):
+        structure.apply_structure(model, attrs["structure"])
     try:
         model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
     except RuntimeError as exc:
@@ -91,6 +93,13 @@ def _arch(attrs: dict) -> dict:
             "std": [float(v) for v in attrs.get("std", [])]}
 
 
+def _structure_header(model: nn.Module) -> dict:
+    """The thinner / factorised layers a compact file holds, replayed by `load_compact` (absent for a
+    plain architecture, so such files read exactly as before)."""
+    spec = structure.structure_of(model)
+    return {"structure": spec} if spec else {}
+
+
 def write_compact(model: nn.Module, method, attrs: dict, out: Path, huffman: bool = False) -> ExportResult:
     encoded = method.encode(model, huffman=huffman)
     report = account(encoded)
@@ -104,7 +113,8 @@ def write_compact(model: nn.Module, method, attrs: dict, out: Path, huffman: boo
             payload += raw
         tensors.append({"name": e.name, "encoding": e.encoding, "shape": list(e.shape), "info": e.info,
                         "arrays": arrays})
-    header = zlib.compress(json.dumps({**_arch(attrs), "tensors": tensors}, separators=(",", ":")).encode(), 9)
+    header = zlib.compress(json.dumps({**_arch(attrs), **_structure_header(model), "tensors": tensors},
+                                      separators=(",", ":")).encode(), 9)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(MAGIC + struct.pack("<BI", VERSION, len(header)) + header)
@@ -143,9 +153,12 @@ def read_compact(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
 
 
 def load_compact(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the model from a compact file (zeros and shared values materialised)."""
+    """Rebuild the model from a compact file (zeros and shared values materialised; low-rank factors
+    and thinner layers as the stock modules the run ended with)."""
     header, state = read_compact(path)
     model = zoo.build_model(header["model"], tuple(header["input_shape"]), header["num_classes"])
+    if header.get("structure"):
+        structure.apply_structure(model, header["structure"])
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{path} does not fit {header['model']}: missing {missing[:3]}, "
@@ -156,11 +169,12 @@ def load_compact(path: str | os.PathLike) -> nn.Module:
 def write_dense(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
     from safetensors.torch import save_file
 
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    # Factorised / thinned layers are multiplied out to the original architecture's shapes.
+    state = {k: v.detach().contiguous() for k, v in structure.dense_state_dict(model).items()}
     save_file(state, str(out))
     sidecar = out.with_suffix(".json")
     sidecar.write_text(json.dumps({"format": "compression-workbench/dense", **_arch(attrs)}, indent=1))
-    dense_bits = sum(v.numel() for v in model.parameters()) * 32
+    dense_bits = structure.dense_param_count(model) * 32
     return ExportResult(out, out.stat().st_size, dense_bits / 8, extra_paths=(sidecar,))
 
 

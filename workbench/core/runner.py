@@ -18,6 +18,7 @@ import torch
 
 from .. import data as data_mod
 from ..methods.base import Method, RunContext
+from ..models import structure
 from ..models.layers import compressible_layers, layer_kind
 from . import params as P
 from .accounting import account
@@ -148,9 +149,10 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
         "step_seconds": clock.train_seconds / clock.step if clock.step else float("nan"),
     }
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    spec = structure.structure_of(model)       # layers a method replaced, replayed when rebuilding
     writer.save_model(state, model_key=meta["model_key"] or "", input_shape=list(dataset.input_shape),
                       num_classes=dataset.num_classes, config=config.to_json(), mean=list(dataset.mean),
-                      std=list(dataset.std))
+                      std=list(dataset.std), **({"structure": structure.to_json(spec)} if spec else {}))
     for k, v in summary.items():
         writer.f["summary"].attrs[k] = v
 
@@ -172,7 +174,10 @@ def _point(model, method: Method, data: DeviceData, edges, writer: RunWriter, hu
     for name, e in edges.items():
         weight = state.get(f"{name}.weight")
         if weight is None:
-            continue
+            dense = structure.dense_layer(model, name)      # factorised / thinned: the original shape
+            if dense is None:
+                continue
+            weight = dense[0]
         entry = layer_point(weight, e)
         if name in by_layer:
             r = by_layer[name]

@@ -8,7 +8,8 @@ Layout (DESIGN.md):
                     nonzeros (E), plus method-specific series (E) or (E x n)
     /summary        attrs: test_accuracy, param_ratio, storage_ratio, bits, wall_seconds, ...
     /model          the final (compressed, materialised) weights as float32 datasets, attrs: model key,
-                    input_shape, num_classes; the source for `workbench export`
+                    input_shape, num_classes, and `structure` (JSON, models/structure.py) where a method
+                    replaced layers by thinner or low-rank ones; the source for `workbench export`
 
 Only the run's worker writes its file, and it flushes after every evaluation point, so a killed process
 leaves a readable file whose status says `running`.

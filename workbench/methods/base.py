@@ -25,6 +25,7 @@ from torch import nn
 from ..core import params as P
 from ..core.encoding import Encoded, encode_auto, encode_dense
 from ..models.layers import compressible_layers, layer_kind
+from ..models.structure import tensor_owners
 
 
 @dataclass
@@ -104,8 +105,11 @@ def parameter_names(model: nn.Module) -> set[str]:
 
 
 def encode_state(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool = False) -> list[Encoded]:
+    """Layers a method replaced (structure.py: factors `fc1.0`, `fc1.1`, thinned layers) are accounted
+    under their original name and measured against the original dense layer."""
     kinds = layer_index(model)
     params = parameter_names(model)
+    owners = tensor_owners(model)
     out = []
     for key, tensor in state.items():
         if not tensor.is_floating_point():
@@ -113,7 +117,10 @@ def encode_state(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool
         owner = key.rpartition(".")[0]
         t = tensor.detach().cpu().float().numpy()
         if owner in kinds:
-            out.append(encode_auto(key, owner, kinds[owner], t, huffman=huffman))
+            layer, dense = owners.get(owner, (owner, None))
+            e = encode_auto(key, layer, kinds[owner], t, huffman=huffman)
+            e.layer_dense_params = dense
+            out.append(e)
         else:
             out.append(encode_dense(key, owner or key, "other", t, is_param=key in params))
     return out

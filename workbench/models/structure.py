@@ -1,0 +1,198 @@
+"""Structural changes to a zoo model (thinner layers, low-rank factors), described as small JSON data.
+
+A method that changes a model's shapes (low-rank factorisation, unit removal) records what it did as a
+*structure spec*; the run file's /model attrs and the compact export carry it, and `apply_structure`
+replays it on a freshly built zoo model before its state dict is loaded. A model without a spec is the
+plain zoo architecture, so old run files and compact files load as before.
+
+Spec (JSON):
+    {"format": "workbench-structure", "version": 1,
+     "layers": {"<layer>": {"kind": "fc"|"conv", "shape": [original weight shape], "bias": true|false,
+                            "out_keep": [[start, stop], ...] | null,   # kept output units (half-open)
+                            "in_keep":  [[start, stop], ...] | null,   # kept input columns / channels
+                            "rank": r | null}}}                        # null: not factorised
+
+A factorised Linear(m -> n) becomes nn.Sequential(nn.Linear(m, r, bias=False), nn.Linear(r, n)); a
+Conv2d(C -> N, k) becomes nn.Sequential(nn.Conv2d(C, r, k, stride, padding, bias=False),
+nn.Conv2d(r, N, 1)): stock modules, so the result runs (and exports to ONNX) without workbench code.
+`in_keep` of a Linear that follows a flattened convolution lists columns (channel blocks of H*W).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+from torch import nn
+
+from workbench.core.errors import CheckpointError
+
+FORMAT, VERSION = "workbench-structure", 1
+ATTR = "workbench_structure"       # the applied spec, kept on the root module
+
+
+def to_ranges(indices) -> list[list[int]]:
+    """Sorted indices -> half-open [start, stop) runs (a kept-unit list stays short in JSON)."""
+    out: list[list[int]] = []
+    for i in (int(v) for v in indices):
+        if out and out[-1][1] == i:
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1])
+    return out
+
+
+def from_ranges(ranges) -> list[int]:
+    return [i for start, stop in ranges for i in range(int(start), int(stop))]
+
+
+def new_spec() -> dict:
+    return {"format": FORMAT, "version": VERSION, "layers": {}}
+
+
+def structure_of(model: nn.Module) -> dict | None:
+    return getattr(model, ATTR, None)
+
+
+def to_json(spec: dict) -> str:
+    return json.dumps(spec, separators=(",", ":"), sort_keys=True)
+
+
+def parse(spec: dict | str) -> dict:
+    if isinstance(spec, str):
+        try:
+            spec = json.loads(spec)
+        except ValueError:
+            raise CheckpointError("the model's structure description is not valid JSON") from None
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise CheckpointError("the model's structure description is not a workbench structure")
+    if spec.get("version") != VERSION:
+        raise CheckpointError(f"structure version {spec.get('version')}; this build reads {VERSION}")
+    return spec
+
+
+def kept_count(entry: dict, key: str, full: int) -> int:
+    """Units kept of `full` ("out_keep") or inputs kept ("in_keep")."""
+    ranges = entry.get(key)
+    return full if ranges is None else sum(int(b) - int(a) for a, b in ranges)
+
+
+def _replacement(module: nn.Module, entry: dict) -> nn.Module:
+    weight = module.weight
+    out_n = kept_count(entry, "out_keep", weight.shape[0])
+    in_n = kept_count(entry, "in_keep", weight.shape[1])
+    rank, bias = entry.get("rank"), module.bias is not None
+    kw = {"device": weight.device, "dtype": weight.dtype}
+    if isinstance(module, nn.Linear):
+        if rank is None:
+            return nn.Linear(in_n, out_n, bias=bias, **kw)
+        return nn.Sequential(nn.Linear(in_n, rank, bias=False, **kw), nn.Linear(rank, out_n, bias=bias, **kw))
+    conv = {"stride": module.stride, "padding": module.padding, "dilation": module.dilation,
+            "padding_mode": module.padding_mode}
+    if rank is None:
+        return nn.Conv2d(in_n, out_n, module.kernel_size, bias=bias, **conv, **kw)
+    return nn.Sequential(nn.Conv2d(in_n, rank, module.kernel_size, bias=False, **conv, **kw),
+                         nn.Conv2d(rank, out_n, 1, bias=bias, **kw))
+
+
+def apply_structure(model: nn.Module, spec: dict | str) -> nn.Module:
+    """Replace the spec's layers of a plain model by their thinner / factorised stock versions (fresh
+    weights: load the state dict afterwards). Returns the model; raises CheckpointError on a misfit."""
+    spec = parse(spec)
+    if structure_of(model) is not None:
+        raise CheckpointError("this model already carries a structure; apply one to a plain model")
+    for name, entry in spec["layers"].items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise CheckpointError(f"structure names layer {name!r}, which the model lacks") from None
+        if not isinstance(module, (nn.Linear, nn.Conv2d)) or (isinstance(module, nn.Conv2d) and module.groups != 1):
+            raise CheckpointError(f"structure names {name!r}, which is not a plain Linear/Conv2d layer")
+        if list(module.weight.shape) != list(entry["shape"]) or (module.bias is not None) != bool(entry["bias"]):
+            raise CheckpointError(f"structure expects {name} of shape {tuple(entry['shape'])}, the model has "
+                                  f"{tuple(module.weight.shape)}")
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, _replacement(module, entry))
+    object.__setattr__(model, ATTR, spec)      # a plain attribute, not a submodule or buffer
+    return model
+
+
+def dense_params(entry: dict) -> int:
+    """Parameters of the original (dense) layer: the denominator of the layer's compression ratio."""
+    shape = entry["shape"]
+    return math.prod(shape) + (shape[0] if entry["bias"] else 0)
+
+
+def tensor_owners(model: nn.Module) -> dict[str, tuple[str, int]]:
+    """Module prefix of each stored tensor -> (original layer name, dense parameters of that layer);
+    empty for a plain model. The two factors of `fc1` (`fc1.0`, `fc1.1`) account as layer `fc1`."""
+    spec = structure_of(model)
+    if spec is None:
+        return {}
+    out = {}
+    for name, entry in spec["layers"].items():
+        prefixes = [f"{name}.0", f"{name}.1"] if entry.get("rank") is not None else [name]
+        for prefix in prefixes:
+            out[prefix] = (name, dense_params(entry))
+    return out
+
+
+def _expand(t: torch.Tensor, dim: int, keep, full: int) -> torch.Tensor:
+    if keep is None:
+        return t
+    shape = list(t.shape)
+    shape[dim] = full
+    out = t.new_zeros(shape)
+    index = torch.tensor(from_ranges(keep), device=t.device)
+    return out.index_copy(dim, index, t)
+
+
+def dense_layer(model: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """(weight, bias) of a structured layer at its original shape: the factors multiplied out, removed
+    units and inputs as zeros. None when `name` is not a structured layer."""
+    spec = structure_of(model)
+    if spec is None or name not in spec["layers"]:
+        return None
+    entry = spec["layers"][name]
+    shape = entry["shape"]
+    module = model.get_submodule(name)
+    with torch.no_grad():
+        if entry.get("rank") is None:
+            weight, bias = module.weight.detach(), module.bias
+        else:
+            first, second = module[0], module[1]
+            a = first.weight.detach().reshape(first.weight.shape[0], -1)
+            w = second.weight.detach().reshape(second.weight.shape[0], -1) @ a
+            weight = w.reshape((w.shape[0], first.weight.shape[1], *shape[2:]))
+            bias = second.bias
+        weight = _expand(_expand(weight, 0, entry.get("out_keep"), shape[0]), 1, entry.get("in_keep"), shape[1])
+        if bias is not None:
+            bias = _expand(bias.detach(), 0, entry.get("out_keep"), shape[0])
+    return weight, bias
+
+
+def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict of the original architecture (exact: removed units output zero, and their constant
+    outputs were folded into the next layer's bias when they were removed)."""
+    state = model.state_dict()
+    spec = structure_of(model)
+    if spec is None:
+        return state
+    for name in spec["layers"]:
+        for key in [k for k in state if k.startswith(name + ".")]:
+            del state[key]
+        weight, bias = dense_layer(model, name)
+        state[f"{name}.weight"] = weight
+        if bias is not None:
+            state[f"{name}.bias"] = bias
+    return state
+
+
+def dense_param_count(model: nn.Module) -> int:
+    """Parameters of the original architecture (structured layers at their dense size)."""
+    owners = tensor_owners(model)
+    total = sum(p.numel() for n, p in model.named_parameters() if n.rpartition(".")[0] not in owners)
+    spec = structure_of(model)
+    return total + (sum(dense_params(e) for e in spec["layers"].values()) if spec else 0)
