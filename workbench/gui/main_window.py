@@ -20,7 +20,7 @@ from .compare_view import CompareView
 from .export_dialog import ExportDialog
 from .live_refresh import StaggeredRefresh
 from .method_panel import MethodPanel
-from .plots import CurvesPlot, HistogramView, KeptBars, MixturePlot, RatioPlot, export_plot
+from .plots import CurvesPlot, HistogramView, KeptBars, MixturePlot, RatioPlot, SpectrumPlot, export_plot
 from .run_trace import RunTrace
 from .setup_panel import SetupPanel
 from .worker import RunQueue, TaskSignals, run_in_pool
@@ -78,15 +78,18 @@ class MainWindow(QMainWindow):
         top.addWidget(self.ratio_plot)
         top.addWidget(self.curves)
         self.mixture = MixturePlot()
+        self.spectrum = SpectrumPlot()
         side = QTabWidget()
         side.addTab(self.kept, "Kept per layer")
         side.addTab(self.mixture, "Mixture")
+        side.addTab(self.spectrum, "Spectrum")
         bottom = QSplitter(Qt.Horizontal)
         bottom.addWidget(self.histogram)
         bottom.addWidget(side)
         bottom.setSizes([700, 300])
         self.kept.link(self.histogram)   # the bars follow the histogram's layer and point
         self.mixture.link(self.histogram)
+        self.spectrum.link(self.histogram)
         live.addWidget(top)
         live.addWidget(bottom)
         self.compare = CompareView()
@@ -229,6 +232,7 @@ class MainWindow(QMainWindow):
         refresh("histogram", lambda: self.histogram.set_trace(trace))
         refresh("kept", lambda: self.kept.set_trace(trace))   # a point arriving first keeps these keys
         refresh("mixture", lambda: self.mixture.set_trace(trace))
+        refresh("spectrum", lambda: self.spectrum.set_trace(trace))
         refresh(f"compare:{ev.run_path}", lambda: self.compare_plot.update_trace(trace))
 
     def _run_progress(self, ev: Progress) -> None:
@@ -252,6 +256,7 @@ class MainWindow(QMainWindow):
             refresh("histogram", lambda: self.histogram.update_trace(trace))
             refresh("kept", lambda: self.kept.update_trace(trace))
             refresh("mixture", lambda: self.mixture.update_trace(trace))
+            refresh("spectrum", lambda: self.spectrum.update_trace(trace))
         refresh(f"table:{path}", lambda: self.compare.add_or_update(trace))
         refresh(f"compare:{path}", lambda: self.compare_plot.update_trace(trace))
 
@@ -323,6 +328,7 @@ class MainWindow(QMainWindow):
             self.histogram.set_trace(focus)
             self.kept.set_trace(focus)
             self.mixture.set_trace(focus)
+            self.spectrum.set_trace(focus)
 
     # --- export -------------------------------------------------------------------------------------------
     def export_selected(self) -> None:

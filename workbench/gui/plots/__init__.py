@@ -7,6 +7,7 @@ from .kept_bars import KeptBars
 from .mixture_plot import MixturePlot
 from .published import PUBLISHED, Published, published_for
 from .ratio_plot import RatioPlot
+from .spectrum_plot import SpectrumPlot
 
 __all__ = ["CurvesPlot", "HistogramView", "KeptBars", "MixturePlot", "PUBLISHED", "Published", "RatioPlot",
-           "export_plot", "published_for"]
+           "SpectrumPlot", "export_plot", "published_for"]

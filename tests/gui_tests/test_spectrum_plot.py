@@ -1,0 +1,197 @@
+"""The Spectrum tab draws what low-rank runs record: hand-made spectra with known energies, one real run."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+
+from workbench.core.config import StageConfig  # noqa: E402
+from workbench.core.events import Evaluated  # noqa: E402
+from workbench.gui.main_window import MainWindow  # noqa: E402
+from workbench.gui.plots import HistogramView, SpectrumPlot  # noqa: E402
+from workbench.gui.plots.spectrum_plot import energy_settings  # noqa: E402
+from workbench.gui.run_trace import RunTrace  # noqa: E402
+
+# Per point (reference, epoch 1, finalized): fc1 is 4 x 6 (full rank 4), fc2 is 3 x 5 (full rank 3).
+SIGMA = {"fc1": [np.array([4.0, 3.0, 2.0, 1.0]), np.array([4.0, 2.0, 1.0, 1.0]), np.array([4.0, 2.0, 1.0, 0.0])],
+         "fc2": [np.array([3.0, 2.0, 1.0]), np.array([3.0, 1.0, 0.5]), np.array([3.0, 1.0, 0.0])]}
+RANK = {"fc1": [4.0, 3.0, 3.0], "fc2": [3.0, 2.0, 2.0]}
+NUMERICAL = {"fc1": [4.0, 4.0, 3.0], "fc2": [3.0, 3.0, 2.0]}
+LABELS = ("reference", "epoch", "finalized")
+
+
+def lowrank_trace(params=None, spectra=True, method="lowrank", points=3):
+    """A trace built through add_point as the live GUI builds it; conv1 records no spectrum."""
+    trace = RunTrace(path=f"/runs/{method}.h5", label=method, method=method, model="lenet300")
+    trace.config = {"stages": [{"method": method, "params": dict(params or {}), "train": {"epochs": 1}}]}
+    for i in range(points):
+        layers = {"conv1": {"kept_fraction": 1.0}}
+        for name in ("fc1", "fc2"):
+            layers[name] = {"kept_fraction": 1.0}
+            if spectra:
+                layers[name].update(singular_values=SIGMA[name][i], rank=RANK[name][i],
+                                    numerical_rank=NUMERICAL[name][i])
+        trace.add_point(Evaluated(stage=0, epoch=i, step=10 * i, label=LABELS[i], layers=layers,
+                                  metrics={"step": 10 * i, "epoch": i, "stage": 0, "test_accuracy": 0.9}))
+    return trace
+
+
+@pytest.fixture
+def plot(qtbot):
+    widget = SpectrumPlot()
+    qtbot.addWidget(widget)
+    return widget
+
+
+def test_draws_the_chosen_points_spectrum_with_the_first_behind(plot):
+    trace = lowrank_trace()
+    plot.set_trace(trace)                                    # the last point of the first spectral layer
+    assert plot.spectrum_layer() == "fc1" and plot.shown_point() == 2
+    x, y = plot.sigma_curve.getData()
+    np.testing.assert_allclose(x, [1, 2, 3, 4])
+    np.testing.assert_allclose(y, SIGMA["fc1"][2])
+    np.testing.assert_allclose(plot.first_curve.getData()[1], SIGMA["fc1"][0])
+    assert plot.first_curve.isVisible() and plot.note.isHidden()
+    view = HistogramView()
+    plot.link(view)
+    view.set_trace(trace)
+    view.select("fc2", 1)
+    assert plot.spectrum_layer() == "fc2"
+    np.testing.assert_allclose(plot.sigma_curve.getData()[1], SIGMA["fc2"][1])
+    assert len(plot.energy_curve.getData()[0]) == 3
+    view.select("conv1", 1)                                  # no spectrum there: the first layer with one
+    assert plot.spectrum_layer() == "fc1"
+    np.testing.assert_allclose(plot.sigma_curve.getData()[1], SIGMA["fc1"][1])
+    view.select("fc1", 0)                                    # the first point: nothing drawn behind it
+    assert not plot.first_curve.isVisible()
+    view.deleteLater()
+
+
+def test_threshold_at_the_runs_energy_and_rank_line_at_the_recorded_rank(plot):
+    plot.set_trace(lowrank_trace({"energy": 0.8}))
+    assert plot.threshold_line.value() == pytest.approx(0.8)
+    assert plot.rank_line.value() == 3 and plot.energy_rank_line.value() == 3
+    assert plot.numerical_line.value() == 3
+    plot.set_layer("fc2", 0)
+    assert plot.rank_line.value() == 3 and plot.numerical_line.value() == 3
+    plot.set_layer("fc1", 1)
+    assert plot.rank_line.value() == 3 and plot.numerical_line.value() == 4
+    plot.set_trace(lowrank_trace())                          # not in the file: the method's default
+    assert plot.threshold_line.value() == pytest.approx(0.9) and plot.threshold_line.isVisible()
+    plot.set_trace(lowrank_trace({"energy": 0.75}, method="svd"))
+    assert plot.threshold_line.value() == pytest.approx(0.75)
+
+
+def test_energy_of_sigma_or_sigma2_sets_the_cumulative_curve(plot):
+    plot.set_trace(lowrank_trace({"energy_of": "sigma"}))
+    plot.set_layer("fc1", 1)                                 # sigma 4, 2, 1, 1
+    np.testing.assert_allclose(plot.energy_curve.getData()[1], np.array([4, 6, 7, 8]) / 8)
+    assert "Σσ)" in plot.energy_plot.getAxis("left").labelText
+    plot.set_trace(lowrank_trace({"energy_of": "sigma2"}), point=1)
+    np.testing.assert_allclose(plot.energy_curve.getData()[1], np.array([16, 20, 21, 22]) / 22)
+    assert "Σσ²" in plot.energy_plot.getAxis("left").labelText
+
+
+def test_energy_comes_from_the_stage_that_recorded_the_spectrum():
+    config = {"stages": [{"method": "magnitude", "params": {}}, {"method": "svd", "params": {"energy": 0.7}},
+                         {"method": "lowrank", "params": {"energy_of": "sigma2"}}]}
+    assert energy_settings(config, 1) == (0.7, "sigma")
+    assert energy_settings(config, 2) == (0.9, "sigma2")
+    assert energy_settings(config, 0) == (0.9, "sigma2")     # no energy knob there: the last stage with one
+    assert energy_settings({"stages": [{"method": "dns", "params": {}}]}) is None
+    assert energy_settings({"stages": [{"method": "not-a-method", "params": {"energy": 0.5}}]}) == (0.5, "sigma")
+
+
+def test_bars_are_rank_over_full_rank_per_spectral_layer(plot):
+    trace = lowrank_trace()
+    plot.set_trace(trace)
+    assert plot.bar_layers() == ["fc1", "fc2"]                # conv1 records no spectrum
+    np.testing.assert_allclose(plot.bar_heights(), [100 * 3 / 4, 100 * 2 / 3])
+    assert plot.bar_texts() == ["3/4", "2/3"]
+    ticks = plot.bars_plot.getAxis("bottom")._tickLevels[0]
+    assert [name for _, name in ticks] == ["fc1", "fc2"]
+    plot.set_layer("fc2", 0)
+    np.testing.assert_allclose(plot.bar_heights(), [100, 100])
+    assert plot.bar_texts() == ["4/4", "3/3"]
+
+
+def test_live_update_follows_the_newest_point_only_when_there(plot):
+    trace = lowrank_trace(points=2)
+    plot.set_trace(trace)
+    trace.add_point(Evaluated(stage=0, epoch=2, step=20, label="finalized", metrics={"step": 20, "epoch": 2},
+                              layers={"fc1": {"singular_values": SIGMA["fc1"][2], "rank": 3.0}}))
+    plot.update_trace(trace)
+    assert plot.shown_point() == 2
+    plot.set_layer("fc1", 2)                                 # the histogram at the last point, explicitly
+    trace.add_point(Evaluated(stage=0, epoch=3, step=30, label="epoch", metrics={"step": 30, "epoch": 3},
+                              layers={"fc1": {"singular_values": np.ones(4), "rank": 4.0}}))
+    plot.update_trace(trace)
+    assert plot.shown_point() == 3 and plot.rank_line.value() == 4
+    plot.set_layer("fc1", 1)
+    trace.add_point(Evaluated(stage=0, epoch=4, step=40, label="epoch", metrics={"step": 40, "epoch": 4}))
+    plot.update_trace(trace)
+    assert plot.shown_point() == 1
+    plot.set_layer("fc1", 4)                                 # no spectrum at point 4: the nearest earlier
+    assert plot.shown_point() == 3
+
+
+def test_note_for_runs_without_spectra(plot):
+    plot.set_trace(lowrank_trace(spectra=False))
+    assert not plot.note.isHidden() and plot.view.isHidden()
+    assert plot.sigma_curve.getData()[0] is None or len(plot.sigma_curve.getData()[0]) == 0
+    plot.set_trace(lowrank_trace())
+    assert plot.note.isHidden() and not plot.view.isHidden()
+    empty = RunTrace(path="/runs/empty.h5", label="empty", method="lowrank")
+    plot.set_trace(empty)
+    plot.update_trace(empty)
+    assert not plot.note.isHidden()
+    plot.grab()                                              # paints without error
+
+
+def test_main_window_feeds_the_spectrum_tab_during_a_lowrank_run(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    settings.setValue("out_dir", str(tmp_path / "runs"))
+    window = MainWindow(settings)
+    qtbot.addWidget(window)
+    side = window.spectrum.parentWidget().parentWidget()
+    assert [side.tabText(i) for i in range(side.count())] == ["Kept per layer", "Mixture", "Spectrum"]
+    window.setup.set_parts({"model": "mlp_tiny", "dataset": "tiny"})
+    window.setup.pretrain_epochs.setValue(1)
+    window.methods.set_stages([StageConfig("lowrank", {"tau": 0.05, "energy": 0.8}, {"epochs": 1})])
+    seen = []
+
+    def on_point(path, ev):
+        assert "spectrum" in window.live_refresh.pending()
+        window.live_refresh.flush()
+        trace = window.traces[path]
+        layer = window.spectrum.spectrum_layer()
+        seen.append((window.spectrum.shown_point(), trace.points - 1,
+                     list(window.spectrum.sigma_curve.getData()[1]),
+                     list(trace.layers[layer]["singular_values"][-1])))
+
+    window.queue.point.connect(on_point)
+    try:
+        with qtbot.waitSignal(window.queue.finished, timeout=120_000) as blocker:
+            window.run_button.click()
+        finished = blocker.args[0]
+        assert finished.status == "completed", finished.error
+        assert len(seen) == 3                                # reference, epoch 1, finalized
+        for shown, last, drawn, recorded in seen:
+            assert shown == last and drawn == pytest.approx(recorded)
+        # The finished run is read back from its file and shown again from there.
+        qtbot.waitUntil(lambda: window.traces[finished.run_path].status == "completed", timeout=120_000)
+        trace = window.traces[finished.run_path]
+        assert window.spectrum._trace is trace and window.spectrum.note.isHidden()
+        assert window.spectrum.threshold_line.value() == pytest.approx(0.8)
+        layer = window.spectrum.spectrum_layer()
+        assert window.spectrum.rank_line.value() == trace.layers[layer]["rank"][-1]
+        assert window.spectrum.bar_layers() == [n for n in trace.layers if "singular_values" in trace.layers[n]]
+    finally:
+        window.queue.shutdown()
