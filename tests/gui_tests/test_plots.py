@@ -292,6 +292,24 @@ def test_kept_bars_heights_are_kept_fraction_percent(qtbot):
     np.testing.assert_allclose(bars.heights(), [50, 100 / 3, 25])
 
 
+def test_kept_bars_follow_a_live_trace_that_grows_in_place(qtbot):
+    """The live trace is one object that grows: bars on the last point move on with it, bars on an
+    earlier point picked by the user stay there."""
+    bars = KeptBars()
+    qtbot.addWidget(bars)
+    trace = make_trace("live", status="running", layers=("fc1",))
+    bars.set_trace(trace, point=2)                                   # the user picked the last point
+    trace.add_point(Evaluated(stage=0, epoch=3, step=300, metrics={"step": 300},
+                              layers={"fc1": {"kept_fraction": 0.1}}))
+    bars.update_trace(trace)
+    np.testing.assert_allclose(bars.heights(), [10.0])
+    bars.set_point(1)
+    trace.add_point(Evaluated(stage=0, epoch=4, step=400, metrics={"step": 400},
+                              layers={"fc1": {"kept_fraction": 0.05}}))
+    bars.update_trace(trace)
+    np.testing.assert_allclose(bars.heights(), [50.0])                # point 1: 1 / 2 kept
+
+
 def test_export_png_and_svg(ratio, tmp_path):
     ratio.set_traces([make_trace("a"), make_trace("b", model="lenet5")])
     ratio.resize(600, 400)

@@ -19,6 +19,7 @@ class KeptBars(QtWidgets.QWidget):
         self._trace = None
         self._point = -1            # -1: follow the last point
         self._selected = ""
+        self._seen = 0              # points the trace had at the last redraw (a live trace grows in place)
         self.plot_widget = pg.PlotWidget()
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLabel("left", "kept weights (%)")
@@ -38,7 +39,7 @@ class KeptBars(QtWidgets.QWidget):
 
     def update_trace(self, trace) -> None:
         """Live update: stays on its point, or on the newest one if it was following the last."""
-        if self._trace is not None and self._point == self._trace.points - 1:
+        if self._trace is not None and self._point == self._seen - 1:
             self._point = -1
         self._trace = trace
         self._redraw()
@@ -67,6 +68,7 @@ class KeptBars(QtWidgets.QWidget):
 
     def _redraw(self) -> None:
         trace = self._trace
+        self._seen = trace.points if trace else 0
         layers = list(trace.layers) if trace else []
         point = self._point if self._point >= 0 else (trace.points - 1 if trace else 0)
         kept = [layer_value(trace, layer, "kept_fraction", point) for layer in layers]
