@@ -111,6 +111,9 @@ def test_open_existing_run_file_and_export(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: path in other.traces, timeout=WAIT_MS)
     assert other.compare._row_of(path) >= 0
     assert other.traces[path].status == "completed"
+    # nothing was shown before, so the opened run fills the per-layer plots without a click in Compare
+    assert other.focus_path == path and other.histogram._trace is other.traces[path]
+    assert other.kept._trace is other.traces[path]
     other.queue.shutdown()
 
     dialog = ExportDialog(path, window)

@@ -289,6 +289,8 @@ class MainWindow(QMainWindow):
 
     def _file_loaded(self, path: str, trace: RunTrace) -> None:
         self.traces[path] = trace
+        if self.focus_path not in self.traces:
+            self.focus_path = path      # nothing shown yet: the opened run fills the per-layer plots
         self.compare.add_or_update(trace)
         self._add_recent(path)
         self._show_traces()
