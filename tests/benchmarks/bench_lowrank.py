@@ -171,6 +171,9 @@ def measure(model, data) -> dict:
     report = account(encode_state(model, model.state_dict()))
     spec = structure.structure_of(model) or {"layers": {}}
     ranks = " ".join(f"{n}={e['rank']}" for n, e in spec["layers"].items() if e["rank"] is not None) or "-"
+    cut = [f"{n}:{structure.kept_count(e, 'out_keep', e['shape'][0])}/{e['shape'][0]}"
+           for n, e in spec["layers"].items() if e.get("out_keep") is not None]
+    ranks += f" units {' '.join(cut)}" if cut else ""
     return {"error": 100 * (1 - acc), "param_ratio": report.param_ratio, "storage_ratio": report.storage_ratio,
             "ranks": ranks}
 
@@ -193,23 +196,27 @@ def part_b(model_key: str, ref, data, args) -> dict:
     for energy in args.energies:
         model, row = cut_and_finetune(ref, data, energy, args)
         rows.append({"method": "svd", "tau": "-", "energy": energy, **row, "step": "-"})
-    for tau in args.taus:
+    # lowrank per tau, then (what the sparse group Lasso adds) the first tau with each group lambda
+    runs = [(tau, 0.0) for tau in args.taus] + [(args.taus[0], lam) for lam in args.group_lambdas]
+    for tau, lam in runs:
         trained = copy.deepcopy(ref).train()
-        method = LowRank.from_values({"tau": tau, "prox_every": args.prox_every, "energy_of": args.energy_of})
+        method = LowRank.from_values({"tau": tau, "prox_every": args.prox_every, "energy_of": args.energy_of,
+                                      "group_lambda": lam})
         step, ctx = train(trained, method, data, args.epochs, args.lr)
         method.finish_training(ctx)
         for energy in args.energies:
             model, row = cut_and_finetune(trained, data, energy, args)
-            rows.append({"method": "lowrank", "tau": tau, "energy": energy, **row,
-                         "step": f"{step / plain_step:.2f}x" if args.epochs else "-"})
-            keep[(tau, energy)] = model
+            rows.append({"method": f"lowrank+sgl {lam:g}" if lam else "lowrank", "tau": tau, "energy": energy,
+                         **row, "step": f"{step / plain_step:.2f}x" if args.epochs else "-"})
+            if not lam:
+                keep[(tau, energy)] = model
     print(f"\n(b) {model_key}: reference error {ref_error:.2f}%, {args.epochs} epochs of lowrank (lr {args.lr:g} "
           f"cosine, prox every {args.prox_every}), energy of {args.energy_of}, then {args.finetune} fine-tuning "
           f"epoch(s); {len(data.train_x)} training / {len(data.test_x)} test images")
-    print(f"  {'method':<9}{'tau':>7}{'energy':>8}  {'ranks (factorised layers)':<30}{'params x':>9}{'bits x':>8}"
+    print(f"  {'method':<20}{'tau':>7}{'energy':>8}  {'ranks (factorised layers), units kept':<44}{'params x':>9}{'bits x':>8}"
           f"{'err cut %':>10}{'err ft %':>9}{'step':>7}")
     for r in rows:
-        print(f"  {r['method']:<9}{r['tau']!s:>7}{r['energy']:>8g}  {r['ranks']:<30}{r['param_ratio']:>9.2f}"
+        print(f"  {r['method']:<20}{r['tau']!s:>7}{r['energy']:>8g}  {r['ranks']:<44}{r['param_ratio']:>9.2f}"
               f"{r['storage_ratio']:>8.2f}{r['error_cut']:>10.2f}{r['error']:>9.2f}{r['step']:>7}", flush=True)
     middle = args.energies[len(args.energies) // 2]
     return keep.get((args.taus[-1], middle)) if keep else None
@@ -262,6 +269,8 @@ def main() -> int:
     ap.add_argument("--models", default="lenet300,lenet5")
     ap.add_argument("--taus", default="0.01,0.05")
     ap.add_argument("--energies", default="0.8,0.9,0.95")
+    ap.add_argument("--group-lambdas", default="1e-4,3e-4",
+                    help="sparse group Lasso lambdas (alpha 0.5) run with the first tau; empty: none")
     ap.add_argument("--energy-of", default="sigma", choices=("sigma", "sigma2"))
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--finetune", type=int, default=2)
@@ -278,6 +287,7 @@ def main() -> int:
         args.rounds, args.steps, args.latency_reps = 2, args.prox_every, 10
     args.taus = [float(v) for v in args.taus.split(",")]
     args.energies = [float(v) for v in args.energies.split(",")]
+    args.group_lambdas = [float(v) for v in args.group_lambdas.split(",") if v.strip()]
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads"
