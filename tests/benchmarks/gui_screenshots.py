@@ -1,14 +1,19 @@
 """Screenshots of the app for the README: the main window during a run, and the comparison view.
 
     xvfb-run -a -s "-screen 0 1700x1050x24" python tests/benchmarks/gui_screenshots.py RUN.h5 [RUN.h5 ...]
+    xvfb-run -a -s "-screen 0 1700x1050x24" python tests/benchmarks/gui_screenshots.py \
+        --tab Mixture --layer fc1 --ratio storage_ratio --name sws-mixture SWS_RUN.h5
 
 Opens the given finished runs, starts a short DNS run on LeNet-300-100 (MNIST, WORKBENCH_DATA), grabs
 the window after a few epochs, then the Compare tab with all runs selected; writes
-resources/screenshots/{main-window-run,compare}.png.
+resources/screenshots/{main-window-run,compare}.png. With --tab, it only opens the run, shows that tab
+beside the histogram (Kept per layer, Mixture, Spectrum) at the run's last point and writes
+resources/screenshots/NAME.png.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +27,44 @@ from workbench.gui.main_window import MainWindow
 OUT = Path(__file__).resolve().parents[2] / "resources" / "screenshots"
 
 
+def finished_run_tab(path: str, tab: str, layer: str, name: str, ratio: str) -> int:
+    app = QApplication(sys.argv[:1])
+    w = MainWindow(QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.IniFormat))
+    w.resize(1680, 1020)
+    w.show()
+    w.open_runs([path])
+    side = w.kept.parentWidget().parentWidget()
+
+    def shoot():
+        if path not in w.traces:
+            QTimer.singleShot(200, shoot)
+            return
+        titles = [side.tabText(i) for i in range(side.count())]
+        side.setCurrentIndex(titles.index(tab))
+        w.histogram.select(layer, -1)
+        if ratio:
+            w.ratio_plot.set_ratio_kind(ratio)
+        w.live_refresh.flush()
+        OUT.mkdir(parents=True, exist_ok=True)
+        QTimer.singleShot(500, lambda: (w.grab().save(str(OUT / f"{name}.png")), app.quit()))
+
+    QTimer.singleShot(300, shoot)
+    app.exec()
+    w.queue.shutdown()
+    print(f"wrote {OUT / f'{name}.png'}")
+    return 0
+
+
 def main() -> int:
+    if "--tab" in sys.argv:
+        ap = argparse.ArgumentParser()
+        ap.add_argument("run")
+        ap.add_argument("--tab", required=True)
+        ap.add_argument("--layer", default="fc1")
+        ap.add_argument("--name", required=True)
+        ap.add_argument("--ratio", default="", help="param_ratio or storage_ratio on the ratio plot")
+        a = ap.parse_args()
+        return finished_run_tab(a.run, a.tab, a.layer, a.name, a.ratio)
     app = QApplication(sys.argv[:1])
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.IniFormat)
     settings.setValue("out_dir", tempfile.mkdtemp())
