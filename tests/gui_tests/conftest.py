@@ -3,3 +3,23 @@
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    """A main window with its own settings, cache and run folder, set up for the tiny model and data."""
+    from PySide6.QtCore import QSettings
+
+    from workbench.gui.main_window import MainWindow
+
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
+    settings.setValue("out_dir", str(tmp_path / "runs"))
+    w = MainWindow(settings)
+    qtbot.addWidget(w)
+    w.setup.set_parts({"model": "mlp_tiny", "dataset": "tiny"})
+    w.setup.pretrain_epochs.setValue(2)
+    yield w
+    w.queue.shutdown()

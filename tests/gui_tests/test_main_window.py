@@ -18,19 +18,6 @@ from workbench.gui.main_window import MainWindow  # noqa: E402
 WAIT_MS = 120_000
 
 
-@pytest.fixture
-def window(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    settings.setValue("out_dir", str(tmp_path / "runs"))
-    w = MainWindow(settings)
-    qtbot.addWidget(w)
-    w.setup.set_parts({"model": "mlp_tiny", "dataset": "tiny"})
-    w.setup.pretrain_epochs.setValue(2)
-    yield w
-    w.queue.shutdown()
-
-
 def _stage(method="dns", epochs=3, **params):
     return StageConfig(method, params, {"epochs": epochs})
 

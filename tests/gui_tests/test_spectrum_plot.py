@@ -9,11 +9,9 @@ import pytest  # noqa: E402
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings  # noqa: E402
 
 from workbench.core.config import StageConfig  # noqa: E402
 from workbench.core.events import Evaluated  # noqa: E402
-from workbench.gui.main_window import MainWindow  # noqa: E402
 from workbench.gui.plots import HistogramView, SpectrumPlot  # noqa: E402
 from workbench.gui.plots.spectrum_plot import energy_settings  # noqa: E402
 from workbench.gui.run_trace import RunTrace  # noqa: E402
@@ -154,15 +152,9 @@ def test_note_for_runs_without_spectra(plot):
     plot.grab()                                              # paints without error
 
 
-def test_main_window_feeds_the_spectrum_tab_during_a_lowrank_run(qtbot, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.IniFormat)
-    settings.setValue("out_dir", str(tmp_path / "runs"))
-    window = MainWindow(settings)
-    qtbot.addWidget(window)
+def test_main_window_feeds_the_spectrum_tab_during_a_lowrank_run(qtbot, window):
     side = window.spectrum.parentWidget().parentWidget()
     assert [side.tabText(i) for i in range(side.count())] == ["Kept per layer", "Mixture", "Spectrum"]
-    window.setup.set_parts({"model": "mlp_tiny", "dataset": "tiny"})
     window.setup.pretrain_epochs.setValue(1)
     window.methods.set_stages([StageConfig("lowrank", {"tau": 0.05, "energy": 0.8}, {"epochs": 1})])
     seen = []
@@ -177,21 +169,18 @@ def test_main_window_feeds_the_spectrum_tab_during_a_lowrank_run(qtbot, tmp_path
                      list(trace.layers[layer]["singular_values"][-1])))
 
     window.queue.point.connect(on_point)
-    try:
-        with qtbot.waitSignal(window.queue.finished, timeout=120_000) as blocker:
-            window.run_button.click()
-        finished = blocker.args[0]
-        assert finished.status == "completed", finished.error
-        assert len(seen) == 3                                # reference, epoch 1, finalized
-        for shown, last, drawn, recorded in seen:
-            assert shown == last and drawn == pytest.approx(recorded)
-        # The finished run is read back from its file and shown again from there.
-        qtbot.waitUntil(lambda: window.traces[finished.run_path].status == "completed", timeout=120_000)
-        trace = window.traces[finished.run_path]
-        assert window.spectrum._trace is trace and window.spectrum.note.isHidden()
-        assert window.spectrum.threshold_line.value() == pytest.approx(0.8)
-        layer = window.spectrum.spectrum_layer()
-        assert window.spectrum.rank_line.value() == trace.layers[layer]["rank"][-1]
-        assert window.spectrum.bar_layers() == [n for n in trace.layers if "singular_values" in trace.layers[n]]
-    finally:
-        window.queue.shutdown()
+    with qtbot.waitSignal(window.queue.finished, timeout=120_000) as blocker:
+        window.run_button.click()
+    finished = blocker.args[0]
+    assert finished.status == "completed", finished.error
+    assert len(seen) == 3                                # reference, epoch 1, finalized
+    for shown, last, drawn, recorded in seen:
+        assert shown == last and drawn == pytest.approx(recorded)
+    # The finished run is read back from its file and shown again from there.
+    qtbot.waitUntil(lambda: window.traces[finished.run_path].status == "completed", timeout=120_000)
+    trace = window.traces[finished.run_path]
+    assert window.spectrum._trace is trace and window.spectrum.note.isHidden()
+    assert window.spectrum.threshold_line.value() == pytest.approx(0.8)
+    layer = window.spectrum.spectrum_layer()
+    assert window.spectrum.rank_line.value() == trace.layers[layer]["rank"][-1]
+    assert window.spectrum.bar_layers() == [n for n in trace.layers if "singular_values" in trace.layers[n]]
