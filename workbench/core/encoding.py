@@ -42,7 +42,7 @@ class Encoded:
     layer: str
     kind: str                    # "fc", "conv" or "other"
     shape: tuple[int, ...]
-    encoding: str                # "dense" | "sparse" | "dense_cb" | "sparse_cb"
+    encoding: str                # "dense" | "sparse" | "dense_cb" | "sparse_cb" | "uint" (integers)
     dense_params: int            # parameters of the uncompressed tensor (0 for buffers)
     stored_params: int           # nonzero parameters kept (fillers and buffers are not parameters)
     nonzeros: int
@@ -129,6 +129,18 @@ def encode_dense(name: str, layer: str, kind: str, t: np.ndarray, *, is_param: b
     return Encoded(name, layer, kind, shape, "dense", t.size if is_param else 0, nnz if is_param else 0,
                    nnz, value_bits * t.size, meta_bits=_meta_bits(shape, False),
                    info={"value_bits": value_bits}, arrays={"values": values})
+
+
+def encode_integers(name: str, layer: str, kind: str, t: np.ndarray, *, bits: int = 32) -> Encoded:
+    """Non-negative integers below 2^bits stored as they are (e.g. a hash seed): bits, not parameters."""
+    values = np.asarray(t).reshape(-1)
+    if values.size and (values.min() < 0 or int(values.max()) >> bits):
+        raise ValueError(f"{name}: integers outside [0, 2^{bits})")
+    shape = tuple(np.shape(t))
+    dtype = {8: np.uint8, 16: np.uint16, 32: np.uint32, 64: np.uint64}[bits]
+    return Encoded(name, layer, kind, shape, "uint", 0, 0, 0, bits * values.size,
+                   meta_bits=_meta_bits(shape, False), info={"bits": bits},
+                   arrays={"values": values.astype(dtype)})
 
 
 def _pick_order(t: np.ndarray, index_bits: int, order: str) -> str:
@@ -266,6 +278,8 @@ def decode(info: dict, shape: tuple[int, ...], encoding: str, arrays: dict) -> n
     """Inverse of the encoders: the dense float32 tensor."""
     if encoding == "dense":
         return np.asarray(arrays["values"]).astype(np.float32).reshape(shape)
+    if encoding == "uint":
+        return np.asarray(arrays["values"]).astype(np.int64).reshape(shape)
     if encoding not in ("sparse", "dense_cb", "sparse_cb"):
         raise ValueError(f"unknown encoding {encoding!r}")
     if encoding == "sparse":

@@ -82,7 +82,7 @@ def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike,
                                  config.huffman if huffman is None else huffman)
         if fmt == "dense":
             return write_dense(model, attrs, out)
-        return write_onnx(model, attrs, out)
+        return write_onnx(_materialised(model, attrs), attrs, out)
     except OSError as exc:
         raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
 
@@ -176,6 +176,16 @@ def write_dense(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
     sidecar.write_text(json.dumps({"format": "compression-workbench/dense", **_arch(attrs)}, indent=1))
     dense_bits = structure.dense_param_count(model) * 32
     return ExportResult(out, out.stat().st_size, dense_bits / 8, extra_paths=(sidecar,))
+
+
+def _materialised(model: nn.Module, attrs: dict) -> nn.Module:
+    """Hashed layers multiplied out into the plain architecture: other runtimes get stock layers (the
+    virtual weights come from workbench code, which an ONNX graph cannot call)."""
+    if structure.hashed_spec(model) is None:
+        return model
+    plain = zoo.build_model(attrs["model_key"], tuple(int(v) for v in attrs["input_shape"]), int(attrs["num_classes"]))
+    plain.load_state_dict(structure.dense_state_dict(model))
+    return plain.eval()
 
 
 def write_onnx(model: nn.Module, attrs: dict, out: Path) -> ExportResult:

@@ -4,3 +4,4 @@ from . import dns, magnitude, plain  # noqa: F401
 from . import kmeans  # noqa: F401
 from . import sws  # noqa: F401
 from . import lowrank  # noqa: F401
+from . import funhash, hashednets  # noqa: F401

@@ -25,7 +25,8 @@ from torch import nn
 from ..core import params as P
 from ..core.encoding import Encoded, encode_auto, encode_dense
 from ..models.layers import compressible_layers, layer_kind
-from ..models.structure import tensor_owners
+from ..models.structure import hashed_spec, tensor_owners
+from .hash_encode import encode_hashed
 
 
 @dataclass
@@ -105,8 +106,10 @@ def parameter_names(model: nn.Module) -> set[str]:
 
 
 def encode_state(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool = False) -> list[Encoded]:
-    """Layers a method replaced (structure.py: factors `fc1.0`, `fc1.1`, thinned layers) are accounted
-    under their original name and measured against the original dense layer."""
+    """Layers a method replaced (structure.py: factors `fc1.0`, `fc1.1`, thinned layers, hashed layers)
+    are accounted under their original name and measured against the original dense layer."""
+    if hashed_spec(model) is not None:      # buckets, g and the seed (hash_encode.py)
+        return encode_hashed(model, state, huffman=huffman)
     kinds = layer_index(model)
     params = parameter_names(model)
     owners = tensor_owners(model)

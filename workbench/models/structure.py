@@ -16,6 +16,19 @@ A factorised Linear(m -> n) becomes nn.Sequential(nn.Linear(m, r, bias=False), n
 Conv2d(C -> N, k) becomes nn.Sequential(nn.Conv2d(C, r, k, stride, padding, bias=False),
 nn.Conv2d(r, N, 1)): stock modules, so the result runs (and exports to ONNX) without workbench code.
 `in_keep` of a Linear that follows a flattened convolution lists columns (channel blocks of H*W).
+
+Version 2 adds hashed layers (HashedNets, functional hashing: models/hashed_layers.py). An entry with a
+"hashed" member replaces the layer by a HashedLinear / HashedConv2d, and the spec's "hashing" member
+describes what the layers share; the seed is a tensor of the state dict (`hashing.seed`), so that the
+compact file's payload holds everything the accounting counts:
+    "layers": {"<layer>": {"kind", "shape", "bias",                  # as above
+                           "hashed": {"id": i,                       # layer id, hashed with the seed
+                                      "space": K_l | null,           # own space size; null: the shared one
+                                      "dual": K2_l | null}}}         # own dual space size
+    "hashing": {"u": U, "hash_bias": bool, "dual_space": bool,
+                "space": K | null, "dual": K2 | null,                # shared spaces
+                "g": {"widths": [...], "activation": "tanh"|"relu"|"linear", "shared": bool} | null}
+Specs without hashed layers are still written as version 1, so builds that predate hashing read them.
 """
 
 from __future__ import annotations
@@ -27,8 +40,10 @@ import torch
 from torch import nn
 
 from workbench.core.errors import CheckpointError
+from workbench.models import hashed_layers
 
-FORMAT, VERSION = "workbench-structure", 1
+FORMAT, VERSION = "workbench-structure", 2
+READABLE = (1, 2)
 ATTR = "workbench_structure"       # the applied spec, kept on the root module
 
 
@@ -48,7 +63,21 @@ def from_ranges(ranges) -> list[int]:
 
 
 def new_spec() -> dict:
-    return {"format": FORMAT, "version": VERSION, "layers": {}}
+    return {"format": FORMAT, "version": 1, "layers": {}}
+
+
+def new_hashed_spec(hashing_entry: dict) -> dict:
+    return {"format": FORMAT, "version": 2, "layers": {}, "hashing": hashing_entry}
+
+
+def is_hashed(entry: dict) -> bool:
+    return "hashed" in entry
+
+
+def hashed_spec(model: nn.Module) -> dict | None:
+    """The spec of a model whose layers are hashed, else None."""
+    spec = structure_of(model)
+    return spec if spec is not None and "hashing" in spec else None
 
 
 def structure_of(model: nn.Module) -> dict | None:
@@ -67,8 +96,9 @@ def parse(spec: dict | str) -> dict:
             raise CheckpointError("the model's structure description is not valid JSON") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise CheckpointError("the model's structure description is not a workbench structure")
-    if spec.get("version") != VERSION:
-        raise CheckpointError(f"structure version {spec.get('version')}; this build reads {VERSION}")
+    if spec.get("version") not in READABLE:
+        raise CheckpointError(f"structure version {spec.get('version')}; this build reads "
+                              f"{', '.join(map(str, READABLE))}")
     return spec
 
 
@@ -102,6 +132,13 @@ def apply_structure(model: nn.Module, spec: dict | str) -> nn.Module:
     spec = parse(spec)
     if structure_of(model) is not None:
         raise CheckpointError("this model already carries a structure; apply one to a plain model")
+    root = None
+    if "hashing" in spec:
+        try:
+            first = next(p for p in model.parameters())
+            root = hashed_layers.install_root(model, spec["hashing"], first.device, first.dtype)
+        except (ValueError, StopIteration, KeyError, TypeError) as exc:
+            raise CheckpointError(f"cannot rebuild the hashed layers: {exc}") from None
     for name, entry in spec["layers"].items():
         try:
             module = model.get_submodule(name)
@@ -114,7 +151,16 @@ def apply_structure(model: nn.Module, spec: dict | str) -> nn.Module:
                                   f"{tuple(module.weight.shape)}")
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, _replacement(module, entry))
+        if is_hashed(entry):
+            if root is None:
+                raise CheckpointError(f"structure hashes {name} but describes no hashing")
+            try:
+                new = hashed_layers.replacement(module, entry, spec["hashing"], root)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise CheckpointError(f"cannot rebuild hashed layer {name}: {exc}") from None
+        else:
+            new = _replacement(module, entry)
+        setattr(parent, child, new)
     object.__setattr__(model, ATTR, spec)      # a plain attribute, not a submodule or buffer
     return model
 
@@ -133,7 +179,10 @@ def tensor_owners(model: nn.Module) -> dict[str, tuple[str, int]]:
         return {}
     out = {}
     for name, entry in spec["layers"].items():
-        prefixes = [f"{name}.0", f"{name}.1"] if entry.get("rank") is not None else [name]
+        if is_hashed(entry):
+            prefixes = [name] + [n for n, _ in model.get_submodule(name).named_modules(prefix=name)][1:]
+        else:
+            prefixes = [f"{name}.0", f"{name}.1"] if entry.get("rank") is not None else [name]
         for prefix in prefixes:
             out[prefix] = (name, dense_params(entry))
     return out
@@ -158,6 +207,8 @@ def dense_layer(model: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor
     entry = spec["layers"][name]
     shape = entry["shape"]
     module = model.get_submodule(name)
+    if is_hashed(entry):
+        return module.dense()                 # the virtual weights, multiplied out
     with torch.no_grad():
         if entry.get("rank") is None:
             weight, bias = module.weight.detach(), module.bias
@@ -180,6 +231,9 @@ def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     spec = structure_of(model)
     if spec is None:
         return state
+    if "hashing" in spec:                    # the seed and shared spaces have no dense counterpart
+        for key in [k for k in state if k.startswith(hashed_layers.ROOT + ".")]:
+            del state[key]
     for name in spec["layers"]:
         for key in [k for k in state if k.startswith(name + ".")]:
             del state[key]
@@ -192,7 +246,9 @@ def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def dense_param_count(model: nn.Module) -> int:
     """Parameters of the original architecture (structured layers at their dense size)."""
-    owners = tensor_owners(model)
-    total = sum(p.numel() for n, p in model.named_parameters() if n.rpartition(".")[0] not in owners)
     spec = structure_of(model)
-    return total + (sum(dense_params(e) for e in spec["layers"].values()) if spec else 0)
+    if spec is None:
+        return sum(p.numel() for p in model.parameters())
+    replaced = [name + "." for name in spec["layers"]] + ([hashed_layers.ROOT + "."] if "hashing" in spec else [])
+    total = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(tuple(replaced)))
+    return total + sum(dense_params(e) for e in spec["layers"].values())

@@ -47,6 +47,22 @@ class LeNet300(nn.Module):
         return self.fc3(F.relu(self.fc2(x)))
 
 
+class Mlp1000(nn.Module):
+    """784-1000-1000-10 MLP with ReLU: the 3-layer, 1000-unit network of the HashedNets and functional
+    hashing experiments on MNIST (Chen et al. 2015; Shi et al. 2016)."""
+
+    def __init__(self, input_shape: Shape, num_classes: int):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.fc1 = nn.Linear(math.prod(input_shape), 1000)
+        self.fc2 = nn.Linear(1000, 1000)
+        self.fc3 = nn.Linear(1000, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.fc1(self.flatten(x)))
+        return self.fc3(F.relu(self.fc2(x)))
+
+
 class LeNet5(nn.Module):
     """LeNet-5 as in Caffe's examples/mnist (20/50 conv channels, 500 hidden units).
 
@@ -173,6 +189,9 @@ _MODELS: dict[str, tuple[Callable[[Shape, int], nn.Module], Shape, ModelInfo]] =
     "resnet20": (ResNet20, (3, 32, 32), ModelInfo(
         "resnet20", "ResNet-20", "CIFAR ResNet with 3x3 BasicBlocks, identity shortcuts (He et al. 2016).",
         "cifar10", "about 0.27M parameters on CIFAR-10")),
+    "mlp1000": (Mlp1000, (1, 28, 28), ModelInfo(
+        "mlp1000", "MLP 784-1000-1000-10", "Fully connected, two hidden layers of 1000 ReLU units (the "
+        "HashedNets / functional hashing MNIST network).", "mnist", "1,796,010 parameters on MNIST")),
     "mlp_tiny": (MlpTiny, (1, 28, 28), ModelInfo(
         "mlp_tiny", "Tiny MLP", "Two fc layers (32 hidden units), for tests and quick checks.",
         "tiny", "25,450 parameters at 1x28x28, 10 classes")),

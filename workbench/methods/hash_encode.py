@@ -1,0 +1,52 @@
+"""Storage of a model with hashed layers: buckets, reconstruction networks, dense biases and the seed.
+
+What the accounting counts is what the compact file holds (DESIGN.md: nothing is free unless recomputed
+at load time): each space's buckets (fp32), g's parameters (fp32), biases that are not hashed, and the
+32-bit seed. Hash indices are free: they are recomputed from the seed. A hashed layer is measured against
+the original dense layer (its weight and bias); the shared space, dual space and g of the `hashing` root
+belong to no single layer, so they are reported as their own row `hashing` with no dense parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..core.encoding import Encoded, encode_auto, encode_dense, encode_integers
+from ..models import hashed_layers, structure
+from ..models.layers import compressible_layers, layer_kind
+
+SEED_BITS = 32
+
+
+def encode_hashed(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool = False) -> list[Encoded]:
+    spec = structure.structure_of(model)
+    layers = spec["layers"]
+    prefixes = {name + ".": name for name in layers}
+    plain = {name: layer_kind(m) for name, m in compressible_layers(model)}
+    params = {name for name, _ in model.named_parameters()}
+    root = hashed_layers.ROOT
+    out = []
+    for key, tensor in state.items():
+        t = tensor.detach().cpu()
+        owner = key.rpartition(".")[0]
+        if key == f"{root}.seed":
+            out.append(encode_integers(key, root, "other", t.numpy(), bits=SEED_BITS))
+            continue
+        if not t.is_floating_point():
+            continue
+        values = t.float().numpy()
+        layer = next((name for prefix, name in prefixes.items() if key.startswith(prefix)), None)
+        if layer is not None:
+            entry = layers[layer]
+            e = encode_auto(key, layer, entry["kind"], values, huffman=huffman)
+            e.layer_dense_params = structure.dense_params(entry)
+        elif key.startswith(root + "."):
+            e = encode_auto(key, root, "other", values, huffman=huffman)
+            e.dense_params = 0             # shared by all layers: each layer's dense size counts once
+        elif owner in plain:               # layers left unhashed
+            e = encode_auto(key, owner, plain[owner], values, huffman=huffman)
+        else:
+            e = encode_dense(key, owner or key, "other", values, is_param=key in params)
+        out.append(e)
+    return out

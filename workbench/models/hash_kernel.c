@@ -1,0 +1,135 @@
+/* Native CPU kernel of hashed virtual weights; workbench/models/hash_kernel.py fills in the marked parts
+   for one configuration (hash functions U, reconstruction network g, dual space), compiles and loads it.
+
+   Element n of a layer's virtual weight vector (workbench/models/hashing.py has the same integers):
+       base = mix32(n + key);  x_k = mix32(base ^ fkey_k);  bucket_k = ((x_k >> 1) * size) >> 31
+       f_k  = (x_k & 1 ? -1 : +1) * table[bucket_k]   (times dual[bucket'_k] with dual-space hashing)
+       V[n] = g(f_1 .. f_U)                           (no g: the plain sum; U = 1, no g is HashedNets)
+   Each element's code is generated straight-line (g's widths are compile-time), so the compiler
+   vectorises the element loop. The backward pass recomputes everything, storing nothing per element
+   between passes, and scatter-adds each member's gradient into its bucket (HashedNets: a bucket's
+   gradient is the sum of its members'). */
+#include <stdint.h>
+#include <stdlib.h>
+
+#define BS 128                      /* elements per block of the backward pass */
+
+static inline uint32_t mix32(uint32_t x) {
+    x ^= x >> 16; x *= 0x21f0aaadu; x ^= x >> 15; x *= 0x735a2d97u; x ^= x >> 15; return x;
+}
+
+static inline int32_t reduce(uint32_t x, uint64_t size) {
+    return (int32_t)(((uint64_t)(x >> 1) * size) >> 31);
+}
+
+/* tanh as a clamped odd/even rational function (Eigen's float approximation; |error| < 3e-7) */
+static inline float tanh_f(float x) {
+    const float c = 7.90531110763549805f;
+    float y = x > c ? c : (x < -c ? -c : x);
+    float x2 = y * y;
+    float p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 + -8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    float q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return y * p / q;
+}
+
+static inline float act(float z) {
+#if HF_ACT == 1
+    return tanh_f(z);
+#elif HF_ACT == 2
+    return z > 0.f ? z : 0.f;
+#else
+    return z;
+#endif
+}
+
+static inline float dact(float y) {     /* derivative of the activation, from its output */
+#if HF_ACT == 1
+    return 1.f - y * y;
+#elif HF_ACT == 2
+    return y > 0.f ? 1.f : 0.f;
+#else
+    (void)y; return 1.f;
+#endif
+}
+
+void hf_tanh(const float *x, float *y, int64_t n) {
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = tanh_f(x[i]);
+}
+
+/* V[n] for n in [start, stop) */
+int hf_forward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys, const uint32_t *dkeys,
+               int64_t size, int64_t dual_size, const float *table, const float *dual, const float *g,
+               float *out) {
+    const float *restrict tab = table;
+    const float *restrict dtab = dual;
+    const uint64_t K = (uint64_t)size, K2 = (uint64_t)dual_size;
+    float G[HF_NG + 1];
+    for (int p = 0; p < HF_NG; p++) G[p] = g[p];
+    uint32_t FK[HF_U], DK[HF_U];
+    for (int k = 0; k < HF_U; k++) { FK[k] = fkeys[k]; DK[k] = dkeys ? dkeys[k] : 0u; }
+    (void)dtab; (void)K2; (void)DK; (void)G;
+    /* a 32-bit loop counter: 64-bit lanes would halve the vector width of the whole element loop */
+    float *restrict dst = out + start;
+    const uint32_t first = (uint32_t)start + key;
+    const int32_t count = (int32_t)(stop - start);
+    #pragma omp simd
+    for (int32_t i = 0; i < count; i++) {
+        const uint32_t base = mix32(first + (uint32_t)i);
+/*@FORWARD@*/
+        dst[i] = v;
+    }
+    return 0;
+}
+
+/* Adds dL/dtable, dL/ddual and dL/dg of the elements [start, stop), given dL/dV */
+int hf_backward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys, const uint32_t *dkeys,
+                int64_t size, int64_t dual_size, const float *table, const float *dual, const float *g,
+                const float *grad_out, float *grad_table, float *grad_dual, float *grad_g) {
+    const float *restrict tab = table;
+    const float *restrict dtab = dual;
+    const uint64_t K = (uint64_t)size, K2 = (uint64_t)dual_size;
+    float G[HF_NG + 1];
+    for (int p = 0; p < HF_NG; p++) G[p] = g[p];
+    uint32_t FK[HF_U], DK[HF_U];
+    for (int k = 0; k < HF_U; k++) { FK[k] = fkeys[k]; DK[k] = dkeys ? dkeys[k] : 0u; }
+    (void)dtab; (void)K2; (void)DK; (void)G; (void)grad_dual;
+    int32_t bk[HF_U][BS], dbk[HF_U][BS];
+    float gv[HF_U][BS], dgv[HF_U][BS];
+    (void)dbk; (void)dgv;
+    /* per-lane partial sums of g's gradient, reduced once at the end, so the element loop vectorises */
+    float *acc = (float *)calloc((size_t)(HF_NG + 1) * BS, sizeof(float));
+    if (!acc) return -1;
+    for (int64_t s0 = start; s0 < stop; s0 += BS) {
+        const int nb = (int)((stop - s0) < BS ? (stop - s0) : BS);
+        #pragma omp simd
+        for (int e = 0; e < nb; e++) {
+            const uint32_t base = mix32((uint32_t)s0 + key + (uint32_t)e);
+            const float d0 = grad_out[s0 + e];
+/*@BACKWARD@*/
+        }
+        /* members of one bucket can meet in one vector: the scatter stays scalar */
+        for (int k = 0; k < HF_U; k++) {
+            for (int e = 0; e < nb; e++) grad_table[bk[k][e]] += gv[k][e];
+#if HF_DUAL
+            for (int e = 0; e < nb; e++) grad_dual[dbk[k][e]] += dgv[k][e];
+#endif
+        }
+    }
+    for (int p = 0; p < HF_NG; p++) {
+        float t = 0.f;
+        for (int e = 0; e < BS; e++) t += acc[p * BS + e];
+        grad_g[p] += t;
+    }
+    free(acc);
+    return 0;
+}

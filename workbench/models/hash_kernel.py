@@ -1,0 +1,273 @@
+"""The native CPU kernel of hashed layers: generated, compiled with the system C compiler, loaded by ctypes.
+
+Why native: a virtual weight costs one integer hash per hash function, U table reads and g's few
+multiply-adds; as separate PyTorch operations each of those is a pass over memory (on LeNet-300-100 an
+eager int64 hash alone took longer than a dense training step), while one fused loop per element costs
+about a nanosecond per hash function (hash_kernel.c). Nothing per element is kept between the forward and
+the backward pass, so training memory stays that of the virtual weights the layer's matmul needs anyway.
+
+One shared object per configuration (U, g's widths and activation, dual space), built on first use into
+the workbench cache (`WORKBENCH_CACHE` or the platform cache dir) under a name hashing its source and
+flags; building takes about a second. Without a working C compiler (or with WORKBENCH_HASH_KERNEL=torch)
+`load` returns None and the layers use the PyTorch path, which computes the same integers.
+Calls release the GIL (ctypes), so a layer's elements are split over `torch.get_num_threads()` threads.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("hash_kernel.c")
+ACTIVATIONS = {"linear": 0, "tanh": 1, "relu": 2}
+FLAG_SETS = (["-O3", "-march=native", "-fopenmp-simd"], ["-O3", "-fopenmp-simd"], ["-O2"])
+MIN_PER_THREAD = 1 << 16        # elements; below this one thread is faster than handing out work
+MAX_PER_CALL = 1 << 30          # the kernel counts elements of one call in an int32
+
+_lock = threading.Lock()
+_loaded: dict[tuple, "Kernel | None"] = {}
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_errors: list[str] = []
+
+
+def g_param_count(u: int, widths: tuple[int, ...]) -> int:
+    """Weights and biases of g's layers; the output layer has no bias (hashed_layers.Reconstruction)."""
+    total, fan_in = 0, u
+    for i, w in enumerate(widths):
+        total += w * fan_in + (w if i + 1 < len(widths) else 0)
+        fan_in = w
+    return total
+
+
+def element_code(u: int, widths: tuple[int, ...], dual: bool, backward: bool) -> str:
+    """Straight-line C for one element: fetch U signed values, g forward (and backward)."""
+    lines = []
+    for k in range(u):
+        lines += [f"const uint32_t x{k} = mix32(base ^ FK[{k}]);", f"const int32_t b{k} = reduce(x{k}, K);",
+                  f"const float s{k} = (x{k} & 1u) ? -1.f : 1.f;"]
+        if dual:
+            lines += [f"const int32_t c{k} = reduce(mix32(base ^ DK[{k}]), K2);",
+                      f"const float r{k} = s{k} * tab[b{k}];", f"const float q{k} = dtab[c{k}];",
+                      f"const float f{k} = r{k} * q{k};"]
+        else:
+            lines.append(f"const float f{k} = s{k} * tab[b{k}];")
+    names = [f"f{k}" for k in range(u)]
+    inputs, offsets, p = [], [], 0
+    for layer, wo in enumerate(widths):       # weight (wo x win, row-major), then bias (wo): nn.Linear
+        win = len(names)
+        hidden = layer + 1 < len(widths)       # the output layer has no bias
+        outs = []
+        for o in range(wo):
+            terms = [f"G[{p + o * win + i}] * {names[i]}" for i in range(win)]
+            expr = " + ".join(([f"G[{p + wo * win + o}]"] if hidden else []) + terms)
+            if hidden:
+                expr = f"act({expr})"
+            lines.append(f"const float a{layer}_{o} = {expr};")
+            outs.append(f"a{layer}_{o}")
+        inputs.append(names)
+        offsets.append(p)
+        p += wo * win + (wo if hidden else 0)
+        names = outs
+    lines.append(f"const float v = {' + '.join(names)};")
+    if not backward:
+        return "\n".join("        " + s for s in lines)
+    grads = ["d0"] * u
+    if widths:
+        d = ["d0"]
+        for layer in reversed(range(len(widths))):
+            ins, wo, p = inputs[layer], widths[layer], offsets[layer]
+            win = len(ins)
+            for o in range(wo):
+                if layer + 1 < len(widths):
+                    lines.append(f"acc[{p + wo * win + o} * BS + e] += {d[o]};")
+                lines += [f"acc[{p + o * win + i} * BS + e] += {d[o]} * {ins[i]};" for i in range(win)]
+            nd = []
+            for i in range(win):
+                expr = " + ".join(f"G[{p + o * win + i}] * {d[o]}" for o in range(wo))
+                if layer > 0:
+                    expr = f"({expr}) * dact({ins[i]})"
+                lines.append(f"const float d{layer}_{i} = {expr};")
+                nd.append(f"d{layer}_{i}")
+            d = nd
+        grads = d
+    for k in range(u):
+        lines.append(f"bk[{k}][e] = b{k}; gv[{k}][e] = {f's{k} * q{k}' if dual else f's{k}'} * {grads[k]};")
+        if dual:
+            lines.append(f"dbk[{k}][e] = c{k}; dgv[{k}][e] = r{k} * {grads[k]};")
+    lines.append("(void)v;")
+    return "\n".join("            " + s for s in lines)
+
+
+def source(u: int, widths: tuple[int, ...], activation: str, dual: bool) -> str:
+    head = (f"#define HF_U {u}\n#define HF_NG {g_param_count(u, widths)}\n"
+            f"#define HF_ACT {ACTIVATIONS[activation]}\n#define HF_DUAL {int(dual)}\n")
+    text = SOURCE.read_text()
+    text = text.replace("/*@FORWARD@*/", element_code(u, widths, dual, backward=False))
+    text = text.replace("/*@BACKWARD@*/", element_code(u, widths, dual, backward=True))
+    return head + text
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("WORKBENCH_CACHE")
+    if not root:
+        import platformdirs
+        root = platformdirs.user_cache_dir("compression-workbench")
+    return Path(root) / "kernels"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _cpu_features() -> str:
+    """The CPU's instruction-set flags: a -march=native build in a cache shared between machines (a
+    network home) must not be loaded on a CPU that lacks its instructions (SIGILL)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _build(text: str) -> Path | None:
+    cc = _compiler()
+    if cc is None:
+        _errors.append("no C compiler found (set CC)")
+        return None
+    ext = ".dll" if os.name == "nt" else ".so"
+    for flags in FLAG_SETS:
+        digest = hashlib.sha256("\n".join([text, cc, *flags, platform.machine(), _cpu_features()]).encode()
+                                ).hexdigest()[:16]
+        target = cache_dir() / f"hashing-{digest}{ext}"
+        if target.exists():
+            return target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+                src = Path(tmp) / "k.c"
+                src.write_text(text)
+                out = Path(tmp) / f"k{ext}"
+                done = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", str(out), str(src)],
+                                      capture_output=True, text=True, timeout=120)
+                if done.returncode == 0:
+                    os.replace(out, target)
+                    return target
+                _errors.append(f"{Path(cc).name} {' '.join(flags)}: {done.stderr.strip()[-300:]}")
+        except (OSError, subprocess.SubprocessError) as exc:
+            _errors.append(f"{Path(cc).name}: {exc}")
+    return None
+
+
+F = ctypes.c_void_p
+I64, U32 = ctypes.c_int64, ctypes.c_uint32
+
+
+class Kernel:
+    """The loaded functions of one configuration."""
+
+    def __init__(self, path: Path, u: int, n_g: int):
+        lib = ctypes.CDLL(str(path))
+        common = [I64, I64, U32, F, F, I64, I64, F, F, F]
+        self.forward_fn = lib.hf_forward
+        self.forward_fn.argtypes = common + [F]
+        self.backward_fn = lib.hf_backward
+        self.backward_fn.argtypes = common + [F, F, F, F]
+        self.tanh_fn = lib.hf_tanh
+        self.tanh_fn.argtypes = [F, F, I64]
+        self.u, self.n_g = u, n_g
+        self.path = path
+
+
+def load(u: int, widths: tuple[int, ...], activation: str, dual: bool) -> Kernel | None:
+    """The kernel of this configuration, built on first use; None where it cannot be built."""
+    if os.environ.get("WORKBENCH_HASH_KERNEL", "").lower() == "torch":
+        return None
+    config = (u, tuple(widths), activation, bool(dual), str(cache_dir()))
+    with _lock:
+        if config not in _loaded:
+            path = _build(source(u, tuple(widths), activation, dual))
+            try:
+                _loaded[config] = Kernel(path, u, g_param_count(u, widths)) if path else None
+            except OSError as exc:
+                _errors.append(f"cannot load {path}: {exc}")
+                _loaded[config] = None
+        return _loaded[config]
+
+
+def last_error() -> str:
+    return _errors[-1] if _errors else ""
+
+
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
+
+
+def _keys(values):
+    return (ctypes.c_uint32 * len(values))(*[int(v) for v in values]) if values else None
+
+
+def _addr(array) -> int | None:
+    return None if array is None else ctypes.addressof(array)
+
+
+def _ranges(count: int) -> list[tuple[int, int]]:
+    threads = max(1, min(torch.get_num_threads(), count // MIN_PER_THREAD))
+    step = min(-(-count // threads), MAX_PER_CALL)
+    return [(a, min(a + step, count)) for a in range(0, count, step)]
+
+
+def _run(jobs):
+    global _pool, _pool_size
+    if len(jobs) == 1:
+        return [jobs[0]()]
+    if _pool is None or _pool_size < len(jobs):
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="hash-kernel"), len(jobs)
+    return [f.result() for f in [_pool.submit(j) for j in jobs]]
+
+
+def forward(kernel: Kernel, count: int, keys, size: int, dual_size: int, table: torch.Tensor,
+            dual: torch.Tensor | None, g: torch.Tensor | None) -> torch.Tensor:
+    """The layer's `count` virtual values (contiguous float32 CPU tensors in, one out)."""
+    out = torch.empty(count, dtype=torch.float32)
+    fk, dk = _keys(keys.fkeys), _keys(keys.dkeys)
+    args = (U32(keys.key), _addr(fk), _addr(dk), I64(size), I64(dual_size), _ptr(table), _ptr(dual), _ptr(g))
+    _run([lambda a=a, b=b: kernel.forward_fn(I64(a), I64(b), *args, _ptr(out)) for a, b in _ranges(count)])
+    return out
+
+
+def backward(kernel: Kernel, grad: torch.Tensor, keys, size: int, dual_size: int, table: torch.Tensor,
+             dual: torch.Tensor | None, g: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(dL/dtable, dL/ddual, dL/dg flat) from dL/dV."""
+    fk, dk = _keys(keys.fkeys), _keys(keys.dkeys)
+    args = (U32(keys.key), _addr(fk), _addr(dk), I64(size), I64(dual_size), _ptr(table), _ptr(dual), _ptr(g))
+    parts = _ranges(grad.numel())
+    # each thread adds into its own buffers (a bucket's members are spread over all of them)
+    outs = [(torch.zeros_like(table), torch.zeros_like(dual) if dual is not None else None,
+             torch.zeros(max(kernel.n_g, 1), dtype=torch.float32)) for _ in parts]
+    _run([lambda a=a, b=b, o=o: kernel.backward_fn(I64(a), I64(b), *args, _ptr(grad), _ptr(o[0]), _ptr(o[1]),
+                                                   _ptr(o[2]))
+          for (a, b), o in zip(parts, outs)])
+    gt, gd, gg = outs[0]
+    for t, d, q in outs[1:]:
+        gt += t
+        gg += q
+        if gd is not None:
+            gd += d
+    return gt, gd, (gg if kernel.n_g else None)
