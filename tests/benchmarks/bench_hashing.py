@@ -294,17 +294,22 @@ def train_model(model, method, data, args, seed: int, device) -> None:
 def part_error(model_key: str, ratio: float, dataset, args, device) -> dict:
     data = DeviceData(dataset, device)
     rows = {v: [] for v in VARIANTS}
-    info = {}
+    info, diverged = {}, {}
     for seed in args.seeds:
         stored = None
         for v in VARIANTS[1:]:
             model, method, _ = hashed_model(model_key, v, ratio, device, seed, args.init)
-            train_model(model, method, data, args, seed, device)
+            try:
+                train_model(model, method, data, args, seed, device)
+            except FloatingPointError as exc:      # a diverged variant is a result, not the end of the table
+                rows[v].append(float("nan"))
+                diverged[v] = diverged.get(v, "") + f" seed {seed}: {str(exc).split(';')[0]}."
+                continue
             acc, _ = evaluate(model, data.test_x, data.test_y)
             report = account(encode_state(model, model.state_dict()))
             rows[v].append(100 * (1 - acc))
             info[v] = (report.param_ratio, report.storage_ratio, report.stored_params)
-            if v == "hashed":
+            if v == "hashed" or stored is None:
                 stored = report.stored_params
             if seed == args.seeds[-1]:
                 info[v] += (export_check(model_key, model, method, dataset, data, acc),)
@@ -330,9 +335,12 @@ def part_error(model_key: str, ratio: float, dataset, args, device) -> dict:
     out = {}
     for v in ("hashed", "funhash shared", "funhash per-layer", "dense"):
         errs = rows[v]
-        mean = statistics.mean(errs)
-        std = statistics.stdev(errs) if len(errs) > 1 else 0.0
-        pr, sr, n, *note = info[v]
+        finite = [e for e in errs if math.isfinite(e)]          # over the seeds that did not diverge
+        mean = statistics.mean(finite) if finite else float("nan")
+        std = statistics.stdev(finite) if len(finite) > 1 else 0.0
+        pr, sr, n, *note = info.get(v, (float("nan"), float("nan"), 0))
+        if v in diverged:
+            note = [(note[0] + "; " if note else "") + "diverged:" + diverged[v]]
         out[v] = {"error_mean": mean, "error_std": std, "errors": errs, "param_ratio": pr, "storage_ratio": sr,
                   "stored": n}
         print(f"  {v if v != 'dense' else 'dense, same params':<20}{mean:>9.2f} +-{std:>5.2f}{n:>10,}{pr:>10.1f}"
