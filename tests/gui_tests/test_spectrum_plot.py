@@ -154,7 +154,7 @@ def test_note_for_runs_without_spectra(plot):
 
 def test_main_window_feeds_the_spectrum_tab_during_a_lowrank_run(qtbot, window):
     side = window.spectrum.parentWidget().parentWidget()
-    assert [side.tabText(i) for i in range(side.count())] == ["Kept per layer", "Mixture", "Spectrum"]
+    assert [side.tabText(i) for i in range(side.count())] == ["Kept per layer", "Mixture", "Spectrum", "Hashing"]
     window.setup.pretrain_epochs.setValue(1)
     window.methods.set_stages([StageConfig("lowrank", {"tau": 0.05, "energy": 0.8}, {"epochs": 1})])
     seen = []

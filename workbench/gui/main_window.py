@@ -20,7 +20,8 @@ from .compare_view import CompareView
 from .export_dialog import ExportDialog
 from .live_refresh import StaggeredRefresh
 from .method_panel import MethodPanel
-from .plots import CurvesPlot, HistogramView, KeptBars, MixturePlot, RatioPlot, SpectrumPlot, export_plot
+from .plots import (CurvesPlot, HashingPlot, HistogramView, KeptBars, MixturePlot, RatioPlot, SpectrumPlot,
+                    export_plot)
 from .run_trace import RunTrace
 from .setup_panel import SetupPanel
 from .worker import RunQueue, TaskSignals, run_in_pool
@@ -79,10 +80,12 @@ class MainWindow(QMainWindow):
         top.addWidget(self.curves)
         self.mixture = MixturePlot()
         self.spectrum = SpectrumPlot()
+        self.hashing = HashingPlot()
         side = QTabWidget()
         side.addTab(self.kept, "Kept per layer")
         side.addTab(self.mixture, "Mixture")
         side.addTab(self.spectrum, "Spectrum")
+        side.addTab(self.hashing, "Hashing")
         bottom = QSplitter(Qt.Horizontal)
         bottom.addWidget(self.histogram)
         bottom.addWidget(side)
@@ -90,6 +93,7 @@ class MainWindow(QMainWindow):
         self.kept.link(self.histogram)   # the bars follow the histogram's layer and point
         self.mixture.link(self.histogram)
         self.spectrum.link(self.histogram)
+        self.hashing.link(self.histogram)
         live.addWidget(top)
         live.addWidget(bottom)
         self.compare = CompareView()
@@ -233,6 +237,7 @@ class MainWindow(QMainWindow):
         refresh("kept", lambda: self.kept.set_trace(trace))   # a point arriving first keeps these keys
         refresh("mixture", lambda: self.mixture.set_trace(trace))
         refresh("spectrum", lambda: self.spectrum.set_trace(trace))
+        refresh("hashing", lambda: self.hashing.set_trace(trace))
         refresh(f"compare:{ev.run_path}", lambda: self.compare_plot.update_trace(trace))
 
     def _run_progress(self, ev: Progress) -> None:
@@ -257,6 +262,7 @@ class MainWindow(QMainWindow):
             refresh("kept", lambda: self.kept.update_trace(trace))
             refresh("mixture", lambda: self.mixture.update_trace(trace))
             refresh("spectrum", lambda: self.spectrum.update_trace(trace))
+            refresh("hashing", lambda: self.hashing.update_trace(trace))
         refresh(f"table:{path}", lambda: self.compare.add_or_update(trace))
         refresh(f"compare:{path}", lambda: self.compare_plot.update_trace(trace))
 
@@ -331,6 +337,7 @@ class MainWindow(QMainWindow):
             self.kept.set_trace(focus)
             self.mixture.set_trace(focus)
             self.spectrum.set_trace(focus)
+            self.hashing.set_trace(focus)
 
     # --- export -------------------------------------------------------------------------------------------
     def export_selected(self) -> None:
