@@ -97,3 +97,28 @@ def run_context(*, steps_per_epoch=10, total_steps=100, num_train=100, step=0, s
     """A CPU RunContext for calling a method's hooks directly."""
     return RunContext(device=torch.device("cpu"), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                       num_train=num_train, step=step, generator=torch.Generator().manual_seed(seed))
+
+
+def assert_stored_and_dense_match(run_path, model, x, out_dir, atol: float) -> None:
+    """The run file's /model, rebuilt the way export rebuilds it (structure replayed), gives exactly the
+    model's outputs; the dense export loads into the plain zoo architecture (stock PyTorch) and gives them
+    to `atol` (factors or hashed weights multiplied out)."""
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from workbench.core.export import export_run
+    from workbench.core.store import read_model
+    from workbench.models import structure, zoo
+
+    state, attrs = read_model(run_path)
+    shape, classes = tuple(int(v) for v in attrs["input_shape"]), int(attrs["num_classes"])
+    stored = structure.apply_structure(zoo.build_model(attrs["model_key"], shape, classes), attrs["structure"])
+    stored.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+    with torch.no_grad():
+        assert torch.equal(model(x), stored.eval()(x))
+    path = Path(out_dir) / "dense.safetensors"
+    export_run(run_path, "dense", path)
+    dense = zoo.build_model(attrs["model_key"], shape, classes).eval()
+    dense.load_state_dict(load_file(str(path)))
+    with torch.no_grad():
+        assert torch.allclose(dense(x), model(x), atol=atol)

@@ -375,7 +375,7 @@ def test_compact_file_is_the_accounting_and_reloads_the_same_model(hashing_run, 
     info = export_run(fin.run_path, "compact", tmp_path / "m.cwbc")
     header, state = read_compact(tmp_path / "m.cwbc")
     payload = info.size_bytes - info.header_bytes
-    stored, attrs = read_model(fin.run_path)
+    stored, _ = read_model(fin.run_path)
     model = load_compact(tmp_path / "m.cwbc")
     encoded = encode_state(model, model.state_dict())
     assert sum(e.bits for e in encoded) == s["bits"]
@@ -388,14 +388,4 @@ def test_compact_file_is_the_accounting_and_reloads_the_same_model(hashing_run, 
     assert sum(p.numel() for p in model.parameters()) == s["stored_params"] < s["dense_params"]
     x, y = H.tiny_test_set()
     assert H.accuracy(model, x, y) == pytest.approx(s["test_accuracy"])
-    run_model = structure.apply_structure(zoo.build_model("cnn_tiny", (1, 8, 8), 4), attrs["structure"])
-    run_model.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in stored.items()})
-    with torch.no_grad():
-        assert torch.equal(model(x), run_model.eval()(x))
-    # dense export: the virtual weights multiplied out into the plain architecture, stock PyTorch
-    from safetensors.torch import load_file
-    export_run(fin.run_path, "dense", tmp_path / "d.safetensors")
-    dense = zoo.build_model("cnn_tiny", (1, 8, 8), 4).eval()
-    dense.load_state_dict(load_file(str(tmp_path / "d.safetensors")))
-    with torch.no_grad():
-        assert torch.allclose(dense(x), model(x), atol=1e-6)
+    H.assert_stored_and_dense_match(fin.run_path, model, x, tmp_path, atol=1e-6)

@@ -281,18 +281,7 @@ def test_compact_export_reloads_thinner_stock_layers_with_the_same_outputs(lowra
     assert abs(info.size_bytes - s["bits"] / 8) <= 0.05 * s["bits"] / 8 + info.header_bytes
     x, y = H.tiny_test_set()
     assert H.accuracy(model, x, y) == pytest.approx(s["test_accuracy"])
-    state, attrs = read_model(fin.run_path)
-    stored = structure.apply_structure(zoo.build_model("mlp_tiny", (1, 8, 8), 4), attrs["structure"])
-    stored.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
-    with torch.no_grad():
-        assert torch.equal(model(x), stored.eval()(x))
-    # dense export: the original architecture, stock PyTorch, the same predictions
-    from safetensors.torch import load_file
-    export_run(fin.run_path, "dense", tmp_path / "d.safetensors")
-    dense = zoo.build_model("mlp_tiny", (1, 8, 8), 4).eval()
-    dense.load_state_dict(load_file(str(tmp_path / "d.safetensors")))
-    with torch.no_grad():
-        assert torch.allclose(dense(x), model(x), atol=1e-5)
+    H.assert_stored_and_dense_match(fin.run_path, model, x, tmp_path, atol=1e-5)
 
 
 def test_svd_with_no_epochs_is_pure_truncation(tmp_path):
