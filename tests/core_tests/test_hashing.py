@@ -220,6 +220,33 @@ def test_native_kernel_agrees_with_the_torch_path():
         assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-3 * float(q.grad.abs().max())), name
 
 
+@pytest.mark.parametrize("values", [{}, {"dual_space": True, "g_widths": "3,1", "activation": "relu"}],
+                         ids=["g421-tanh", "dual-relu"])
+def test_native_kernel_agrees_over_blocks_and_threads(values, monkeypatch):
+    """A layer of 700 x 200 (not a whole number of the kernel's blocks) split over two threads: each
+    thread's range starts inside a block, and the per-thread bucket gradients are summed."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    model = H.OneLayer(torch.randn(700, 200) * 0.05, torch.zeros(700))
+    method = FunctionalHashing.from_values({"space": "per_layer", "ratio": 0.125, "fit_steps": 0, **values})
+    _prepare(method, model)
+    method.finalize(model, H.run_context())          # g's gradient hooks (not deep-copied) go
+    layer = model.fc
+    if layer.native(layer.table) is None:
+        pytest.skip("no native kernel")
+    assert len(hash_kernel._ranges(layer.count)) == 2
+    with torch.no_grad():
+        layer.table.normal_(0, 0.3)
+    other = _torch_path(model)
+    a, b = layer.virtual(), other.fc.virtual()
+    assert torch.allclose(a, b, atol=1e-6)
+    grad = torch.randn_like(a)
+    a.backward(grad)
+    b.backward(grad)
+    for (name, p), q in zip(model.named_parameters(), other.parameters()):
+        if q.grad is not None:
+            assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-4 * float(q.grad.abs().max())), name
+
+
 def test_cached_indices_give_the_same_values_and_gradients():
     model = _tiny()
     _prepare(FunctionalHashing.from_values({"seed": 4, "kernel": "torch"}), model)

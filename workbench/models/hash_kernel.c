@@ -5,21 +5,25 @@
        base = mix32(n + key);  x_k = mix32(base ^ fkey_k);  bucket_k = ((x_k >> 1) * size) >> 31
        f_k  = (x_k & 1 ? -1 : +1) * table[bucket_k]   (times dual[bucket'_k] with dual-space hashing)
        V[n] = g(f_1 .. f_U)                           (no g: the plain sum; U = 1, no g is HashedNets)
-   Each element's code is generated straight-line (g's widths are compile-time), so the compiler
-   vectorises the element loop. The backward pass recomputes everything, storing nothing per element
-   between passes, and scatter-adds each member's gradient into its bucket (HashedNets: a bucket's
-   gradient is the sum of its members'). */
+   Elements go in blocks of BS: hash every element of the block, read the table, then run g. Each
+   element's code is generated straight-line (g's widths are compile-time), so the hashing and g loops
+   vectorise. The backward pass recomputes everything, storing nothing per element between passes, and
+   scatter-adds each member's gradient into its bucket (HashedNets: a bucket's gradient is the sum of its
+   members'). Measured on LeNet-300-100's fc1 at 1/8, U = 4, g 4-2-1 tanh, AVX-512, 1 thread: forward
+   3.9 ns and backward 7.5 ns per element (a dense fc1 step costs 6.6 ns per weight); of the backward,
+   2.1 ns are the four scattered adds and 1.3 ns the four table reads, both random accesses into L2. */
 #include <stdint.h>
 #include <stdlib.h>
 
-#define BS 128                      /* elements per block of the backward pass */
+#define BS 256                      /* elements per block */
 
 static inline uint32_t mix32(uint32_t x) {
     x ^= x >> 16; x *= 0x21f0aaadu; x ^= x >> 15; x *= 0x735a2d97u; x ^= x >> 15; return x;
 }
 
-static inline int32_t reduce(uint32_t x, uint64_t size) {
-    return (int32_t)(((uint64_t)(x >> 1) * size) >> 31);
+/* ((x >> 1) * size) >> 31 of models/hashing.py, written as a 32 x 32 -> 64-bit product */
+static inline int32_t reduce(uint32_t x, uint32_t size) {
+    return (int32_t)(((uint64_t)(x & ~1u) * size) >> 32);
 }
 
 /* tanh as a clamped odd/even rational function (Eigen's float approximation; |error| < 3e-7) */
@@ -66,27 +70,54 @@ void hf_tanh(const float *x, float *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = tanh_f(x[i]);
 }
 
+/* The three phases of one block of BS elements. Hashing and g are straight-line per element, so those
+   loops vectorise; the table reads between them are a plain loop of loads, which the compiler turns into
+   vector gathers where the target has fast ones and scalar loads elsewhere (an AVX2 build of the fused
+   loop fell back to scalar code for the whole element, 8x slower). */
+#define HF_FETCH(s0, nb)                                                                                \
+    _Pragma("omp simd")                                                                                 \
+    for (int32_t e = 0; e < (nb); e++) {                                                                \
+        const uint32_t base = mix32((uint32_t)(s0) + key + (uint32_t)e);                                \
+        HF_HASH                                                                                         \
+    }                                                                                                   \
+    for (int k = 0; k < HF_U; k++)                                                                      \
+        for (int32_t e = 0; e < (nb); e++) fv[k][e] = tab[bk[k][e]];                                    \
+    HF_FETCH_DUAL(nb)
+
+#if HF_DUAL
+#define HF_FETCH_DUAL(nb)                                                                               \
+    for (int k = 0; k < HF_U; k++)                                                                      \
+        for (int32_t e = 0; e < (nb); e++) dv[k][e] = dtab[dbk[k][e]];
+#else
+#define HF_FETCH_DUAL(nb)
+#endif
+
 /* V[n] for n in [start, stop) */
 int hf_forward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys, const uint32_t *dkeys,
                int64_t size, int64_t dual_size, const float *table, const float *dual, const float *g,
                float *out) {
     const float *restrict tab = table;
     const float *restrict dtab = dual;
-    const uint64_t K = (uint64_t)size, K2 = (uint64_t)dual_size;
+    /* K < 2^31 (hashing.check_sizes): 32-bit lanes throughout */
+    const uint32_t K = (uint32_t)size, K2 = (uint32_t)dual_size;
     float G[HF_NG + 1];
     for (int p = 0; p < HF_NG; p++) G[p] = g[p];
     uint32_t FK[HF_U], DK[HF_U];
     for (int k = 0; k < HF_U; k++) { FK[k] = fkeys[k]; DK[k] = dkeys ? dkeys[k] : 0u; }
     (void)dtab; (void)K2; (void)DK; (void)G;
-    /* a 32-bit loop counter: 64-bit lanes would halve the vector width of the whole element loop */
-    float *restrict dst = out + start;
-    const uint32_t first = (uint32_t)start + key;
-    const int32_t count = (int32_t)(stop - start);
-    #pragma omp simd
-    for (int32_t i = 0; i < count; i++) {
-        const uint32_t base = mix32(first + (uint32_t)i);
+    int32_t bk[HF_U][BS], dbk[HF_U][BS];
+    float sg[HF_U][BS], fv[HF_U][BS], dv[HF_U][BS];
+    (void)dbk; (void)dv;
+    for (int64_t s0 = start; s0 < stop; s0 += BS) {
+        /* 32-bit counters: 64-bit lanes would halve the vector width of the element loops */
+        const int32_t nb = (int32_t)((stop - s0) < BS ? (stop - s0) : BS);
+        HF_FETCH(s0, nb)
+        float *restrict dst = out + s0;
+        #pragma omp simd
+        for (int32_t e = 0; e < nb; e++) {
 /*@FORWARD@*/
-        dst[i] = v;
+            dst[e] = v;
+        }
     }
     return 0;
 }
@@ -97,31 +128,32 @@ int hf_backward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys
                 const float *grad_out, float *grad_table, float *grad_dual, float *grad_g) {
     const float *restrict tab = table;
     const float *restrict dtab = dual;
-    const uint64_t K = (uint64_t)size, K2 = (uint64_t)dual_size;
+    const uint32_t K = (uint32_t)size, K2 = (uint32_t)dual_size;
     float G[HF_NG + 1];
     for (int p = 0; p < HF_NG; p++) G[p] = g[p];
     uint32_t FK[HF_U], DK[HF_U];
     for (int k = 0; k < HF_U; k++) { FK[k] = fkeys[k]; DK[k] = dkeys ? dkeys[k] : 0u; }
     (void)dtab; (void)K2; (void)DK; (void)G; (void)grad_dual;
     int32_t bk[HF_U][BS], dbk[HF_U][BS];
-    float gv[HF_U][BS], dgv[HF_U][BS];
-    (void)dbk; (void)dgv;
+    float sg[HF_U][BS], fv[HF_U][BS], dv[HF_U][BS], gv[HF_U][BS], dgv[HF_U][BS];
+    (void)dbk; (void)dv; (void)dgv;
     /* per-lane partial sums of g's gradient, reduced once at the end, so the element loop vectorises */
     float *acc = (float *)calloc((size_t)(HF_NG + 1) * BS, sizeof(float));
     if (!acc) return -1;
     for (int64_t s0 = start; s0 < stop; s0 += BS) {
-        const int nb = (int)((stop - s0) < BS ? (stop - s0) : BS);
+        const int32_t nb = (int32_t)((stop - s0) < BS ? (stop - s0) : BS);
+        HF_FETCH(s0, nb)
+        const float *restrict go = grad_out + s0;
         #pragma omp simd
-        for (int e = 0; e < nb; e++) {
-            const uint32_t base = mix32((uint32_t)s0 + key + (uint32_t)e);
-            const float d0 = grad_out[s0 + e];
+        for (int32_t e = 0; e < nb; e++) {
+            const float d0 = go[e];
 /*@BACKWARD@*/
         }
         /* members of one bucket can meet in one vector: the scatter stays scalar */
         for (int k = 0; k < HF_U; k++) {
-            for (int e = 0; e < nb; e++) grad_table[bk[k][e]] += gv[k][e];
+            for (int32_t e = 0; e < nb; e++) grad_table[bk[k][e]] += gv[k][e];
 #if HF_DUAL
-            for (int e = 0; e < nb; e++) grad_dual[dbk[k][e]] += dgv[k][e];
+            for (int32_t e = 0; e < nb; e++) grad_dual[dbk[k][e]] += dgv[k][e];
 #endif
         }
     }

@@ -30,7 +30,10 @@ import torch
 
 SOURCE = Path(__file__).with_name("hash_kernel.c")
 ACTIVATIONS = {"linear": 0, "tanh": 1, "relu": 2}
-FLAG_SETS = (["-O3", "-march=native", "-fopenmp-simd"], ["-O3", "-fopenmp-simd"], ["-O2"])
+# -fno-trapping-math: without it GCC will not turn tanh's clamp into a vector select on targets without
+# mask registers, and an AVX2 build ran the whole g element loop as scalar code (8x slower)
+FLAG_SETS = (["-O3", "-march=native", "-fno-trapping-math", "-fopenmp-simd"],
+             ["-O3", "-fno-trapping-math", "-fopenmp-simd"], ["-O2"])
 MIN_PER_THREAD = 1 << 16        # elements; below this one thread is faster than handing out work
 MAX_PER_CALL = 1 << 30          # the kernel counts elements of one call in an int32
 
@@ -50,18 +53,28 @@ def g_param_count(u: int, widths: tuple[int, ...]) -> int:
     return total
 
 
-def element_code(u: int, widths: tuple[int, ...], dual: bool, backward: bool) -> str:
-    """Straight-line C for one element: fetch U signed values, g forward (and backward)."""
+def hash_code(u: int, dual: bool) -> str:
+    """One line of C (the HF_HASH macro's body): element e's buckets and signs into the block arrays."""
     lines = []
     for k in range(u):
-        lines += [f"const uint32_t x{k} = mix32(base ^ FK[{k}]);", f"const int32_t b{k} = reduce(x{k}, K);",
-                  f"const float s{k} = (x{k} & 1u) ? -1.f : 1.f;"]
+        lines += [f"const uint32_t x{k} = mix32(base ^ FK[{k}]);", f"bk[{k}][e] = reduce(x{k}, K);",
+                  f"sg[{k}][e] = (x{k} & 1u) ? -1.f : 1.f;"]
         if dual:
-            lines += [f"const int32_t c{k} = reduce(mix32(base ^ DK[{k}]), K2);",
-                      f"const float r{k} = s{k} * tab[b{k}];", f"const float q{k} = dtab[c{k}];",
+            lines.append(f"dbk[{k}][e] = reduce(mix32(base ^ DK[{k}]), K2);")
+    return " ".join(lines)
+
+
+def element_code(u: int, widths: tuple[int, ...], dual: bool, backward: bool) -> str:
+    """Straight-line C for element e of a block: its U signed values from the fetched block arrays, g
+    forward (and backward)."""
+    lines = []
+    for k in range(u):
+        lines.append(f"const float s{k} = sg[{k}][e];")
+        if dual:
+            lines += [f"const float r{k} = s{k} * fv[{k}][e];", f"const float q{k} = dv[{k}][e];",
                       f"const float f{k} = r{k} * q{k};"]
         else:
-            lines.append(f"const float f{k} = s{k} * tab[b{k}];")
+            lines.append(f"const float f{k} = s{k} * fv[{k}][e];")
     names = [f"f{k}" for k in range(u)]
     inputs, offsets, p = [], [], 0
     for layer, wo in enumerate(widths):       # weight (wo x win, row-major), then bias (wo): nn.Linear
@@ -81,7 +94,7 @@ def element_code(u: int, widths: tuple[int, ...], dual: bool, backward: bool) ->
         names = outs
     lines.append(f"const float v = {' + '.join(names)};")
     if not backward:
-        return "\n".join("        " + s for s in lines)
+        return "\n".join("            " + s for s in lines)
     grads = ["d0"] * u
     if widths:
         d = ["d0"]
@@ -102,16 +115,17 @@ def element_code(u: int, widths: tuple[int, ...], dual: bool, backward: bool) ->
             d = nd
         grads = d
     for k in range(u):
-        lines.append(f"bk[{k}][e] = b{k}; gv[{k}][e] = {f's{k} * q{k}' if dual else f's{k}'} * {grads[k]};")
+        lines.append(f"gv[{k}][e] = {f's{k} * q{k}' if dual else f's{k}'} * {grads[k]};")
         if dual:
-            lines.append(f"dbk[{k}][e] = c{k}; dgv[{k}][e] = r{k} * {grads[k]};")
+            lines.append(f"dgv[{k}][e] = r{k} * {grads[k]};")
     lines.append("(void)v;")
     return "\n".join("            " + s for s in lines)
 
 
 def source(u: int, widths: tuple[int, ...], activation: str, dual: bool) -> str:
     head = (f"#define HF_U {u}\n#define HF_NG {g_param_count(u, widths)}\n"
-            f"#define HF_ACT {ACTIVATIONS[activation]}\n#define HF_DUAL {int(dual)}\n")
+            f"#define HF_ACT {ACTIVATIONS[activation]}\n#define HF_DUAL {int(dual)}\n"
+            f"#define HF_HASH {hash_code(u, dual)}\n")
     text = SOURCE.read_text()
     text = text.replace("/*@FORWARD@*/", element_code(u, widths, dual, backward=False))
     text = text.replace("/*@BACKWARD@*/", element_code(u, widths, dual, backward=True))
