@@ -291,6 +291,12 @@ def train_model(model, method, data, args, seed: int, device) -> None:
         pass
 
 
+def progress(model_key: str, ratio: float, seed: int, variant: str, result: str, started: float) -> None:
+    """One line on stderr per trained variant: the error table only prints when all seeds are done."""
+    print(f"  .. {model_key} 1/{1 / ratio:g} seed {seed} {variant}: {result} "
+          f"({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+
+
 def part_error(model_key: str, ratio: float, dataset, args, device) -> dict:
     data = DeviceData(dataset, device)
     rows = {v: [] for v in VARIANTS}
@@ -299,13 +305,16 @@ def part_error(model_key: str, ratio: float, dataset, args, device) -> dict:
         stored = None
         for v in VARIANTS[1:]:
             model, method, _ = hashed_model(model_key, v, ratio, device, seed, args.init)
+            started = time.perf_counter()
             try:
                 train_model(model, method, data, args, seed, device)
             except FloatingPointError as exc:      # a diverged variant is a result, not the end of the table
                 rows[v].append(float("nan"))
                 diverged[v] = diverged.get(v, "") + f" seed {seed}: {str(exc).split(';')[0]}."
+                progress(model_key, ratio, seed, v, "diverged", started)
                 continue
             acc, _ = evaluate(model, data.test_x, data.test_y)
+            progress(model_key, ratio, seed, v, f"{100 * (1 - acc):.2f} %", started)
             report = account(encode_state(model, model.state_dict()))
             rows[v].append(100 * (1 - acc))
             info[v] = (report.param_ratio, report.storage_ratio, report.stored_params)
@@ -315,6 +324,7 @@ def part_error(model_key: str, ratio: float, dataset, args, device) -> dict:
                 info[v] += (export_check(model_key, model, method, dataset, data, acc),)
         widths = narrow_widths(model_key, stored)
         torch.manual_seed(seed)
+        started = time.perf_counter()
         dense = NarrowMLP(widths).to(device)
         gen = pretrain(dense, dataset, P.build(TrainParams, {"epochs": args.epochs, "lr": args.lr,
                                                              "lr_schedule": "onecycle", "batch_size": args.batch}),
@@ -326,6 +336,7 @@ def part_error(model_key: str, ratio: float, dataset, args, device) -> dict:
                 acc = stop.value
                 break
         rows["dense"].append(100 * (1 - acc))
+        progress(model_key, ratio, seed, "dense", f"{100 * (1 - acc):.2f} %", started)
         n_dense = sum(p.numel() for p in dense.parameters())
         full = sum(p.numel() for p in zoo.build_model(model_key).parameters())
         info["dense"] = (full / n_dense, full / n_dense, n_dense, f"widths {'-'.join(map(str, widths))}")
