@@ -280,8 +280,10 @@ class HashedLayer(nn.Module):
 
     def weight_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         v = self.virtual()
-        weight = v[:self.weight_count].view(self.weight_shape)
-        return weight, (v[self.weight_count:] if self.hash_bias else self.bias)
+        if not self.hash_bias:
+            # a view, not a slice: a slice's backward allocates and fills another vector of `count`
+            return v.view(self.weight_shape), self.bias
+        return v[:self.weight_count].view(self.weight_shape), v[self.weight_count:]
 
     @torch.no_grad()
     def dense(self) -> tuple[torch.Tensor, torch.Tensor | None]:
