@@ -385,6 +385,9 @@ def test_run_file_records_occupancy_and_collisions(hashing_run):
     assert fc1["occupancy_hist"].shape == (4, 33) and np.isnan(fc1["occupancy_hist"][0]).all()
     hist = fc1["occupancy_hist"][-1]
     assert hist.sum() == fc1["buckets"][-1]
+    width = fc1["occupancy_bin"][-1]
+    assert width >= 1 and hist[int(fc1["members_max"][-1] // width)] > 0     # the fullest bucket has a bin
+    assert width == 1 or fc1["members_max"][-1] >= 33
     u = 1 if method == "hashed" else 4
     assert fc1["members_mean"][-1] >= u * 256 / fc1["buckets"][-1]       # 64 x 4 weights, hashed U times
     assert 0 < fc1["collision_fraction"][-1] <= 1
@@ -416,3 +419,18 @@ def test_compact_file_is_the_accounting_and_reloads_the_same_model(hashing_run, 
     x, y = H.tiny_test_set()
     assert H.accuracy(model, x, y) == pytest.approx(s["test_accuracy"])
     H.assert_stored_and_dense_match(fin.run_path, model, x, tmp_path, atol=1e-6)
+
+
+def test_occupancy_bins_widen_to_reach_the_fullest_bucket():
+    """At 1/64 a bucket averages 64 members: bins of one member would pile nearly all into the last."""
+    from workbench.methods.hash_stats import HIST_BINS, occupancy
+    model = H.OneLayer(torch.randn(64, 64))
+    _prepare(HashedNets.from_values({"ratio": 1 / 64, "seed": 2}), model)
+    stats = occupancy(model)["fc"]
+    bucket, _ = hashing.codes(model.fc.keys, 0, model.fc.count, model.fc.size, "cpu")
+    counts = torch.bincount(bucket.reshape(-1), minlength=model.fc.size)
+    width = int(stats["occupancy_bin"])
+    assert width > 1 and HIST_BINS * (width - 1) <= counts.max() < HIST_BINS * width     # the narrowest that fits
+    expected = torch.bincount(counts // width, minlength=HIST_BINS).double().numpy()
+    np.testing.assert_array_equal(stats["occupancy_hist"], expected)
+    assert stats["members_max"] == counts.max()

@@ -9,7 +9,10 @@ puts n U members into its space. Per layer (series under /layers/<layer>/ in the
     collision_fraction  fraction of this layer's members whose bucket holds other members too
     cross_fraction      fraction of this layer's members whose bucket other layers' members reach too
                         (shared space only: how much the layers share)
-    occupancy_hist      over the layer's space: how many buckets hold 0, 1, ..., 31, >= 32 members
+    occupancy_hist      over the layer's space: how many buckets hold [0, w), [w, 2w), ... members, 33
+                        bins of width w reaching past the fullest bucket
+    occupancy_bin       w: 1 where no bucket holds 33 or more members; wider bins where the budget is
+                        small or U is large (a shared space at U = 4 averages 32 members a bucket)
     space_rms           root mean square of the space's values (changes with training)
 The hash is fixed by the seed, so the occupancy is computed once and repeated each epoch.
 """
@@ -43,7 +46,8 @@ def occupancy(model: nn.Module) -> dict[str, dict[str, float | np.ndarray]]:
         mine, all_ = per_layer[name], total[id(layer.table)]
         members = int(mine.sum())
         reached = mine > 0
-        hist = torch.bincount(all_.clamp(max=HIST_BINS - 1), minlength=HIST_BINS)
+        width = max(1, -(-(int(all_.max()) + 1) // HIST_BINS))
+        hist = torch.bincount(all_ // width, minlength=HIST_BINS)
         out[name] = {
             "buckets": float(layer.table.numel()),
             "members_mean": members / max(int(reached.sum()), 1),
@@ -52,6 +56,7 @@ def occupancy(model: nn.Module) -> dict[str, dict[str, float | np.ndarray]]:
             "collision_fraction": float(mine[all_ > 1].sum()) / max(members, 1),
             "cross_fraction": float(mine[all_ > mine].sum()) / max(members, 1),
             "occupancy_hist": hist.double().cpu().numpy(),
+            "occupancy_bin": float(width),
         }
     return out
 

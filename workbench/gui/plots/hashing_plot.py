@@ -25,7 +25,7 @@ class HashingPlot(QtWidgets.QWidget):
         self.view = pg.GraphicsLayoutWidget()
         self.occupancy = self.view.addPlot(row=0, col=0)
         self.occupancy.setLabel("left", "buckets")
-        self.occupancy.setLabel("bottom", "members per bucket (last bar: 32 or more)")
+        self.occupancy.setLabel("bottom", "members per bucket")
         self.occupancy.showGrid(y=True, alpha=0.2)
         self.occupancy_bars = pg.BarGraphItem(x=[], height=[], width=0.8, brush=run_color(0), pen=pg.mkPen(None))
         self.occupancy.addItem(self.occupancy_bars)
@@ -67,6 +67,14 @@ class HashingPlot(QtWidgets.QWidget):
         layers = self.hashed_layers()
         return self._layer if self._layer in layers else (layers[0] if layers else "")
 
+    @staticmethod
+    def occupancy_bins(count: int, width: float) -> np.ndarray:
+        """Bar centres: bin i holds buckets with i w ... (i + 1) w - 1 members."""
+        return np.arange(count) * width + (width - 1) / 2
+
+    def occupancy_centres(self) -> np.ndarray:
+        return np.asarray(self.occupancy_bars.opts["x"], float)
+
     def occupancy_heights(self) -> np.ndarray:
         return np.asarray(self.occupancy_bars.opts["height"], float)
 
@@ -96,7 +104,12 @@ class HashingPlot(QtWidgets.QWidget):
         layer = self.shown_layer()
         hist = self._value(layer, "occupancy_hist")
         hist = np.zeros(0) if hist is None else np.asarray(hist, float)
-        self.occupancy_bars.setOpts(x=np.arange(len(hist)), height=hist, width=0.8)
+        recorded = self._value(layer, "occupancy_bin")
+        width = float(recorded) if recorded else 1.0
+        self.occupancy_bars.setOpts(x=self.occupancy_bins(len(hist), width), height=hist, width=0.8 * width)
+        # files from before occupancy_bin: bins of one member, the last one "32 or more"
+        note = f" (bins of {width:g})" if width > 1 else "" if recorded else " (last bar: 32 or more)"
+        self.occupancy.setLabel("bottom", "members per bucket" + note)
         mean = self._value(layer, "members_mean")
         buckets = self._value(layer, "buckets")
         self.occupancy.setTitle(f"{layer}: {int(buckets or 0):,} buckets, {float(mean or 0):.1f} members "
