@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6 import QtWidgets
 
 # Tableau-10: distinct, colour-blind friendlier than the rainbow, readable on dark and light backgrounds.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
@@ -91,3 +92,28 @@ class LogAxis(pg.AxisItem):
             else:
                 out.append(f"{float(f'{v:.3g}'):g}{self._suffix}")
         return out
+
+
+class SideTab(QtWidgets.QWidget):
+    """A tab beside the histogram: one pyqtgraph layout (`view`) for what a run recorded, and a `note`
+    shown in its place when the run recorded nothing of the kind. Subclasses fill `view` and `_redraw`."""
+
+    def __init__(self, note: str, parent=None):
+        super().__init__(parent)
+        self._trace = None
+        self.note = QtWidgets.QLabel(note)
+        self.view = pg.GraphicsLayoutWidget()
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.note)
+        layout.addWidget(self.view)
+
+    def set_trace(self, trace) -> None:
+        self._trace = trace
+        self._redraw()
+
+    def update_trace(self, trace) -> None:
+        self.set_trace(trace)
+
+    def _redraw(self) -> None:
+        raise NotImplementedError

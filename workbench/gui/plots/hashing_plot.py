@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
 
-from .common import foreground, layer_value, run_color
+from .common import SideTab, foreground, layer_value, run_color
 
 
-class HashingPlot(QtWidgets.QWidget):
+class HashingPlot(SideTab):
     def __init__(self, parent=None):
-        super().__init__(parent)
-        self._trace = None
+        super().__init__("no hashed layers in this run (hashed and funhash record bucket statistics)", parent)
         self._layer = ""
         self._point = -1
-        self.note = QtWidgets.QLabel("no hashed layers in this run (hashed and funhash record bucket statistics)")
-        self.view = pg.GraphicsLayoutWidget()
         self.occupancy = self.view.addPlot(row=0, col=0)
         self.occupancy.setLabel("left", "buckets")
         self.occupancy.setLabel("bottom", "members per bucket")
@@ -41,16 +37,6 @@ class HashingPlot(QtWidgets.QWidget):
                                  color=foreground())
         self.view.ci.layout.setRowStretchFactor(0, 3)
         self.view.ci.layout.setRowStretchFactor(1, 2)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.note)
-        layout.addWidget(self.view)
-
-    def set_trace(self, trace) -> None:
-        self._trace = trace
-        self._redraw()
-
-    update_trace = set_trace
 
     def link(self, histogram_view) -> None:
         histogram_view.selectionChanged.connect(self._follow)

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtWidgets
 
-from .common import aligned, foreground, layer_value, run_color
+from .common import SideTab, aligned, foreground, layer_value, run_color
 
 
-class MixturePlot(QtWidgets.QWidget):
+class MixturePlot(SideTab):
     def __init__(self, parent=None):
-        super().__init__(parent)
-        self._trace = None
+        super().__init__("no mixture recorded in this run (soft weight-sharing records one)", parent)
         self._layer = ""
-        self.note = QtWidgets.QLabel("no mixture recorded in this run (soft weight-sharing records one)")
-        self.view = pg.GraphicsLayoutWidget()
         self.means_plot = self.view.addPlot(row=0, col=0)
         self.means_plot.setLabel("left", "component mean")
         self.means_plot.setLabel("bottom", "training steps")
@@ -33,16 +29,6 @@ class MixturePlot(QtWidgets.QWidget):
         self.scatter = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(run_color(0) + "90"))
         self.scatter_plot.addItem(self.scatter)
         self._lines: list[pg.PlotDataItem] = []
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.note)
-        layout.addWidget(self.view)
-
-    def set_trace(self, trace) -> None:
-        self._trace = trace
-        self._redraw()
-
-    update_trace = set_trace
 
     def set_layer(self, layer: str, point: int = -1) -> None:
         self._layer = layer

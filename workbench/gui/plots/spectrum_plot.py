@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore
 
 from ...core import params as P
 from ...core.errors import WorkbenchError
 from ...core.registry import get_method
-from .common import aligned, foreground, layer_value, run_color
+from .common import SideTab, aligned, foreground, layer_value, run_color
 
 SPECTRUM = "singular_values"
 LABEL_WIDTH = 44      # px: "/4096" in the default font
@@ -63,15 +63,12 @@ def _spectrum(trace, layer: str, point: int) -> np.ndarray | None:
     return np.asarray(v, float)
 
 
-class SpectrumPlot(QtWidgets.QWidget):
+class SpectrumPlot(SideTab):
     def __init__(self, parent=None):
-        super().__init__(parent)
-        self._trace = None
+        super().__init__("no singular values recorded in this run (lowrank and svd record them)", parent)
         self._layer = ""
         self._point = -1            # -1: follow the last point
         self._seen = 0              # the trace's points at the last redraw
-        self.note = QtWidgets.QLabel("no singular values recorded in this run (lowrank and svd record them)")
-        self.view = pg.GraphicsLayoutWidget()
         fg = foreground()
 
         self.sigma_plot = self.view.addPlot(row=0, col=0)
@@ -135,10 +132,6 @@ class SpectrumPlot(QtWidgets.QWidget):
         grid.setRowStretchFactor(1, 2)
         grid.setColumnStretchFactor(0, 3)
         grid.setColumnStretchFactor(1, 2)
-        layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.note)
-        layout.addWidget(self.view)
         self._redraw()
 
     # ---- public API ------------------------------------------------------------------------------
