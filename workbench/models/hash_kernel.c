@@ -92,22 +92,25 @@ void hf_tanh(const float *x, float *y, int64_t n) {
 #define HF_FETCH_DUAL(nb)
 #endif
 
+/* What both passes set up: local copies of g's parameters and the hash keys, and the block arrays.
+   K < 2^31 (hashing.check_sizes): 32-bit lanes throughout. */
+#define HF_SETUP                                                                                        \
+    const float *restrict tab = table;                                                                  \
+    const float *restrict dtab = dual;                                                                  \
+    const uint32_t K = (uint32_t)size, K2 = (uint32_t)dual_size;                                        \
+    float G[HF_NG + 1];                                                                                 \
+    for (int p = 0; p < HF_NG; p++) G[p] = g[p];                                                        \
+    uint32_t FK[HF_U], DK[HF_U];                                                                        \
+    for (int k = 0; k < HF_U; k++) { FK[k] = fkeys[k]; DK[k] = dkeys ? dkeys[k] : 0u; }                 \
+    int32_t bk[HF_U][BS], dbk[HF_U][BS];                                                                \
+    float sg[HF_U][BS], fv[HF_U][BS], dv[HF_U][BS];                                                     \
+    (void)dtab; (void)K2; (void)DK; (void)G; (void)dbk; (void)dv;
+
 /* V[n] for n in [start, stop) */
 int hf_forward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys, const uint32_t *dkeys,
                int64_t size, int64_t dual_size, const float *table, const float *dual, const float *g,
                float *out) {
-    const float *restrict tab = table;
-    const float *restrict dtab = dual;
-    /* K < 2^31 (hashing.check_sizes): 32-bit lanes throughout */
-    const uint32_t K = (uint32_t)size, K2 = (uint32_t)dual_size;
-    float G[HF_NG + 1];
-    for (int p = 0; p < HF_NG; p++) G[p] = g[p];
-    uint32_t FK[HF_U], DK[HF_U];
-    for (int k = 0; k < HF_U; k++) { FK[k] = fkeys[k]; DK[k] = dkeys ? dkeys[k] : 0u; }
-    (void)dtab; (void)K2; (void)DK; (void)G;
-    int32_t bk[HF_U][BS], dbk[HF_U][BS];
-    float sg[HF_U][BS], fv[HF_U][BS], dv[HF_U][BS];
-    (void)dbk; (void)dv;
+    HF_SETUP
     for (int64_t s0 = start; s0 < stop; s0 += BS) {
         /* 32-bit counters: 64-bit lanes would halve the vector width of the element loops */
         const int32_t nb = (int32_t)((stop - s0) < BS ? (stop - s0) : BS);
@@ -126,17 +129,9 @@ int hf_forward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys,
 int hf_backward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys, const uint32_t *dkeys,
                 int64_t size, int64_t dual_size, const float *table, const float *dual, const float *g,
                 const float *grad_out, float *grad_table, float *grad_dual, float *grad_g) {
-    const float *restrict tab = table;
-    const float *restrict dtab = dual;
-    const uint32_t K = (uint32_t)size, K2 = (uint32_t)dual_size;
-    float G[HF_NG + 1];
-    for (int p = 0; p < HF_NG; p++) G[p] = g[p];
-    uint32_t FK[HF_U], DK[HF_U];
-    for (int k = 0; k < HF_U; k++) { FK[k] = fkeys[k]; DK[k] = dkeys ? dkeys[k] : 0u; }
-    (void)dtab; (void)K2; (void)DK; (void)G; (void)grad_dual;
-    int32_t bk[HF_U][BS], dbk[HF_U][BS];
-    float sg[HF_U][BS], fv[HF_U][BS], dv[HF_U][BS], gv[HF_U][BS], dgv[HF_U][BS];
-    (void)dbk; (void)dv; (void)dgv;
+    HF_SETUP
+    float gv[HF_U][BS], dgv[HF_U][BS];
+    (void)dgv; (void)grad_dual;
     /* per-lane partial sums of g's gradient, reduced once at the end, so the element loop vectorises */
     float *acc = (float *)calloc((size_t)(HF_NG + 1) * BS, sizeof(float));
     if (!acc) return -1;
