@@ -19,7 +19,7 @@ from ..core.errors import ParamError
 from ..core.params import LayerMap, knob
 from ..core.registry import register
 from .hash_setup import HashConfig, HashingMethod, parse_widths
-from .hashednets import ratio_knob, shared_knobs
+from .hashednets import common_config, ratio_knob, shared_knobs
 
 _S = shared_knobs()
 
@@ -76,9 +76,7 @@ class FunctionalHashing(HashingMethod):
     def hash_config(self) -> HashConfig:
         p = self.params
         widths = parse_widths(p.g_widths)
-        return HashConfig(ratio=p.ratio, ratio_layers=dict(p.ratio_layers), layers=p.layers, u=p.u,
-                          widths=widths, activation=p.activation if widths else "linear",
-                          shared_g=p.shared_g, shared_space=p.space == "shared", dual=p.dual_space,
-                          dual_fraction=p.dual_fraction, hash_bias=p.bias == "hashed", init=p.init,
-                          fit_steps=p.fit_steps, seed=p.seed, cache_indices=p.cache_indices, kernel=p.kernel,
-                          g_grad_scale=p.g_grad_scale)
+        return HashConfig(**common_config(p), u=p.u, widths=widths,
+                          activation=p.activation if widths else "linear", shared_g=p.shared_g,
+                          shared_space=p.space == "shared", dual=p.dual_space, dual_fraction=p.dual_fraction,
+                          fit_steps=p.fit_steps, g_grad_scale=p.g_grad_scale)

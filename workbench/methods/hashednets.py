@@ -19,6 +19,12 @@ def ratio_knob(help_text: str):
     return knob(0.125, "Ratio", help_text, min=1e-5, max=1.0, log=True, step=0.005)
 
 
+def common_config(p) -> dict:
+    """HashConfig fields from the knobs both hashing methods have (shared_knobs, ratio, ratio_layers)."""
+    return dict(ratio=p.ratio, ratio_layers=dict(p.ratio_layers), layers=p.layers, hash_bias=p.bias == "hashed",
+                init=p.init, seed=p.seed, cache_indices=p.cache_indices, kernel=p.kernel)
+
+
 def shared_knobs():
     """Knobs both hashing methods declare the same way (fresh fields per dataclass)."""
     return dict(
@@ -66,7 +72,4 @@ class HashedNets(HashingMethod):
     Params = HashedNetsParams
 
     def hash_config(self) -> HashConfig:
-        p = self.params
-        return HashConfig(ratio=p.ratio, ratio_layers=dict(p.ratio_layers), layers=p.layers,
-                          hash_bias=p.bias == "hashed", init=p.init, seed=p.seed,
-                          cache_indices=p.cache_indices, kernel=p.kernel)
+        return HashConfig(**common_config(self.params))
