@@ -3,14 +3,16 @@ same stored size, and what hashing costs per training step, per inference batch 
 
     python tests/benchmarks/bench_hashing.py [--quick] [--models lenet300,mlp1000] [--ratios 0.125,0.015625]
         [--seeds 0,1,2] [--epochs 20] [--lr 0.1] [--init scratch] [--rounds 5] [--steps 20]
-        [--batch 128] [--threads 1] [--skip cost,memory,error]
+        [--batch 128] [--cost-batches 64,128,256] [--threads 1] [--skip cost,memory,error]
 
 (cost) Per model and ratio: full training steps (forward, loss, backward, SGD step) of the dense model,
     `hashed`, and `funhash` with a shared space (HFH) and per-layer spaces (FunHashNN), interleaved round
     by round in one process; median ms per step and the ratio to the dense step. Inference: one batch of
     --infer-batch images in eval mode, "cold" (the virtual weights rebuilt, as after a parameter change)
     and "warm" (kept, as when evaluating a trained model). Targets: hashed <= 1.5x, funhash <= 2.0x a
-    dense step.
+    dense step. --cost-batches repeats this for several batch sizes: building the virtual weights and
+    summing their gradients into the buckets costs the same per step at any batch, while the dense step
+    grows with the batch, so the ratio falls as the batch grows.
 (memory) Peak training memory of each variant, each in a fresh process: on CPU the peak resident set
     size during training steps (VmHWM, reset after model construction and two warm-up steps; glibc
     made to return freed blocks) minus the resident size before the model existed: parameters, gradients,
@@ -121,10 +123,10 @@ def sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def part_cost(model_key: str, ratio: float, args, device) -> dict:
-    x = torch.randn(args.batch * 8, 1, 28, 28, device=device)
-    y = torch.randint(0, 10, (args.batch * 8,), device=device)
-    train = P.build(TrainParams, {"lr": 0.01, "batch_size": args.batch})
+def part_cost(model_key: str, ratio: float, args, device, batch: int) -> dict:
+    x = torch.randn(batch * 8, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch * 8,), device=device)
+    train = P.build(TrainParams, {"lr": 0.01, "batch_size": batch})
     state = {}
     for v in VARIANTS:
         model, method, ctx = hashed_model(model_key, v, ratio, device)
@@ -137,8 +139,7 @@ def part_cost(model_key: str, ratio: float, args, device) -> dict:
             t0 = time.perf_counter()
             for i in range(args.steps):
                 j = i % 8
-                train_step(model, method, opt, x[j * args.batch:(j + 1) * args.batch],
-                           y[j * args.batch:(j + 1) * args.batch], ctx)
+                train_step(model, method, opt, x[j * batch:(j + 1) * batch], y[j * batch:(j + 1) * batch], ctx)
             sync(device)
             if r:
                 steps[v].append((time.perf_counter() - t0) / args.steps)
@@ -162,7 +163,7 @@ def part_cost(model_key: str, ratio: float, args, device) -> dict:
     base = statistics.median(steps["dense"])
     base_cold, base_warm = statistics.median(cold["dense"]), statistics.median(warm["dense"])
     print(f"\n(cost) {model_key}, ratio 1/{1 / ratio:g}: median of {args.rounds} interleaved rounds of {args.steps} "
-          f"training steps (batch {args.batch}), inference batch {args.infer_batch}; {device}, "
+          f"training steps (batch {batch}), inference batch {args.infer_batch}; {device}, "
           f"{torch.get_num_threads()} thread(s)")
     print(f"  {'variant':<20}{'step ms':>9}{'x dense':>9}{'infer cold ms':>15}{'x dense':>9}{'infer warm ms':>15}{'x dense':>9}")
     for v in VARIANTS:
@@ -383,6 +384,9 @@ def main() -> int:
                     help="how hashed / funhash start: scratch (as in both papers) or from the cached "
                          "pretrained reference (pretrained with the model's recipe when not cached)")
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--cost-batches", default="",
+                    help="training batch sizes of the cost part, comma-separated (default: --batch); the "
+                         "hashing kernels cost the same per step at any batch, the dense step grows with it")
     ap.add_argument("--infer-batch", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=20)
@@ -402,6 +406,7 @@ def main() -> int:
         args.rounds, args.steps = 2, 5
     args.ratios = [float(v) for v in args.ratios.split(",")]
     args.seeds = [int(v) for v in args.seeds.split(",")]
+    args.cost_batches = [int(v) for v in args.cost_batches.split(",")] if args.cost_batches else [args.batch]
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -416,7 +421,8 @@ def main() -> int:
             key = f"{model_key} 1/{1 / ratio:g}"
             results[key] = {}
             if "cost" not in args.skip:
-                results[key]["cost"] = part_cost(model_key, ratio, args, device)
+                for batch in args.cost_batches:
+                    results[key][f"cost batch {batch}"] = part_cost(model_key, ratio, args, device, batch)
             if "memory" not in args.skip:
                 results[key]["memory"] = part_memory(model_key, ratio, args, device)
             if "error" not in args.skip:

@@ -220,11 +220,25 @@ def test_native_kernel_agrees_with_the_torch_path():
         assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-3 * float(q.grad.abs().max())), name
 
 
+def test_native_kernel_runs_on_torchs_openmp_threads():
+    """A team of our own would compete with torch's spinning threads (hash_kernel.py): where torch runs on
+    one GNU OpenMP runtime the kernel links to that one, and no second runtime is loaded."""
+    runtimes = hash_kernel.openmp_runtimes()
+    if len(runtimes) != 1:
+        pytest.skip("torch does not run on one GNU OpenMP runtime here")
+    kernel = hash_kernel.load(4, (4, 2, 1), "tanh", False)
+    if kernel is None:
+        pytest.skip(f"no native kernel: {hash_kernel.last_error()}")
+    assert kernel.openmp
+    assert hash_kernel.openmp_runtimes() == runtimes
+
+
 @pytest.mark.parametrize("values", [{}, {"dual_space": True, "g_widths": "3,1", "activation": "relu"}],
                          ids=["g421-tanh", "dual-relu"])
 def test_native_kernel_agrees_over_blocks_and_threads(values, monkeypatch):
-    """A layer of 700 x 200 (not a whole number of the kernel's blocks) split over two threads: each
-    thread's range starts inside a block, and the per-thread bucket gradients are summed."""
+    """A layer of 700 x 200 (not a whole number of the kernel's blocks) split over two threads (where the
+    kernel runs on torch's OpenMP threads): the last thread's share ends inside a block, and the
+    per-thread bucket gradients are summed."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     model = H.OneLayer(torch.randn(700, 200) * 0.05, torch.zeros(700))
     method = FunctionalHashing.from_values({"space": "per_layer", "ratio": 0.125, "fit_steps": 0, **values})
@@ -233,14 +247,17 @@ def test_native_kernel_agrees_over_blocks_and_threads(values, monkeypatch):
     layer = model.fc
     if layer.native(layer.table) is None:
         pytest.skip("no native kernel")
-    assert len(hash_kernel._ranges(layer.count)) == 2
+    kernel = layer.native(layer.table)
+    assert kernel.threads(layer.count) == (2 if kernel.openmp else 1)
     with torch.no_grad():
         layer.table.normal_(0, 0.3)
     other = _torch_path(model)
     a, b = layer.virtual(), other.fc.virtual()
+    assert kernel.team == kernel.threads(layer.count)
     assert torch.allclose(a, b, atol=1e-6)
     grad = torch.randn_like(a)
     a.backward(grad)
+    assert kernel.team == kernel.threads(layer.count)
     b.backward(grad)
     for (name, p), q in zip(model.named_parameters(), other.parameters()):
         if q.grad is not None:

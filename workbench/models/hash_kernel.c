@@ -14,8 +14,18 @@
    2.1 ns are the four scattered adds and 1.3 ns the four table reads, both random accesses into L2. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define BS 256                      /* elements per block */
+
+#ifdef _OPENMP
+#include <omp.h>
+#define TEAM_RANK() omp_get_thread_num()
+#define TEAM_SIZE() omp_get_num_threads()
+#else
+#define TEAM_RANK() 0
+#define TEAM_SIZE() 1
+#endif
 
 static inline uint32_t mix32(uint32_t x) {
     x ^= x >> 16; x *= 0x21f0aaadu; x ^= x >> 15; x *= 0x735a2d97u; x ^= x >> 15; return x;
@@ -106,10 +116,10 @@ void hf_tanh(const float *x, float *y, int64_t n) {
     float sg[HF_U][BS], fv[HF_U][BS], dv[HF_U][BS];                                                     \
     (void)dtab; (void)K2; (void)DK; (void)G; (void)dbk; (void)dv;
 
-/* V[n] for n in [start, stop) */
-int hf_forward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys, const uint32_t *dkeys,
-               int64_t size, int64_t dual_size, const float *table, const float *dual, const float *g,
-               float *out) {
+/* V[n] for n in [start, stop), one thread */
+static void forward_range(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys,
+                          const uint32_t *dkeys, int64_t size, int64_t dual_size, const float *table,
+                          const float *dual, const float *g, float *out) {
     HF_SETUP
     for (int64_t s0 = start; s0 < stop; s0 += BS) {
         /* 32-bit counters: 64-bit lanes would halve the vector width of the element loops */
@@ -122,14 +132,19 @@ int hf_forward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys,
             dst[e] = v;
         }
     }
-    return 0;
 }
 
-/* Adds dL/dtable, dL/ddual and dL/dg of the elements [start, stop), given dL/dV */
-int hf_backward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys, const uint32_t *dkeys,
-                int64_t size, int64_t dual_size, const float *table, const float *dual, const float *g,
-                const float *grad_out, float *grad_table, float *grad_dual, float *grad_g) {
+/* dL/dtable, dL/ddual and dL/dg of the elements [start, stop), given dL/dV, one thread, into buffers it
+   zeroes itself: buffers zeroed by another thread start out in that thread's core's cache, every random
+   add then waits for a cross-core transfer (measured: 7.7 against 3.8 ms on a 10^6-element layer). */
+static int backward_range(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys,
+                          const uint32_t *dkeys, int64_t size, int64_t dual_size, const float *table,
+                          const float *dual, const float *g, const float *grad_out, float *grad_table,
+                          float *grad_dual, float *grad_g) {
     HF_SETUP
+    memset(grad_table, 0, (size_t)size * sizeof(float));
+    if (grad_dual) memset(grad_dual, 0, (size_t)dual_size * sizeof(float));
+    for (int p = 0; p < HF_NG; p++) grad_g[p] = 0.f;
     float gv[HF_U][BS], dgv[HF_U][BS];
     (void)dgv; (void)grad_dual;
     /* per-lane partial sums of g's gradient, reduced once at the end, so the element loop vectorises */
@@ -159,4 +174,89 @@ int hf_backward(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys
     }
     free(acc);
     return 0;
+}
+
+/* Team member t of n takes whole blocks: [*a, *b) */
+static void share(int64_t start, int64_t stop, int t, int n, int64_t *a, int64_t *b) {
+    const int64_t blocks = (stop - start + BS - 1) / BS, per = blocks / n, extra = blocks % n;
+    const int64_t first = t * per + (t < extra ? t : extra);
+    *a = start + first * BS;
+    *b = *a + (per + (t < extra)) * BS;
+    if (*a > stop) *a = stop;
+    if (*b > stop) *b = stop;
+}
+
+/* The entry points run a team of up to `threads` OpenMP threads. hash_kernel.py builds with -fopenmp only
+   where torch's own libgomp is loaded, so the team is torch's intra-op pool: threads of a separate pool
+   competed with torch's threads, which spin for a while after each operation, and a two-thread backward
+   took as long as a one-thread one. Each returns the team size it ran with, or -1 where memory ran out. */
+int hf_forward(int64_t start, int64_t stop, int threads, uint32_t key, const uint32_t *fkeys,
+               const uint32_t *dkeys, int64_t size, int64_t dual_size, const float *table, const float *dual,
+               const float *g, float *out) {
+    int used = 1;
+    #pragma omp parallel num_threads(threads > 0 ? threads : 1)
+    {
+        int64_t a, b;
+        share(start, stop, TEAM_RANK(), TEAM_SIZE(), &a, &b);
+        if (a < b) forward_range(a, b, key, fkeys, dkeys, size, dual_size, table, dual, g, out);
+        if (TEAM_RANK() == 0) used = TEAM_SIZE();
+    }
+    return used;
+}
+
+/* Each member sums its elements' gradients into its own buffers (member 0 into the outputs), then each
+   adds a slice of every other member's buffers into the outputs. */
+int hf_backward(int64_t start, int64_t stop, int threads, uint32_t key, const uint32_t *fkeys,
+                const uint32_t *dkeys, int64_t size, int64_t dual_size, const float *table, const float *dual,
+                const float *g, const float *grad_out, float *grad_table, float *grad_dual, float *grad_g) {
+    if (threads < 1) threads = 1;
+    float **tabs = (float **)calloc((size_t)threads, sizeof(float *));
+    float **duals = (float **)calloc((size_t)threads, sizeof(float *));
+    float *gs = (float *)calloc((size_t)threads * (HF_NG + 1), sizeof(float));
+    int used = 1, failed = !tabs || !duals || !gs;
+    if (!failed) {
+        #pragma omp parallel num_threads(threads)
+        {
+            const int t = TEAM_RANK(), n = TEAM_SIZE();
+            float *mt = t ? (float *)malloc((size_t)size * sizeof(float)) : grad_table;
+            float *md = grad_dual && t ? (float *)malloc((size_t)dual_size * sizeof(float)) : grad_dual;
+            tabs[t] = mt;
+            duals[t] = md;
+            if (!mt || (grad_dual && !md)) {
+                #pragma omp atomic write
+                failed = 1;
+            } else {
+                int64_t a, b;
+                share(start, stop, t, n, &a, &b);
+                if (backward_range(a, b, key, fkeys, dkeys, size, dual_size, table, dual, g, grad_out, mt, md,
+                                   gs + (size_t)t * (HF_NG + 1))) {
+                    #pragma omp atomic write
+                    failed = 1;
+                }
+            }
+            #pragma omp barrier
+            if (!failed && n > 1) {
+                const int64_t a = size * t / n, b = size * (t + 1) / n;
+                for (int s = 1; s < n; s++)
+                    for (int64_t i = a; i < b; i++) grad_table[i] += tabs[s][i];
+                if (grad_dual) {
+                    const int64_t c = dual_size * t / n, d = dual_size * (t + 1) / n;
+                    for (int s = 1; s < n; s++)
+                        for (int64_t i = c; i < d; i++) grad_dual[i] += duals[s][i];
+                }
+            }
+            #pragma omp barrier
+            if (t) { free(mt); if (md) free(md); }
+            if (t == 0) used = n;
+        }
+        for (int p = 0; p < HF_NG; p++) {
+            float total = 0.f;
+            for (int t = 0; t < used; t++) total += gs[(size_t)t * (HF_NG + 1) + p];
+            grad_g[p] = total;
+        }
+    }
+    free(tabs);
+    free(duals);
+    free(gs);
+    return failed ? -1 : used;
 }

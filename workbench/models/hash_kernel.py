@@ -10,7 +10,10 @@ One shared object per configuration (U, g's widths and activation, dual space), 
 the workbench cache (`WORKBENCH_CACHE` or the platform cache dir) under a name hashing its source and
 flags; building takes about a second. Without a working C compiler (or with WORKBENCH_HASH_KERNEL=torch)
 `load` returns None and the layers use the PyTorch path, which computes the same integers.
-Calls release the GIL (ctypes), so a layer's elements are split over `torch.get_num_threads()` threads.
+Threads: where torch runs on GNU OpenMP (its Linux wheels), the kernel is built with -fopenmp and linked to
+torch's own libgomp, so a layer's elements are split over torch's intra-op threads (`torch.get_num_threads()`);
+elsewhere it runs on the calling thread. A pool of our own threads would compete with torch's, which spin
+for a while after every operation: with one, a two-thread backward took as long as a one-thread one.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -35,12 +37,9 @@ ACTIVATIONS = {"linear": 0, "tanh": 1, "relu": 2}
 FLAG_SETS = (["-O3", "-march=native", "-fno-trapping-math", "-fopenmp-simd"],
              ["-O3", "-fno-trapping-math", "-fopenmp-simd"], ["-O2"])
 MIN_PER_THREAD = 1 << 16        # elements; below this one thread is faster than handing out work
-MAX_PER_CALL = 1 << 30          # the kernel counts elements of one call in an int32
 
 _lock = threading.Lock()
 _loaded: dict[tuple, "Kernel | None"] = {}
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
 _errors: list[str] = []
 
 
@@ -159,15 +158,36 @@ def _cpu_features() -> str:
     return platform.processor()
 
 
+def openmp_runtimes() -> set[str]:
+    """Paths of the GNU OpenMP runtimes mapped into this process (Linux; empty elsewhere)."""
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return set()
+    return {f[-1] for f in (line.split() for line in lines) if len(f) >= 6 and "libgomp" in f[-1].rsplit("/", 1)[-1]}
+
+
+def _builds() -> list[tuple[list[str], list[str]]]:
+    """(compiler flags, link inputs after the source) to try in order: first with OpenMP linked to the
+    libgomp torch loaded (--as-needed drops the system libgomp that -fopenmp adds after it), then without."""
+    plain = [(flags, []) for flags in FLAG_SETS]
+    runtimes = openmp_runtimes()
+    if len(runtimes) != 1:
+        return plain
+    gomp = runtimes.pop()
+    return [(flags + ["-fopenmp"], ["-Wl,--as-needed", gomp, f"-Wl,-rpath,{Path(gomp).parent}"])
+            for flags in FLAG_SETS[:2]] + plain
+
+
 def _build(text: str) -> Path | None:
     cc = _compiler()
     if cc is None:
         _errors.append("no C compiler found (set CC)")
         return None
     ext = ".dll" if os.name == "nt" else ".so"
-    for flags in FLAG_SETS:
-        digest = hashlib.sha256("\n".join([text, cc, *flags, platform.machine(), _cpu_features()]).encode()
-                                ).hexdigest()[:16]
+    for flags, libs in _builds():
+        digest = hashlib.sha256("\n".join([text, cc, *flags, *libs, platform.machine(), _cpu_features()]
+                                          ).encode()).hexdigest()[:16]
         target = cache_dir() / f"hashing-{digest}{ext}"
         if target.exists():
             return target
@@ -177,7 +197,7 @@ def _build(text: str) -> Path | None:
                 src = Path(tmp) / "k.c"
                 src.write_text(text)
                 out = Path(tmp) / f"k{ext}"
-                done = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", str(out), str(src)],
+                done = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", str(out), str(src), *libs],
                                       capture_output=True, text=True, timeout=120)
                 if done.returncode == 0:
                     os.replace(out, target)
@@ -189,23 +209,36 @@ def _build(text: str) -> Path | None:
 
 
 F = ctypes.c_void_p
-I64, U32 = ctypes.c_int64, ctypes.c_uint32
+I64, U32, INT = ctypes.c_int64, ctypes.c_uint32, ctypes.c_int
 
 
 class Kernel:
     """The loaded functions of one configuration."""
 
     def __init__(self, path: Path, u: int, n_g: int):
+        before = openmp_runtimes()
         lib = ctypes.CDLL(str(path))
-        common = [I64, I64, U32, F, F, I64, I64, F, F, F]
+        common = [I64, I64, INT, U32, F, F, I64, I64, F, F, F]
         self.forward_fn = lib.hf_forward
         self.forward_fn.argtypes = common + [F]
         self.backward_fn = lib.hf_backward
         self.backward_fn.argtypes = common + [F, F, F, F]
+        for fn in (self.forward_fn, self.backward_fn):
+            fn.restype = INT
         self.tanh_fn = lib.hf_tanh
         self.tanh_fn.argtypes = [F, F, I64]
         self.u, self.n_g = u, n_g
         self.path = path
+        # threads only in torch's own runtime: a second one would run its team beside torch's
+        self.openmp = len(before) == 1 and openmp_runtimes() == before and _links_openmp(path)
+        self.team = 0                               # the team size of the latest call (for tests)
+
+    def threads(self, count: int) -> int:
+        return max(1, min(torch.get_num_threads(), count // MIN_PER_THREAD)) if self.openmp else 1
+
+
+def _links_openmp(path: Path) -> bool:
+    return b"GOMP_parallel" in path.read_bytes()
 
 
 def load(u: int, widths: tuple[int, ...], activation: str, dual: bool) -> Kernel | None:
@@ -240,28 +273,14 @@ def _addr(array) -> int | None:
     return None if array is None else ctypes.addressof(array)
 
 
-def _ranges(count: int) -> list[tuple[int, int]]:
-    threads = max(1, min(torch.get_num_threads(), count // MIN_PER_THREAD))
-    step = min(-(-count // threads), MAX_PER_CALL)
-    return [(a, min(a + step, count)) for a in range(0, count, step)]
-
-
-def _run(jobs):
-    global _pool, _pool_size
-    if len(jobs) == 1:
-        return [jobs[0]()]
-    if _pool is None or _pool_size < len(jobs):
-        _pool, _pool_size = ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="hash-kernel"), len(jobs)
-    return [f.result() for f in [_pool.submit(j) for j in jobs]]
-
-
 def forward(kernel: Kernel, count: int, keys, size: int, dual_size: int, table: torch.Tensor,
             dual: torch.Tensor | None, g: torch.Tensor | None) -> torch.Tensor:
     """The layer's `count` virtual values (contiguous float32 CPU tensors in, one out)."""
     out = torch.empty(count, dtype=torch.float32)
     fk, dk = _keys(keys.fkeys), _keys(keys.dkeys)
-    args = (U32(keys.key), _addr(fk), _addr(dk), I64(size), I64(dual_size), _ptr(table), _ptr(dual), _ptr(g))
-    _run([lambda a=a, b=b: kernel.forward_fn(I64(a), I64(b), *args, _ptr(out)) for a, b in _ranges(count)])
+    kernel.team = kernel.forward_fn(I64(0), I64(count), INT(kernel.threads(count)), U32(keys.key), _addr(fk),
+                                    _addr(dk), I64(size), I64(dual_size), _ptr(table), _ptr(dual), _ptr(g),
+                                    _ptr(out))
     return out
 
 
@@ -270,18 +289,15 @@ def backward(kernel: Kernel, grad: torch.Tensor, keys, size: int, dual_size: int
              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(dL/dtable, dL/ddual, dL/dg flat) from dL/dV."""
     fk, dk = _keys(keys.fkeys), _keys(keys.dkeys)
-    args = (U32(keys.key), _addr(fk), _addr(dk), I64(size), I64(dual_size), _ptr(table), _ptr(dual), _ptr(g))
-    parts = _ranges(grad.numel())
-    # each thread adds into its own buffers (a bucket's members are spread over all of them)
-    outs = [(torch.zeros_like(table), torch.zeros_like(dual) if dual is not None else None,
-             torch.zeros(max(kernel.n_g, 1), dtype=torch.float32)) for _ in parts]
-    _run([lambda a=a, b=b, o=o: kernel.backward_fn(I64(a), I64(b), *args, _ptr(grad), _ptr(o[0]), _ptr(o[1]),
-                                                   _ptr(o[2]))
-          for (a, b), o in zip(parts, outs)])
-    gt, gd, gg = outs[0]
-    for t, d, q in outs[1:]:
-        gt += t
-        gg += q
-        if gd is not None:
-            gd += d
+    count = grad.numel()
+    # the kernel writes (not adds) all three, zeroing them in the thread that fills them
+    gt = torch.empty_like(table)
+    gd = torch.empty_like(dual) if dual is not None else None
+    gg = torch.empty(max(kernel.n_g, 1), dtype=torch.float32)
+    team = kernel.backward_fn(I64(0), I64(count), INT(kernel.threads(count)), U32(keys.key), _addr(fk), _addr(dk),
+                              I64(size), I64(dual_size), _ptr(table), _ptr(dual), _ptr(g), _ptr(grad), _ptr(gt),
+                              _ptr(gd), _ptr(gg))
+    if team < 0:
+        raise MemoryError("hashed layer: no memory left for the per-thread bucket gradients")
+    kernel.team = team
     return gt, gd, (gg if kernel.n_g else None)
