@@ -233,6 +233,25 @@ def test_native_kernel_runs_on_torchs_openmp_threads():
     assert hash_kernel.openmp_runtimes() == runtimes
 
 
+def test_kernel_without_openmp_runs_on_one_thread_and_agrees(tmp_path, monkeypatch):
+    """Where torch has no GNU OpenMP runtime the kernel is built without -fopenmp: one thread, same values."""
+    threaded = hash_kernel.load(4, (4, 2, 1), "tanh", False)
+    if threaded is None:
+        pytest.skip(f"no native kernel: {hash_kernel.last_error()}")
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(hash_kernel, "openmp_runtimes", lambda: set())
+    plain = hash_kernel.load(4, (4, 2, 1), "tanh", False)
+    assert plain is not threaded and not plain.openmp and plain.threads(1 << 24) == 1
+    keys = hashing.layer_keys(5, 0, 4)
+    gen = torch.Generator().manual_seed(0)
+    table, grad = torch.randn(300, generator=gen), torch.randn(3000, generator=gen)
+    g = torch.randn(hash_kernel.g_param_count(4, (4, 2, 1)), generator=gen)
+    a, b = (hash_kernel.forward(k, 3000, keys, 300, 0, table, None, g) for k in (threaded, plain))
+    assert torch.equal(a, b)
+    for x, y in zip(*(hash_kernel.backward(k, grad, keys, 300, 0, table, None, g) for k in (threaded, plain))):
+        assert (x is None and y is None) or torch.equal(x, y)
+
+
 @pytest.mark.parametrize("values", [{}, {"dual_space": True, "g_widths": "3,1", "activation": "relu"}],
                          ids=["g421-tanh", "dual-relu"])
 def test_native_kernel_agrees_over_blocks_and_threads(values, monkeypatch):

@@ -126,3 +126,21 @@ def test_setup_and_method_persist_between_sessions(qtbot, tmp_path):
     assert (parts["model"], parts["dataset"], parts["data_dir"]) == ("cnn_tiny", "tiny", str(tmp_path))
     assert second.methods.current_method() == "magnitude"
     second.queue.shutdown()
+
+
+def test_a_stalled_stage_stays_on_screen(qtbot, window, monkeypatch):
+    """The runner's stall notice is a warning: it stays in the window (not an 8-second status line)."""
+    from workbench.core import runner
+    real, calls = runner.evaluate, []
+
+    def at_chance_after_the_reference(model, x, y):
+        calls.append(1)
+        return real(model, x, y) if len(calls) == 1 else (0.0, 2.3)
+
+    monkeypatch.setattr(runner, "evaluate", at_chance_after_the_reference)
+    window.methods.set_stages([_stage("plain", epochs=2)])
+    with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS) as blocker:
+        window.run_button.click()
+    assert blocker.args[0].status == "completed"
+    assert "stage 1 (plain): test accuracy 0.0% after epoch 1" in window.error_label.text()
+    assert "training has stalled" in window.error_label.text()

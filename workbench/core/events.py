@@ -36,6 +36,7 @@ class RunStarted:
 @dataclass
 class Message:
     text: str
+    warning: bool = False   # something the user should act on (a stalled stage): kept on screen
 
 
 @dataclass

@@ -124,13 +124,21 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
         ctx.log = messages.append
         method.prepare(model, ctx)
 
-        def on_epoch_end(epoch: int, loss: float, method=method, train=train, ctx=ctx, messages=messages):
+        def on_epoch_end(epoch: int, loss: float, method=method, train=train, ctx=ctx, messages=messages,
+                         warned=[]):
             while messages:
                 yield Message(messages.pop(0))
             if epoch >= 0 and ((epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs):
-                yield _point(model, method, data, edges, writer, config.huffman, stage=ctx.stage,
-                             epoch=epoch + 1, step=clock.step, label="epoch", clock=clock,
-                             extra={"train_loss": loss, "lr": ctx.lr})
+                point = _point(model, method, data, edges, writer, config.huffman, stage=ctx.stage,
+                               epoch=epoch + 1, step=clock.step, label="epoch", clock=clock,
+                               extra={"train_loss": loss, "lr": ctx.lr})
+                yield point
+                notice = None if warned else stall_notice(point.metrics["test_accuracy"],
+                                                          reference.metrics["test_accuracy"],
+                                                          dataset.num_classes, method, ctx.stage, epoch + 1)
+                if notice:
+                    warned.append(notice)
+                    yield Message(notice, warning=True)
 
         yield from train_epochs(model, method, train, data, ctx, cancel, clock, gen, on_epoch_end)
         method.finalize(model, ctx)
@@ -155,6 +163,17 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
                       std=list(dataset.std), **({"structure": structure.to_json(spec)} if spec else {}))
     for k, v in summary.items():
         writer.f["summary"].attrs[k] = v
+
+
+def stall_notice(accuracy: float, reference_accuracy: float, num_classes: int, method: Method, stage: int,
+                 epoch: int) -> str | None:
+    """A one-line warning when a stage's test accuracy sits at chance (within 1.5x of 1 / classes) while
+    the model it started from was well above it: the run goes on, but most likely to no use."""
+    chance = 1.0 / max(num_classes, 1)
+    if not (accuracy <= 1.5 * chance and reference_accuracy >= 3 * chance):
+        return None
+    return (f"stage {stage + 1} ({method.key}): test accuracy {accuracy:.1%} after epoch {epoch} is at chance "
+            f"({chance:.0%}): training has stalled; {method.stall_hint()}")
 
 
 def _point(model, method: Method, data: DeviceData, edges, writer: RunWriter, huffman: bool, *, stage, epoch,

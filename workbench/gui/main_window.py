@@ -175,6 +175,7 @@ class MainWindow(QMainWindow):
         self.queue.progress.connect(self._run_progress)
         self.queue.point.connect(self._run_point)
         self.queue.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.queue.warning.connect(self.show_error)
         self.queue.finished.connect(self._run_finished)
         self.queue.queue_changed.connect(self._queue_changed)
         self.compare.selection_changed.connect(self._selection_changed)

@@ -47,6 +47,7 @@ class RunQueue(QObject):
     progress = Signal(object)      # Progress
     point = Signal(object, object)  # run path, Evaluated
     message = Signal(str)
+    warning = Signal(str)          # a Message marked warning: shown until the next run is queued
     finished = Signal(object)      # Finished
     queue_changed = Signal()
     _submit = Signal(object, object)
@@ -117,7 +118,7 @@ class RunQueue(QObject):
         elif isinstance(ev, Evaluated):
             self.point.emit(self._path, ev)
         elif isinstance(ev, Message):
-            self.message.emit(ev.text)
+            (self.warning if ev.warning else self.message).emit(ev.text)
 
     @Slot(object)
     def _on_done(self, finished: Finished) -> None:

@@ -84,6 +84,10 @@ class Method:
     def finalize(self, model: nn.Module, ctx: RunContext) -> None:
         """Leave a plain model behind: bake masks, snap to codebooks, cut ranks."""
 
+    def stall_hint(self) -> str:
+        """What to change when this stage's accuracy sits at chance (runner.stall_notice)."""
+        return "a lower learning rate usually helps"
+
     # --- what is stored --------------------------------------------------------------------------
     def effective_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The tensors inference uses, under the plain architecture's names."""

@@ -80,3 +80,12 @@ class FunctionalHashing(HashingMethod):
                           activation=p.activation if widths else "linear", shared_g=p.shared_g,
                           shared_space=p.space == "shared", dual=p.dual_space, dual_fraction=p.dual_fraction,
                           fit_steps=p.fit_steps, g_grad_scale=p.g_grad_scale)
+
+    def stall_hint(self) -> str:
+        p = self.params
+        if p.space == "shared" and p.shared_g and parse_widths(p.g_widths):
+            # one table and one g cannot give each layer its own weight scale (measured in README)
+            return ("one space and one g for all layers stall at high learning rates: lower it (LeNet-300-100 "
+                    "at 1/64: two of three seeds stalled at 0.02, none at 0.01) or turn off 'Share g' (all "
+                    "three trained at 0.02)")
+        return super().stall_hint()
