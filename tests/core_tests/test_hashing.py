@@ -276,7 +276,7 @@ def test_native_kernel_agrees_over_blocks_and_threads(values, monkeypatch):
     assert torch.allclose(a, b, atol=1e-6)
     grad = torch.randn_like(a)
     a.backward(grad)
-    assert kernel.team == kernel.threads(layer.count)
+    assert kernel.team == kernel.threads(layer.count, layer.size + layer.dual_size) == kernel.threads(layer.count)
     b.backward(grad)
     for (name, p), q in zip(model.named_parameters(), other.parameters()):
         if q.grad is not None:
