@@ -135,8 +135,7 @@ static void forward_range(int64_t start, int64_t stop, uint32_t key, const uint3
 }
 
 /* dL/dtable, dL/ddual and dL/dg of the elements [start, stop), given dL/dV, one thread, into buffers it
-   zeroes itself: buffers zeroed by another thread start out in that thread's core's cache, every random
-   add then waits for a cross-core transfer (measured: 7.7 against 3.8 ms on a 10^6-element layer). */
+   zeroes itself, so that the lines its random adds hit start out in its own core's cache. */
 static int backward_range(int64_t start, int64_t stop, uint32_t key, const uint32_t *fkeys,
                           const uint32_t *dkeys, int64_t size, int64_t dual_size, const float *table,
                           const float *dual, const float *g, const float *grad_out, float *grad_table,
