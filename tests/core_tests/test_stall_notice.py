@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import core_helpers as H
 from workbench.core import runner
+from workbench.core.compare import compare_rows, format_table
+from workbench.core.store import read_run
 from workbench.core.events import Message
 from workbench.data import load_dataset
 from workbench.methods.funhash import FunctionalHashing
@@ -42,9 +46,14 @@ def test_runner_warns_once_when_accuracy_drops_to_chance(tmp_path, monkeypatch):
     notes = [e.text for e in events if isinstance(e, Message) and "training has stalled" in e.text]
     assert calls[0] >= 3 * chance and len(calls) >= 4
     assert len(notes) == 1 and notes[0].startswith("stage 1 (plain): test accuracy")
-    assert H.finished(events).status == "completed"
+    fin = H.finished(events)
+    assert fin.status == "completed"
+    assert read_run(fin.run_path).attrs["warnings"] == notes[0]          # kept with the run
+    [row] = compare_rows([fin.run_path])
+    assert row["warnings"] == notes[0] and f"{Path(fin.run_path).stem}: {notes[0]}" in format_table([row])
 
 
 def test_no_notice_on_a_normal_run(tmp_path):
     events = H.run_events(H.make_config("plain", tmp_path / "ok", epochs=2))
     assert not [e for e in events if isinstance(e, Message) and "stalled" in e.text]
+    assert "warnings" not in read_run(H.finished(events).run_path).attrs

@@ -141,6 +141,12 @@ def test_a_stalled_stage_stays_on_screen(qtbot, window, monkeypatch):
     window.methods.set_stages([_stage("plain", epochs=2)])
     with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS) as blocker:
         window.run_button.click()
-    assert blocker.args[0].status == "completed"
+    finished = blocker.args[0]
+    assert finished.status == "completed"
     assert "stage 1 (plain): test accuracy 0.0% after epoch 1" in window.error_label.text()
     assert "training has stalled" in window.error_label.text()
+    status = [name for name, _ in COLUMNS].index("Status")    # and the comparison table marks the run
+    qtbot.waitUntil(lambda: window.compare.table.item(window.compare._row_of(finished.run_path), status)
+                    .text() == "completed (warning)", timeout=WAIT_MS)
+    item = window.compare.table.item(window.compare._row_of(finished.run_path), status)
+    assert "training has stalled" in item.toolTip()

@@ -22,6 +22,7 @@ def compare_rows(paths: list[str]) -> list[dict]:
             "param_ratio": s.get("param_ratio", float("nan")),
             "storage_ratio": s.get("storage_ratio", float("nan")), "bits": s.get("bits", float("nan")),
             "wall_seconds": s.get("wall_seconds", float("nan")), "error": a.get("error", ""),
+            "warnings": a.get("warnings", ""),
         })
     return rows
 
@@ -45,4 +46,5 @@ def format_table(rows: list[dict]) -> str:
             f"{_f(r['storage_ratio'], '.1f'):>8}{_f(kib, '.1f'):>9}{_f(r['wall_seconds'], '.0f'):>8}")
     lines.append("params x = dense/stored parameters (Han 2015, DNS); bits x = dense fp32 bits/stored bits "
                  "(Deep Compression)")
+    lines += [f"{r['name']}: {w}" for r in rows for w in r["warnings"].splitlines()]
     return "\n".join(lines)

@@ -115,6 +115,7 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
     yield reference
     gen = torch.Generator().manual_seed(config.seed)
     final = reference
+    notices: list[str] = []           # warnings, kept in the run file's `warnings` attribute
     for stage, (method, train) in enumerate(zip(methods, trains)):
         steps_per_epoch = data_mod.num_batches(len(data.train_x), train.batch_size)
         ctx = RunContext(device=device, steps_per_epoch=steps_per_epoch,
@@ -138,6 +139,9 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
                                                           dataset.num_classes, method, ctx.stage, epoch + 1)
                 if notice:
                     warned.append(notice)
+                    notices.append(notice)
+                    writer.set_attrs(warnings="\n".join(notices))
+                    writer.flush()
                     yield Message(notice, warning=True)
 
         yield from train_epochs(model, method, train, data, ctx, cancel, clock, gen, on_epoch_end)

@@ -2,7 +2,8 @@
 
 Layout (DESIGN.md):
     /               attrs: schema_version, status, error, config (JSON), method, model, dataset, device,
-                           started, finished, workbench_version, reference_accuracy
+                           started, finished, workbench_version, reference_accuracy, and `warnings`
+                           (one line each, e.g. a stalled stage) where there were any
     /metrics/<name> 1-D float64, one entry per evaluation point (NaN where a metric was not measured)
     /layers/<layer> attrs: shape, kind, dense_params; datasets: hist_edges (B+1), hist_counts (E x B),
                     nonzeros (E), plus method-specific series (E) or (E x n)

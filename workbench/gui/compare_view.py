@@ -114,6 +114,10 @@ class CompareView(QWidget):
                  _Num(100 * ref, ".2f"), _Num(100 * acc, ".2f"), _Num(pr, ".1f"), _Num(sr, ".1f"),
                  _Num(bits / 8192, ".1f"), _Num(s.get("wall_seconds"), ".0f"),
                  QTableWidgetItem(str(trace.attrs.get("device", ""))), keys]
+        warnings = str(trace.attrs.get("warnings", ""))
+        if warnings:                       # a stalled stage (runner.stall_notice)
+            cells[4].setText(f"{trace.status} (warning)")
+            cells[4].setToolTip(warnings)
         cells[0].setData(Qt.UserRole, trace.path)
         cells[0].setToolTip(trace.path + (f"\nerror: {trace.attrs.get('error')}" if trace.attrs.get("error") else ""))
         for col, item in enumerate(cells):

@@ -295,6 +295,8 @@ class MainWindow(QMainWindow):
         run_in_pool(lambda: RunTrace.from_run(read_run(path)), path, self._loader)
 
     def _file_loaded(self, path: str, trace: RunTrace) -> None:
+        # a live row update still pending holds the run's live trace ("running"): the file is newer
+        self.live_refresh.discard(lambda key: key == f"table:{path}")
         self.traces[path] = trace
         if self.focus_path not in self.traces:
             self.focus_path = path      # nothing shown yet: the opened run fills the per-layer plots
