@@ -145,6 +145,7 @@ def test_a_stalled_stage_stays_on_screen(qtbot, window, monkeypatch):
     assert finished.status == "completed"
     assert "stage 1 (plain): test accuracy 0.0% after epoch 1" in window.error_label.text()
     assert "training has stalled" in window.error_label.text()
+    assert window.statusBar().currentMessage().startswith("run completed with a warning: stage 1 (plain)")
     status = [name for name, _ in COLUMNS].index("Status")    # and the comparison table marks the run
     qtbot.waitUntil(lambda: window.compare.table.item(window.compare._row_of(finished.run_path), status)
                     .text() == "completed (warning)", timeout=WAIT_MS)

@@ -50,6 +50,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Compression Workbench")
         self.settings = settings or QSettings("compression-workbench", "workbench")
         self.traces: dict[str, RunTrace] = {}
+        self._warnings: dict[str, str] = {}          # run path -> its latest warning (runner.stall_notice)
         self.focus_path = ""
         self.queue = RunQueue(self)
         self.live_refresh = StaggeredRefresh(self)
@@ -175,7 +176,7 @@ class MainWindow(QMainWindow):
         self.queue.progress.connect(self._run_progress)
         self.queue.point.connect(self._run_point)
         self.queue.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
-        self.queue.warning.connect(self.show_error)
+        self.queue.warning.connect(self._run_warning)
         self.queue.finished.connect(self._run_finished)
         self.queue.queue_changed.connect(self._queue_changed)
         self.compare.selection_changed.connect(self._selection_changed)
@@ -267,10 +268,17 @@ class MainWindow(QMainWindow):
         refresh(f"table:{path}", lambda: self.compare.add_or_update(trace))
         refresh(f"compare:{path}", lambda: self.compare_plot.update_trace(trace))
 
+    def _run_warning(self, path: str, text: str) -> None:
+        self._warnings[path] = text
+        self.show_error(text)
+
     def _run_finished(self, fin: Finished) -> None:
         if fin.status == "failed":
             self.show_error(f"run failed: {fin.error}" + (f" (partial results kept in {fin.run_path})"
                                                           if fin.run_path else ""))
+        elif fin.run_path in self._warnings:
+            self.statusBar().showMessage(f"run {fin.status} with a warning: {self._warnings[fin.run_path]}",
+                                         15000)
         else:
             self.statusBar().showMessage(f"run {fin.status}: {Path(fin.run_path).name}", 10000)
         if fin.run_path:

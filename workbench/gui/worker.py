@@ -47,7 +47,7 @@ class RunQueue(QObject):
     progress = Signal(object)      # Progress
     point = Signal(object, object)  # run path, Evaluated
     message = Signal(str)
-    warning = Signal(str)          # a Message marked warning: shown until the next run is queued
+    warning = Signal(str, str)     # run path, a Message marked warning: shown until the next run is queued
     finished = Signal(object)      # Finished
     queue_changed = Signal()
     _submit = Signal(object, object)
@@ -118,7 +118,10 @@ class RunQueue(QObject):
         elif isinstance(ev, Evaluated):
             self.point.emit(self._path, ev)
         elif isinstance(ev, Message):
-            (self.warning if ev.warning else self.message).emit(ev.text)
+            if ev.warning:
+                self.warning.emit(self._path, ev.text)
+            else:
+                self.message.emit(ev.text)
 
     @Slot(object)
     def _on_done(self, finished: Finished) -> None:
