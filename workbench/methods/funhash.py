@@ -36,7 +36,8 @@ class FunHashParams:
     activation: str = knob("tanh", "g activation", "Between g's layers (paper: tanh).",
                            choices=("tanh", "relu", "linear"))
     shared_g: bool = knob(True, "Share g", "One reconstruction network for all layers (else one per layer; "
-                          "the paper does not say).")
+                          "the paper does not say). With a shared space, one g was better where it trained "
+                          "but stalled at high learning rates where per-layer g trained (README).")
     dual_space: bool = knob(False, "Dual-space hashing", "Scale each fetched value by a per-weight parameter "
                             "of g hashed from a second table.")
     dual_fraction: float = knob(0.25, "Dual space share", "Part of the budget given to the dual space.",
