@@ -1,3 +1,3 @@
-from .cli import entry
+from workbench.cli import entry
 
 entry()

@@ -6,15 +6,15 @@ import argparse
 import json
 import math
 import os
-import signal
 import sys
 from pathlib import Path
 
-from . import __version__
-from .core import params as P
-from .core.config import RunConfig, StageConfig, TrainParams
-from .core.errors import WorkbenchError
-from .core.events import CancelToken, Evaluated, Finished, Message, Progress, RunStarted
+from workbench import __version__
+from workbench.core import params as P
+from workbench.core.config import RunConfig, StageConfig, TrainParams
+from workbench.core.errors import WorkbenchError
+from workbench.core.events import CancelToken
+from workbench.engine.console import Printer, run_with_events
 
 EXIT_ERROR, EXIT_CANCELLED = 2, 130
 
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 # --- listings ------------------------------------------------------------------------------------
 
 def cmd_methods(args) -> int:
-    from .core.registry import get_method, method_keys
+    from workbench.methods import get_method, method_keys
 
     items = []
     for key in method_keys():
@@ -128,7 +128,7 @@ def cmd_methods(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from .core.presets import list_presets
+    from workbench.core.presets import list_presets
 
     presets = list_presets()
     if args.json:
@@ -144,7 +144,7 @@ def cmd_presets(args) -> int:
 def _route_sets(stages: list[StageConfig], assignments: dict[str, str]) -> None:
     """Put `--set` values into the stages: `STAGE.K=V` into one stage, `K=V` into the stage whose method
     has knob K (it must be unambiguous) or, for training knobs, into every stage. Unknown names fail."""
-    from .core.registry import get_method
+    from workbench.methods import get_method
 
     train_names = {s.name for s in P.specs(TrainParams)}
     knobs = [{s.name for s in P.specs(get_method(stage.method).Params)} for stage in stages]
@@ -178,7 +178,7 @@ def _route_sets(stages: list[StageConfig], assignments: dict[str, str]) -> None:
 
 
 def config_from_args(args) -> RunConfig:
-    from .core.presets import get_preset, preset_stages
+    from workbench.core.presets import get_preset, preset_stages
 
     if args.preset:
         preset = get_preset(args.preset)
@@ -214,7 +214,7 @@ def config_from_args(args) -> RunConfig:
 def validate_config(config: RunConfig) -> None:
     """Check every stage's knobs (types, ranges, cross-field rules) before any work starts, and keep
     them typed, so the run file's config JSON holds numbers rather than the text typed."""
-    from .core.registry import get_method
+    from workbench.methods import get_method
 
     for stage in config.stages:
         values = P.to_dict(P.build(get_method(stage.method).Params, stage.params))
@@ -223,83 +223,9 @@ def validate_config(config: RunConfig) -> None:
         stage.train = {k: values[k] for k in stage.train}
 
 
-class _Printer:
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.tty = sys.stderr.isatty()
-        self.last_line = 0.0
-
-    def __call__(self, event) -> None:
-        if self.quiet:
-            return
-        err = sys.stderr
-        if isinstance(event, RunStarted):
-            print(f"run file {event.run_path}  device {event.device}  {event.total_steps} steps", file=err)
-        elif isinstance(event, Message):
-            self._clear()
-            print(event.text, file=err)
-        elif isinstance(event, Progress):
-            line = (f"  step {event.step}/{event.total_steps}  loss {event.train_loss:.4f}  "
-                    f"lr {event.lr:.3g}  elapsed {_dur(event.elapsed)}  eta {_dur(event.eta)}")
-            if self.tty:
-                print("\r" + line, end="", file=err, flush=True)
-            elif event.elapsed - self.last_line >= 10:
-                self.last_line = event.elapsed
-                print(line, file=err, flush=True)
-        elif isinstance(event, Evaluated):
-            self._clear()
-            m = event.metrics
-            where = event.label if event.label != "epoch" else f"stage {event.stage + 1} epoch {event.epoch}"
-            print(f"{where:<22} test acc {100 * m['test_accuracy']:6.2f}%  params {m['param_ratio']:7.1f}x  "
-                  f"bits {m['storage_ratio']:7.1f}x", file=err, flush=True)
-
-    def _clear(self) -> None:
-        if self.tty:
-            print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
-
-
-def _dur(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def run_with_events(config: RunConfig, printer) -> Finished:
-    """Run a config, handing events to `printer`; Ctrl-C cancels cleanly (a second one aborts)."""
-    from .core.runner import execute
-
-    token = CancelToken()
-
-    def on_sigint(signum, frame):
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-        what = "terminated" if signum == signal.SIGTERM else "Ctrl-C"
-        print(f"\n{what}: cancelling after this batch (again to abort)", file=sys.stderr)
-
-    # SIGTERM (kill, timeout, a batch scheduler) ends the run like Ctrl-C: file closed as cancelled.
-    handled = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, on_sigint) for sig in handled} if _main_thread() else {}
-    try:
-        finished = None
-        for event in execute(config, token):
-            printer(event)
-            if isinstance(event, Finished):
-                finished = event
-        return finished
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def cmd_run(args) -> int:
     config = config_from_args(args)
-    finished = run_with_events(config, _Printer(args.quiet))
+    finished = run_with_events(config, Printer(args.quiet))
     s = finished.summary
     result = {"run": finished.run_path, "status": finished.status, "error": finished.error,
               "test_accuracy": s.get("test_accuracy"), "reference_accuracy": s.get("reference_accuracy"),
@@ -327,11 +253,11 @@ def _finite(d: dict) -> dict:
 
 
 def cmd_train(args) -> int:
-    from .core.devices import describe, pick_device
-    from .core.reference import pretrain, recipe
-    from .core.runner import load_data
-    from .models import checkpoint as ckpt
-    from .models import zoo
+    from workbench.core.devices import describe, pick_device
+    from workbench.engine.reference import pretrain, recipe
+    from workbench.engine.runner import load_data
+    from workbench.models import checkpoint as ckpt
+    from workbench.models import zoo
 
     out = Path(args.out)
     if out.is_dir():
@@ -348,7 +274,7 @@ def cmd_train(args) -> int:
 
     torch.manual_seed(args.seed)
     model = zoo.build_model(args.model, dataset.input_shape, dataset.num_classes)
-    printer = _Printer(args.quiet)
+    printer = Printer(args.quiet)
     if not args.quiet:
         print(f"pretraining {args.model} on {dataset.name} ({dataset.source}) for {train.epochs} epochs "
               f"on {describe(device)}", file=sys.stderr)
@@ -373,7 +299,7 @@ def cmd_train(args) -> int:
 # --- results -------------------------------------------------------------------------------------
 
 def cmd_compare(args) -> int:
-    from .core.compare import compare_rows, format_table
+    from workbench.engine.compare import compare_rows, format_table
 
     rows = compare_rows(args.runs)
     print(json.dumps({"runs": [_finite(r) for r in rows]}) if args.json else format_table(rows))
@@ -381,7 +307,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .core.export import export_run
+    from workbench.engine.export import export_run
 
     result = export_run(args.run, args.format, args.out,
                         huffman={"run": None, "fixed": False, "huffman": True}[args.coding])
@@ -396,7 +322,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_gui(args) -> int:
-    from .gui.app import has_display, run_app
+    from workbench.gui.app import has_display, run_app
 
     if not has_display():
         raise WorkbenchError("no display to open the app on (DISPLAY is not set); use the CLI, e.g. "
@@ -405,10 +331,10 @@ def cmd_gui(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import pick_dataset, run_demo
+    from workbench.engine.demo import pick_dataset, run_demo
 
     if not args.headless:
-        from .gui.app import has_display, run_app
+        from workbench.gui.app import has_display, run_app
 
         if has_display():
             return run_app(demo_dataset=pick_dataset(args.data_dir), data_dir=args.data_dir)

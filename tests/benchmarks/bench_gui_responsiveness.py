@@ -25,7 +25,7 @@ from PySide6.QtWidgets import QApplication
 
 from workbench.core.config import RunConfig
 from workbench.core.presets import preset_stages
-from workbench.core.runner import execute
+from workbench.engine.runner import execute
 from workbench.gui.main_window import MainWindow
 
 

@@ -52,14 +52,16 @@ from workbench.core import params as P
 from workbench.core.accounting import account
 from workbench.core.config import TrainParams
 from workbench.core.events import CancelToken
-from workbench.core.export import load_compact, write_compact
-from workbench.core.reference import pretrain
-from workbench.core.training import Clock, DeviceData, evaluate, optimizer_for, train_epochs, train_step
-from workbench.methods.base import RunContext, encode_state
-from workbench.methods.funhash import FunctionalHashing
-from workbench.methods.hashednets import HashedNets
+from workbench.engine.export import load_compact, write_compact
+from workbench.engine.reference import pretrain
+from workbench.engine.training import Clock, DeviceData, evaluate, optimizer_for, train_epochs, train_step
+from workbench.methods.base import RunContext
+from workbench.methods.storage import encode_state
+from workbench.methods.hashing.funhash import FunctionalHashing
+from workbench.methods.hashing.hashednets import HashedNets
 from workbench.methods.plain import PlainTraining
-from workbench.models import hashed_layers, zoo
+from workbench.models import zoo
+from workbench.models.hashed import layers as hashed_layers
 
 CPU = torch.device("cpu")
 VARIANTS = ("dense", "hashed", "funhash shared", "funhash per-layer")
@@ -88,7 +90,7 @@ def run_ctx(steps_per_epoch: int, epochs: int, device, seed: int = 0) -> RunCont
 def reference(model_key: str, quick: bool):
     """The cached pretrained reference (with --quick and no cache entry: one epoch of pretraining)."""
     from workbench.core.config import RunConfig, StageConfig
-    from workbench.core.reference import recipe, reference_path, resolve_model
+    from workbench.engine.reference import recipe, reference_path, resolve_model
     full = data_mod.load_dataset("mnist")
     epochs = 1 if quick and not reference_path(model_key, full, recipe(model_key), 0).exists() else 0
     config = RunConfig(dataset="mnist", stages=[StageConfig("plain")], model=model_key, device="cpu",

@@ -41,10 +41,11 @@ from workbench.core import params as P
 from workbench.core.accounting import account
 from workbench.core.config import RunConfig, StageConfig, TrainParams
 from workbench.core.events import CancelToken
-from workbench.core.export import load_compact, write_compact, write_dense
-from workbench.core.reference import recipe, reference_path, resolve_model
-from workbench.core.training import Clock, DeviceData, evaluate, optimizer_for, train_epochs, train_step
-from workbench.methods.base import RunContext, encode_state
+from workbench.engine.export import load_compact, write_compact, write_dense
+from workbench.engine.reference import recipe, reference_path, resolve_model
+from workbench.engine.training import Clock, DeviceData, evaluate, optimizer_for, train_epochs, train_step
+from workbench.methods.base import RunContext
+from workbench.methods.storage import encode_state
 from workbench.methods.factorize import compress
 from workbench.methods.lowrank import LowRank, choose_layers
 from workbench.methods.plain import PlainTraining

@@ -31,13 +31,13 @@ from torch.nn.utils import prune as torch_prune
 from workbench.core import params as P
 from workbench.core.config import RunConfig, TrainParams
 from workbench.core.events import CancelToken, Evaluated, Finished, Message
-from workbench.core.export import export_run, load_compact
 from workbench.core.presets import get_preset, preset_stages
-from workbench.core.reference import resolve_model
-from workbench.core.registry import get_method
-from workbench.core.runner import execute, load_data
-from workbench.core.training import evaluate, optimizer_for, train_step
 from workbench.data import batches
+from workbench.engine.export import export_run, load_compact
+from workbench.engine.reference import resolve_model
+from workbench.engine.runner import execute, load_data
+from workbench.engine.training import evaluate, optimizer_for, train_step
+from workbench.methods import get_method
 from workbench.methods.base import RunContext
 
 # preset -> (max test error %, min ratio, ratio convention), from the papers (METHODS.md).

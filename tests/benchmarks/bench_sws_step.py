@@ -3,7 +3,7 @@
     python tests/benchmarks/bench_sws_step.py [--models lenet300,lenet5] [--rounds 7] [--steps 20]
                                               [--threads N] [--budget 80]
 
-Times full training steps (`workbench.core.training.train_step`: forward, task loss, the method's
+Times full training steps (`workbench.engine.training.train_step`: forward, task loss, the method's
 penalty, backward, Adam step) of plain training, SWS with the grid prior and SWS with the exact prior,
 interleaving the variants round by round in one process, and prints the median milliseconds per step
 and the ratio to plain training. Inputs are random tensors of MNIST's shape (batch 128 of 1x28x28, 10
@@ -25,8 +25,8 @@ import torch
 
 from workbench.core import params as P
 from workbench.core.config import TrainParams
-from workbench.core.registry import get_method
-from workbench.core.training import optimizer_for, train_step
+from workbench.engine.training import optimizer_for, train_step
+from workbench.methods import get_method
 from workbench.methods.base import RunContext
 from workbench.models import zoo
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import core_helpers as H
 import pytest
 import torch
-
-import core_helpers as H
-
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,7 +12,7 @@ from torch import nn
 
 from workbench.core.config import RunConfig, StageConfig
 from workbench.core.events import Evaluated, Finished
-from workbench.core.runner import execute
+from workbench.engine.runner import execute
 from workbench.methods.base import RunContext
 
 # Settings that make each pruning method prune something within 2 epochs on `tiny`.
@@ -106,8 +106,8 @@ def assert_stored_and_dense_match(run_path, model, x, out_dir, atol: float) -> N
     import numpy as np
     from safetensors.torch import load_file
 
-    from workbench.core.export import export_run
     from workbench.core.store import read_model
+    from workbench.engine.export import export_run
     from workbench.models import structure, zoo
 
     state, attrs = read_model(run_path)

@@ -9,18 +9,18 @@ import subprocess
 import threading
 import time
 
+import core_helpers as H
 import h5py
 import numpy as np
 import pytest
 import torch
 
-import core_helpers as H
-from workbench.core import training
-from workbench.core.compare import compare_rows
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import CancelToken, Evaluated, Progress
-from workbench.core.runner import execute
 from workbench.core.store import read_model, read_run
+from workbench.engine import training
+from workbench.engine.compare import compare_rows
+from workbench.engine.runner import execute
 from workbench.methods.plain import PlainTraining
 
 
@@ -85,8 +85,8 @@ def test_cancel_during_pretraining(tmp_path, monkeypatch):
     assert fin.status == "cancelled"
     assert H.evaluated(events) == []
     # a half-trained model must not be cached as the reference for later runs
-    from workbench.core.reference import recipe, reference_path
     from workbench.data import load_dataset
+    from workbench.engine.reference import recipe, reference_path
 
     assert not reference_path("mlp_tiny", load_dataset("tiny"), recipe("mlp_tiny", epochs=4), 0).exists()
     assert _file_state(fin.run_path)[0] == "cancelled"

@@ -9,17 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import core_helpers as H
 import h5py
 import numpy as np
 import pytest
 import torch
 
-import core_helpers as H
 from workbench.cli import main
 from workbench.core.config import RunConfig
-from workbench.core.export import load_compact, write_compact, write_dense
-from workbench.core.registry import get_method, method_keys
 from workbench.core.store import read_model, read_run
+from workbench.engine.export import load_compact, write_compact, write_dense
+from workbench.methods import get_method, method_keys
 from workbench.models import zoo
 
 

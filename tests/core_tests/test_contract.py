@@ -9,21 +9,21 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import core_helpers as H
 import numpy as np
 import pytest
 import torch
 
-import core_helpers as H
 from workbench import data as data_mod
 from workbench.core import params as P
 from workbench.core.accounting import account
 from workbench.core.events import CancelToken, Evaluated, Finished, Message, Progress, RunStarted
-from workbench.core.reference import resolve_model
-from workbench.core.registry import get_method, method_keys
 from workbench.core.store import read_model, read_run
+from workbench.engine.reference import resolve_model
+from workbench.methods import get_method, method_keys
 from workbench.models import zoo
-from workbench.models.structure import apply_structure
 from workbench.models.layers import compressible_layers
+from workbench.models.structure import apply_structure
 
 METHODS = method_keys()
 MODELS = ["mlp_tiny", "cnn_tiny"]

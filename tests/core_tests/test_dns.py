@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 
+import core_helpers as H
 import pytest
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
-import core_helpers as H
 from workbench.core.errors import ParamError
 from workbench.methods.dns import DynamicNetworkSurgery
 

@@ -24,7 +24,7 @@ from workbench.core.encoding import (
     relative_entries,
     unpack_bits,
 )
-from workbench.methods.base import encode_state
+from workbench.methods.storage import encode_state
 from workbench.models import zoo
 
 DENSE_META_2D = 8 + 8 + 2 * 32            # 80

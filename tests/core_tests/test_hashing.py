@@ -7,19 +7,22 @@ from __future__ import annotations
 import copy
 import json
 
+import core_helpers as H
 import numpy as np
 import pytest
 import torch
 
-import core_helpers as H
 from workbench.core.accounting import account
 from workbench.core.errors import ParamError
-from workbench.core.export import export_run, load_compact, read_compact
 from workbench.core.store import read_model, read_run
-from workbench.methods.base import encode_state
-from workbench.methods.funhash import FunctionalHashing
-from workbench.methods.hashednets import HashedNets
-from workbench.models import hash_kernel, hashed_layers, hashing, structure, zoo
+from workbench.engine.export import export_run, load_compact, read_compact
+from workbench.methods.storage import encode_state
+from workbench.methods.hashing.funhash import FunctionalHashing
+from workbench.methods.hashing.hashednets import HashedNets
+from workbench.models import structure, zoo
+from workbench.models.hashed import index as hashing
+from workbench.models.hashed import kernel as hash_kernel
+from workbench.models.hashed import layers as hashed_layers
 
 MASK = np.uint64(0xFFFFFFFF)
 
@@ -459,7 +462,7 @@ def test_compact_file_is_the_accounting_and_reloads_the_same_model(hashing_run, 
 
 def test_occupancy_bins_widen_to_reach_the_fullest_bucket():
     """At 1/64 a bucket averages 64 members: bins of one member would pile nearly all into the last."""
-    from workbench.methods.hash_stats import HIST_BINS, occupancy
+    from workbench.methods.hashing.stats import HIST_BINS, occupancy
     model = H.OneLayer(torch.randn(64, 64))
     _prepare(HashedNets.from_values({"ratio": 1 / 64, "seed": 2}), model)
     stats = occupancy(model)["fc"]

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.core import huffman as hf
-from workbench.core.encoding import (COUNT_BITS, decode, encode_auto, encode_codebook, encode_sparse,
-                                     huffman_coded)
+from workbench.core.encoding import COUNT_BITS, decode, encode_auto, encode_codebook, encode_sparse, huffman_coded
 
 
 def test_code_lengths_of_a_dyadic_distribution_are_minus_log2_p():

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import json
 
+import core_helpers as H
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import core_helpers as H
 from workbench.core.accounting import account
 from workbench.core.errors import CheckpointError, ParamError
-from workbench.core.export import export_run, load_compact, read_compact
 from workbench.core.store import read_model, read_run
-from workbench.methods.base import RunContext, encode_state
+from workbench.engine.export import export_run, load_compact, read_compact
+from workbench.methods.base import RunContext
+from workbench.methods.storage import encode_state
 from workbench.methods.factorize import compress
 from workbench.methods.lowrank import LowRank, SVDTruncation
 from workbench.methods.proximal import SVT, energy_rank, sparse_group_prox, svt_dense
@@ -302,7 +303,7 @@ def test_svd_with_no_epochs_is_pure_truncation(tmp_path):
 def _reference(config):
     from workbench import data as data_mod
     from workbench.core.events import CancelToken
-    from workbench.core.reference import resolve_model
+    from workbench.engine.reference import resolve_model
 
     gen = resolve_model(config, data_mod.load_dataset("tiny"), torch.device("cpu"), CancelToken())
     while True:

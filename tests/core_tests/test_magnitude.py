@@ -16,7 +16,7 @@ from torch import nn
 from workbench.core import params as P
 from workbench.core.config import TrainParams
 from workbench.core.errors import ParamError
-from workbench.core.training import build_optimizer
+from workbench.engine.training import build_optimizer
 from workbench.methods.base import RunContext
 from workbench.methods.magnitude import MagnitudePruning
 

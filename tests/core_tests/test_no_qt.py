@@ -1,4 +1,5 @@
-"""DESIGN.md: nothing outside `gui` imports PySide6 or pyqtgraph; proven in a fresh interpreter."""
+"""The floors below the app import no Qt, proven in a fresh interpreter (import-linter checks the source,
+this checks what really gets loaded)."""
 
 import json
 import subprocess
@@ -6,10 +7,10 @@ import sys
 
 CODE = """
 import json, sys
-import workbench.core.runner, workbench.cli, workbench.methods, workbench.data, workbench.models
-import workbench.core.export, workbench.core.store, workbench.core.compare
+import workbench.engine.runner, workbench.engine.export, workbench.engine.compare, workbench.engine.console
+import workbench.cli, workbench.methods, workbench.data, workbench.models, workbench.core.store
 bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6'))
-print(json.dumps({"bad": bad, "loaded": 'workbench.core.runner' in sys.modules}))
+print(json.dumps({"bad": bad, "loaded": 'workbench.engine.runner' in sys.modules}))
 """
 
 

@@ -10,7 +10,7 @@ from workbench.core import params as P
 from workbench.core.config import RunConfig, StageConfig, TrainParams
 from workbench.core.errors import ParamError
 from workbench.core.params import LayerMap
-from workbench.core.registry import get_method, method_keys
+from workbench.methods import get_method, method_keys
 from workbench.methods.dns import DNSParams, DynamicNetworkSurgery
 from workbench.methods.magnitude import MagnitudeParams
 
@@ -175,7 +175,7 @@ def test_method_params_do_not_clash_with_training_knobs(key):
 
 
 def test_sgd_without_momentum_is_valid_and_builds():
-    from workbench.core.training import build_optimizer
+    from workbench.engine.training import build_optimizer
 
     train = P.build(TrainParams, {"momentum": 0})           # nesterov stays at its default (True)
     opt = build_optimizer(train, [{"params": [__import__("torch").zeros(2, requires_grad=True)]}])

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
+import core_helpers as H
 import numpy as np
 import pytest
 import torch
 
-import core_helpers as H
 from workbench.cli import build_parser, config_from_args, main
 from workbench.core.errors import WorkbenchError
-from workbench.core.export import load_compact, read_compact
 from workbench.core.store import read_model, read_run
+from workbench.engine.export import load_compact, read_compact
 
 ARGS = ["run", "--model", "mlp_tiny", "--dataset", "tiny", "--method", "magnitude,kmeans",
         "--set", "q_fc=1.5", "--set", "1.epochs=2", "--set", "kmeans.epochs=1", "--set", "bits_fc=3",

@@ -9,7 +9,7 @@ import pytest
 from workbench.core import params as P
 from workbench.core.config import TrainParams
 from workbench.core.presets import list_presets, preset_stages
-from workbench.core.registry import get_method
+from workbench.methods import get_method
 from workbench.models import zoo
 
 PRESETS = [p["name"] for p in list_presets()]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import core_helpers as H
-from workbench.core import runner
-from workbench.core.compare import compare_rows, format_table
-from workbench.core.store import read_run
+
 from workbench.core.events import Message
+from workbench.core.store import read_run
 from workbench.data import load_dataset
-from workbench.methods.funhash import FunctionalHashing
+from workbench.engine import runner
+from workbench.engine.compare import compare_rows, format_table
+from workbench.methods.hashing.funhash import FunctionalHashing
 from workbench.methods.plain import PlainTraining
 
 

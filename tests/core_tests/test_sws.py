@@ -5,18 +5,17 @@ from __future__ import annotations
 import json
 import math
 
+import core_helpers as H
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import core_helpers as H
 from workbench.core import params as P
 from workbench.core.config import TrainParams
 from workbench.core.store import read_model, read_run
-from workbench.core.training import optimizer_for, train_step
+from workbench.engine.training import optimizer_for, train_step
 from workbench.methods.sws import SoftWeightSharing, SWSParams, merge_components, symmetric_kl
-
 
 Net = H.OneLayer
 

@@ -12,10 +12,10 @@ from PySide6.QtCore import Qt
 from workbench.core import params as P
 from workbench.core.config import StageConfig, TrainParams
 from workbench.core.presets import get_preset
-from workbench.core.registry import get_method, method_keys
 from workbench.gui import method_panel as MP
 from workbench.gui.forms import FloatSpinBox, ParamForm
 from workbench.gui.method_panel import MethodPanel
+from workbench.methods import get_method, method_keys
 
 CLASSES = [get_method(k).Params for k in method_keys()] + [TrainParams]
 IDS = list(method_keys()) + ["train"]

@@ -130,7 +130,7 @@ def test_setup_and_method_persist_between_sessions(qtbot, tmp_path):
 
 def test_a_stalled_stage_stays_on_screen(qtbot, window, monkeypatch):
     """The runner's stall notice is a warning: it stays in the window (not an 8-second status line)."""
-    from workbench.core import runner
+    from workbench.engine import runner
     real, calls = runner.evaluate, []
 
     def at_chance_after_the_reference(model, x, y):

@@ -4,19 +4,17 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
 
-from workbench.core.events import Evaluated                                   # noqa: E402
-from workbench.gui.plots import (CurvesPlot, HistogramView, KeptBars, MixturePlot,  # noqa: E402
-                                 RatioPlot, export_plot)
-from workbench.gui.plots.overlays import Band, Curve, VLine                    # noqa: E402
-from workbench.gui.plots.ratio_plot import front_steps, pareto_indices         # noqa: E402
-from workbench.gui.run_trace import RunTrace                                   # noqa: E402
+from workbench.core.events import Evaluated  # noqa: E402
+from workbench.gui.plots import CurvesPlot, HistogramView, KeptBars, MixturePlot, RatioPlot, export_plot  # noqa: E402
+from workbench.gui.plots.overlays import Band, Curve, VLine  # noqa: E402
+from workbench.gui.plots.ratio_plot import front_steps, pareto_indices  # noqa: E402
+from workbench.gui.run_trace import RunTrace  # noqa: E402
 
 EDGES = np.linspace(-1.0, 1.0, 5)          # 4 bins
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .encoding import Encoded
+from workbench.core.encoding import Encoded
 
 DENSE_VALUE_BITS = 32
 

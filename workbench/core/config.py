@@ -9,8 +9,8 @@ import json
 import shlex
 from dataclasses import asdict, dataclass, field
 
-from . import params as P
-from .params import knob
+from workbench.core import params as P
+from workbench.core.params import knob
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 CHOICES = ("auto", "cpu", "cuda", "mps")
 

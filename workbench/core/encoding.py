@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import huffman as hf
+from workbench.core import huffman as hf
 
 # Per-tensor metadata in bits: encoding tag, ndim, each dimension, entry count, order flag.
 TAG_BITS, NDIM_BITS, DIM_BITS, COUNT_BITS, ORDER_BITS = 8, 8, 32, 32, 1

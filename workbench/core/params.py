@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ParamError
+from workbench.core.errors import ParamError
 
 
 class LayerMap(dict):

@@ -11,8 +11,8 @@ from functools import lru_cache
 from importlib import resources as _res
 from pathlib import Path
 
-from .config import StageConfig
-from .errors import WorkbenchError
+from workbench.core.config import StageConfig
+from workbench.core.errors import WorkbenchError
 
 
 def presets_dir() -> Path:

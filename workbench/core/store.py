@@ -27,8 +27,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .. import __version__
-from .errors import WorkbenchError
+from workbench import __version__
+from workbench.core.errors import WorkbenchError
 
 SCHEMA_VERSION = 1
 STATUSES = ("running", "completed", "cancelled", "failed")

@@ -13,12 +13,11 @@ import os
 from pathlib import Path
 
 from workbench.core.errors import DataError
-
-from . import download as _download
-from . import locate as _locate
-from .batching import batches, num_batches
-from .dataset import Dataset
-from .locate import find_dataset, search_dirs
+from workbench.data import download as _download
+from workbench.data import locate as _locate
+from workbench.data.batching import batches, num_batches
+from workbench.data.dataset import Dataset
+from workbench.data.locate import find_dataset, search_dirs
 
 __all__ = ["Dataset", "load_dataset", "dataset_names", "find_dataset", "search_dirs",
            "batches", "num_batches"]
@@ -55,10 +54,10 @@ def _load_named(name: str, data_dir, download: bool) -> Dataset:
         except _download.Offline:
             raise _not_found(name, data_dir, " and could not be downloaded (offline?)") from None
     if name == "cifar10":
-        from .cifar import load_cifar10
+        from workbench.data.cifar import load_cifar10
 
         return load_cifar10(folder)
-    from .idx import load_idx_set
+    from workbench.data.idx import load_idx_set
 
     return load_idx_set(name, folder)
 
@@ -73,15 +72,15 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
         if not rest.strip():
             raise DataError(f"'{name}' needs a path after the colon")
         if kind.strip().lower() == "folder":
-            from .folder import load_folder
+            from workbench.data.folder import load_folder
 
             return load_folder(Path(rest.strip()))
-        from .arrays import load_arrays
+        from workbench.data.arrays import load_arrays
 
         return load_arrays(Path(rest.strip()))
     key = _locate.canonical(name)
     if key == TINY:
-        from .tiny import load_tiny
+        from workbench.data.tiny import load_tiny
 
         return load_tiny()
     if key in _locate.SETS:

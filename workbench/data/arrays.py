@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core.errors import DataError
-
-from .dataset import Dataset, make_dataset, to_nchw
+from workbench.data.dataset import Dataset, make_dataset, to_nchw
 
 _KEYS = {  # wanted -> accepted spellings
     "x_train": ("x_train", "train_x"),

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core.errors import DataError
-
-from .dataset import Dataset, make_dataset
+from workbench.data.dataset import Dataset, make_dataset
 
 try:  # numpy >= 2
     from numpy._core.multiarray import _reconstruct

@@ -11,8 +11,7 @@ import zlib
 from pathlib import Path
 
 from workbench.core.errors import DataError
-
-from . import locate
+from workbench.data import locate
 
 CONNECT_TIMEOUT = 5.0
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core.errors import DataError
-
-from .dataset import Dataset, make_dataset
+from workbench.data.dataset import Dataset, make_dataset
 
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 TEST_FRACTION = 0.2

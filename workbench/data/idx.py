@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from workbench.core.errors import DataError
-
-from .dataset import Dataset, make_dataset
-from .locate import existing_file
+from workbench.data.dataset import Dataset, make_dataset
+from workbench.data.locate import existing_file
 
 # IDX type byte -> big-endian numpy dtype.
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

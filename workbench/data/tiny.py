@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dataset import Dataset, make_dataset
+from workbench.data.dataset import Dataset, make_dataset
 
 SEED = 20240607
 NUM_CLASSES = 4

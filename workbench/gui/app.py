@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import sys
 
-from ..core.config import RunConfig
-from ..core.presets import get_preset, preset_stages
-from ..demo import DEMO_PRESETS
+from workbench.core.config import RunConfig
+from workbench.core.presets import get_preset, preset_stages
+from workbench.engine.demo import DEMO_PRESETS
 
 
 def has_display() -> bool:
@@ -35,7 +35,7 @@ def run_app(runs: list[str] | None = None, *, demo_dataset: str | None = None,
             data_dir: str | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
-    from .main_window import MainWindow
+    from workbench.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Compression Workbench")

@@ -7,15 +7,24 @@ import csv
 import math
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QHBoxLayout, QHeaderView, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QHBoxLayout,
+    QHeaderView,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ..core import params as P
-from ..core.config import TrainParams
-from ..core.errors import WorkbenchError
-from ..core.params import format_layer_map
-from ..core.registry import get_method
-from .run_trace import RunTrace
+from workbench.core import params as P
+from workbench.core.config import TrainParams
+from workbench.core.errors import WorkbenchError
+from workbench.core.params import format_layer_map
+from workbench.gui.run_trace import RunTrace
+from workbench.methods import get_method
 
 COLUMNS = [  # (header, tooltip)
     ("Run", "run file name"), ("Method", ""), ("Model", ""), ("Data", ""), ("Status", ""),

@@ -5,16 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
-                               QLabel, QLineEdit, QPushButton, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
 
-from ..core.export import ExportResult, export_run
-from .worker import TaskSignals, run_in_pool
+from workbench.engine.export import ExportResult, export_run
+from workbench.gui.worker import TaskSignals, run_in_pool
 
 SUFFIX = {"compact": ".cwbc", "dense": ".safetensors", "onnx": ".onnx"}
 HELP = {
     "compact": "The small format: sparse values + relative indices (and, per method, codebooks, factors, "
-               "buckets). Reload with workbench.core.export.load_compact.",
+               "buckets). Reload with workbench.engine.export.load_compact.",
     "dense": "A plain state_dict (safetensors + JSON config) for the original architecture; zeros "
              "materialised. Loads with stock PyTorch.",
     "onnx": "The materialised model for other runtimes.",

@@ -9,22 +9,43 @@ from pathlib import Path
 import pyqtgraph as pg
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QGraphicsItem, QHBoxLayout, QLabel, QListWidget,
-                               QMainWindow, QProgressBar, QPushButton, QScrollArea, QSplitter, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QGraphicsItem,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ..core.config import RunConfig
-from ..core.events import Finished, Progress, RunStarted
-from ..core.store import read_run
-from .compare_view import CompareView
-from .export_dialog import ExportDialog
-from .live_refresh import StaggeredRefresh
-from .method_panel import MethodPanel
-from .plots import (CurvesPlot, HashingPlot, HistogramView, KeptBars, MixturePlot, RatioPlot, SpectrumPlot,
-                    export_plot)
-from .run_trace import RunTrace
-from .setup_panel import SetupPanel
-from .worker import RunQueue, TaskSignals, run_in_pool
+from workbench.core.config import RunConfig
+from workbench.core.events import Finished, Progress, RunStarted
+from workbench.core.store import read_run
+from workbench.gui.compare_view import CompareView
+from workbench.gui.export_dialog import ExportDialog
+from workbench.gui.live_refresh import StaggeredRefresh
+from workbench.gui.method_panel import MethodPanel
+from workbench.gui.plots import (
+    CurvesPlot,
+    HashingPlot,
+    HistogramView,
+    KeptBars,
+    MixturePlot,
+    RatioPlot,
+    SpectrumPlot,
+    export_plot,
+)
+from workbench.gui.run_trace import RunTrace
+from workbench.gui.setup_panel import SetupPanel
+from workbench.gui.worker import RunQueue, TaskSignals, run_in_pool
 
 MAX_RECENT = 10
 

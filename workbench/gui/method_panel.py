@@ -7,15 +7,26 @@ Validation is `params.build` (through the forms and `_stage_error`), the same ru
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QGroupBox, QHBoxLayout, QLabel, QListWidget,
-                               QListWidgetItem, QPushButton, QStackedWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ..core import params as P
-from ..core.config import StageConfig, TrainParams
-from ..core.errors import WorkbenchError
-from ..core.presets import list_presets
-from ..core.registry import get_method, method_keys
-from .forms import ParamForm, format_float, format_map
+from workbench.core import params as P
+from workbench.core.config import StageConfig, TrainParams
+from workbench.core.errors import WorkbenchError
+from workbench.core.presets import list_presets
+from workbench.gui.forms import ParamForm, format_float, format_map
+from workbench.methods import get_method, method_keys
 
 _PICK = "Load a preset…"
 

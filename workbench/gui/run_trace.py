@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.events import Evaluated
-from ..core.runner import POINT_KINDS
-from ..core.store import RunData
+from workbench.core.events import Evaluated
+from workbench.core.store import RunData
+from workbench.engine.runner import POINT_KINDS
 
 
 @dataclass

@@ -11,10 +11,10 @@ from collections import deque
 
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
-from ..core.config import RunConfig
-from ..core.errors import WorkbenchError
-from ..core.events import CancelToken, Evaluated, Finished, Message, Progress, RunStarted
-from ..core.runner import execute
+from workbench.core.config import RunConfig
+from workbench.core.errors import WorkbenchError
+from workbench.core.events import CancelToken, Evaluated, Finished, Message, Progress, RunStarted
+from workbench.engine.runner import execute
 
 
 class _RunWorker(QObject):

@@ -1,7 +1,25 @@
-"""Compression methods, one module per family; importing this package registers them all."""
+"""Compression methods, one module (for hashing, one package) per family behind one interface
+(`methods/base.py`). Importing this package registers the built-in families listed here, in the order
+the CLI lists and the app offers them; everything above this floor looks methods up through
+`get_method` / `method_keys`. The registry (`methods/registry.py`) imports no method, so discovery
+runs one way: this list -> the method modules -> the registry.
+"""
+# isort: skip_file
 
-from . import dns, magnitude, plain  # noqa: F401
-from . import kmeans  # noqa: F401
-from . import sws  # noqa: F401
-from . import lowrank  # noqa: F401
-from . import funhash, hashednets  # noqa: F401
+from workbench.methods import dns, magnitude, plain  # noqa: F401 - importing registers them
+from workbench.methods import kmeans, sws  # noqa: F401
+from workbench.methods import lowrank  # noqa: F401
+from workbench.methods.hashing import hashednets, funhash  # noqa: F401
+from workbench.methods.registry import registered, registered_keys
+
+__all__ = ["get_method", "method_keys"]
+
+
+def method_keys() -> list[str]:
+    """Every registered method's key, in registration order."""
+    return registered_keys()
+
+
+def get_method(key: str) -> type:
+    """The method class registered under `key`; a one-line WorkbenchError naming the known keys if none."""
+    return registered(key)

@@ -2,7 +2,7 @@
 
 Modelled on `torch.nn.utils.prune`: a method is a small object holding its parameters and the state it
 attaches to the model (masks, mixture parameters, factors); it does no file I/O and holds no GUI state.
-The run loop (`workbench.core.runner`) calls the hooks in this order:
+The run loop (`workbench.engine.runner`) calls the hooks in this order:
 
     prepare -> [param_groups] -> per step: penalty, (optimizer step), after_step
             -> per epoch: on_epoch_start ... epoch_stats -> finalize -> encode (accounting, export)
@@ -22,11 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core import params as P
-from ..core.encoding import Encoded, encode_auto, encode_dense
-from ..models.layers import compressible_layers, layer_kind
-from ..models.structure import hashed_spec, tensor_owners
-from .hash_encode import encode_hashed
+from workbench.core import params as P
+from workbench.core.encoding import Encoded
+from workbench.methods.storage import encode_state
 
 
 @dataclass
@@ -97,37 +95,3 @@ class Method:
         """How each tensor is stored: compressible layers in their cheapest form (dense, sparse, or
         codebook when few distinct values remain), integer streams Huffman coded when asked."""
         return encode_state(model, self.effective_state(model), huffman=huffman)
-
-
-def layer_index(model: nn.Module) -> dict[str, str]:
-    """Qualified module name -> kind ("fc"/"conv") for every compressible layer."""
-    return {name: layer_kind(module) for name, module in compressible_layers(model)}
-
-
-def parameter_names(model: nn.Module) -> set[str]:
-    """Names of learnable parameters, with the `_orig` suffix of attached masks removed."""
-    return {name.replace("_orig", "") for name, _ in model.named_parameters()}
-
-
-def encode_state(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool = False) -> list[Encoded]:
-    """Layers a method replaced (structure.py: factors `fc1.0`, `fc1.1`, thinned layers, hashed layers)
-    are accounted under their original name and measured against the original dense layer."""
-    if hashed_spec(model) is not None:      # buckets, g and the seed (hash_encode.py)
-        return encode_hashed(model, state, huffman=huffman)
-    kinds = layer_index(model)
-    params = parameter_names(model)
-    owners = tensor_owners(model)
-    out = []
-    for key, tensor in state.items():
-        if not tensor.is_floating_point():
-            continue  # counters such as BatchNorm's num_batches_tracked are not needed for inference
-        owner = key.rpartition(".")[0]
-        t = tensor.detach().cpu().float().numpy()
-        if owner in kinds:
-            layer, dense = owners.get(owner, (owner, None))
-            e = encode_auto(key, layer, kinds[owner], t, huffman=huffman)
-            e.layer_dense_params = dense
-            out.append(e)
-        else:
-            out.append(encode_dense(key, owner or key, "other", t, is_param=key in params))
-    return out

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.errors import ParamError
-from ..core.params import LayerMap, knob
-from ..core.registry import register
-from ..models.layers import compressible_layers, layer_kind
-from . import masking
-from .base import Method, RunContext
+from workbench.core.errors import ParamError
+from workbench.core.params import LayerMap, knob
+from workbench.methods import per_layer
+from workbench.methods.base import Method, RunContext
+from workbench.methods.registry import register
 
 
 @dataclass
@@ -82,14 +81,9 @@ class DynamicNetworkSurgery(Method):
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> None:
         p = self.params
-        chosen = [(n, m) for n, m in compressible_layers(model)
-                  if p.layers == "all" or layer_kind(m) == p.layers]
-        known = {n for n, _ in chosen}
+        chosen = per_layer.select_layers(model, p.layers)
         for what, mapping in (("c_rate_layers", p.c_rate_layers), ("a_k", p.a_k)):
-            unknown = set(mapping) - known
-            if unknown:
-                raise ParamError(f"{what} names unknown layer(s) {', '.join(sorted(unknown))}; "
-                                 f"layers: {', '.join(sorted(known))}")
+            per_layer.check_layer_map(what, mapping, [n for n, _ in chosen])
         self.names = ("weight", "bias") if p.prune_bias else ("weight",)
         for name, module in chosen:
             names = [n for n in self.names if getattr(module, n, None) is not None]
@@ -97,7 +91,7 @@ class DynamicNetworkSurgery(Method):
             for n in names:
                 t = getattr(module, n).detach()
                 # Entries already zero (an earlier stage) start pruned; the rest start kept.
-                masking.attach_mask(module, n, (t != 0).to(t.dtype), straight_through=True)
+                per_layer.attach_mask(module, n, (t != 0).to(t.dtype), straight_through=True)
             self.layers[name] = module
             self._flips[name] = torch.zeros(2, dtype=torch.long, device=module.weight_orig.device)
 
@@ -124,7 +118,7 @@ class DynamicNetworkSurgery(Method):
             for name, module in self.layers.items():
                 a, b = self.bounds[name]
                 for n in self.names:
-                    if not masking.has_mask(module, n):
+                    if not per_layer.has_mask(module, n):
                         continue
                     w = getattr(module, n + "_orig").abs()
                     mask = getattr(module, n + "_mask")
@@ -150,7 +144,7 @@ class DynamicNetworkSurgery(Method):
             if key.endswith("_orig"):
                 owner, _, attr = key[: -len("_orig")].rpartition(".")
                 module = model.get_submodule(owner)
-                value = masking.masked_value(module, attr)
+                value = per_layer.masked_value(module, attr)
                 key = key[: -len("_orig")]
             state[key] = value
         return state
@@ -158,6 +152,6 @@ class DynamicNetworkSurgery(Method):
     def finalize(self, model: nn.Module, ctx: RunContext) -> None:
         for module in self.layers.values():
             for n in self.names:
-                if masking.has_mask(module, n):
-                    masking.remove_mask(module, n)
+                if per_layer.has_mask(module, n):
+                    per_layer.remove_mask(module, n)
         self.layers.clear()

@@ -19,9 +19,9 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..models import graph, structure
-from ..models.layers import compressible_layers
-from .proximal import as_float64, energy_rank
+from workbench.methods.proximal import as_float64, energy_rank
+from workbench.models import graph, structure
+from workbench.models.layers import compressible_layers
 
 
 def saves_parameters(rank: int, m: int, n: int) -> bool:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.errors import ParamError
-from ..core.params import LayerMap, knob
-from ..core.registry import register
-from ..models.layers import compressible_layers, layer_kind
-from .base import Method, RunContext
+from workbench.core.params import LayerMap, knob
+from workbench.methods.base import Method, RunContext
+from workbench.methods.per_layer import check_layer_map, select_layers
+from workbench.methods.registry import register
+from workbench.models.layers import layer_kind
 
 
 @dataclass
@@ -102,11 +102,8 @@ class TrainedQuantization(Method):
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> None:
         p = self.params
-        chosen = [(n, m) for n, m in compressible_layers(model) if p.layers == "all" or layer_kind(m) == p.layers]
-        unknown = set(p.bits_layers) - {n for n, _ in chosen}
-        if unknown:
-            raise ParamError(f"bits_layers names unknown layer(s) {', '.join(sorted(unknown))}; layers: "
-                             f"{', '.join(n for n, _ in chosen)}")
+        chosen = select_layers(model, p.layers)
+        check_layer_map("bits_layers", p.bits_layers, [n for n, _ in chosen])
         for name, module in chosen:
             weight = module.weight.detach()
             flat = weight.reshape(-1)

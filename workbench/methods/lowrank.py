@@ -21,14 +21,23 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.errors import ParamError
-from ..core.params import knob
-from ..core.registry import register
-from ..models import graph, structure
-from ..models.layers import compressible_layers, layer_kind
-from .base import Method, RunContext
-from .factorize import compress, saves_parameters
-from .proximal import SOLVERS, SVT, ProxStats, as_float64, energy_rank, numerical_rank, sparse_group_prox
+from workbench.core.errors import ParamError
+from workbench.core.params import knob
+from workbench.methods.base import Method, RunContext
+from workbench.methods.factorize import compress, saves_parameters
+from workbench.methods.per_layer import choose_layers
+from workbench.methods.proximal import (
+    SOLVERS,
+    SVT,
+    ProxStats,
+    as_float64,
+    energy_rank,
+    numerical_rank,
+    sparse_group_prox,
+)
+from workbench.methods.registry import register
+from workbench.models import graph, structure
+from workbench.models.layers import compressible_layers
 
 
 def _energy():
@@ -49,23 +58,6 @@ def _layers():
 def _remove_units():
     return knob(True, "Remove dead units", "Cut units with all-zero weights out of the exported network "
                 "(and their inputs in the next layer), where the next layer is unambiguous.")
-
-
-def choose_layers(model: nn.Module, which: str) -> list[str]:
-    layers = [(n, m) for n, m in compressible_layers(model)
-              if not (isinstance(m, nn.Conv2d) and m.groups != 1)]
-    which = which.strip()
-    if which in ("all", "fc", "conv"):
-        chosen = [n for n, m in layers if which == "all" or layer_kind(m) == which]
-        if not chosen:
-            raise ParamError(f"layers: {which!r} selects no layer of this model")
-        return chosen
-    names = [s.strip() for s in which.split(",") if s.strip()]
-    known = [n for n, _ in layers]
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        raise ParamError(f"layers: unknown layer(s) {', '.join(unknown) or which!r}; layers: {', '.join(known)}")
-    return [n for n in known if n in names]
 
 
 def _check_plain(model: nn.Module, key: str) -> None:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.errors import ParamError
-from ..core.params import LayerMap, knob
-from ..core.registry import register
-from ..models.layers import compressible_layers, layer_kind
-from .base import Method, RunContext
+from workbench.core.errors import ParamError
+from workbench.core.params import LayerMap, knob
+from workbench.methods.base import Method, RunContext
+from workbench.methods.per_layer import check_layer_map
+from workbench.methods.registry import register
+from workbench.models.layers import compressible_layers, layer_kind
 
 
 @dataclass
@@ -70,9 +71,7 @@ class MagnitudePruning(Method):
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> None:
         p = self.params
-        unknown = set(p.q_layers) - {name for name, _ in compressible_layers(model)}
-        if unknown:
-            raise ParamError(f"q_layers names unknown layer(s) {', '.join(sorted(unknown))}")
+        check_layer_map("q_layers", p.q_layers, [name for name, _ in compressible_layers(model)])
         epochs = max(ctx.total_steps // max(ctx.steps_per_epoch, 1), 1)
         span = max(int(round(epochs * p.prune_span)), 1)
         self.pruned_at = sorted({(i * span) // p.iterations for i in range(p.iterations)})

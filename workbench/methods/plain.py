@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.registry import register
-from .base import Method
+from workbench.methods.base import Method
+from workbench.methods.registry import register
 
 
 @dataclass

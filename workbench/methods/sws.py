@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import ParamError
-from ..core.params import knob
-from ..core.registry import register
-from ..models.layers import compressible_layers
-from .base import Method, RunContext
+from workbench.core.errors import ParamError
+from workbench.core.params import knob
+from workbench.methods.base import Method, RunContext
+from workbench.methods.registry import register
+from workbench.models.layers import compressible_layers
 
 LOG_2PI = math.log(2.0 * math.pi)
 SCATTER_SAMPLES = 2000          # weights per layer in the weight-vs-initial-weight scatter (fixed size)

@@ -17,7 +17,7 @@ Conv2d(C -> N, k) becomes nn.Sequential(nn.Conv2d(C, r, k, stride, padding, bias
 nn.Conv2d(r, N, 1)): stock modules, so the result runs (and exports to ONNX) without workbench code.
 `in_keep` of a Linear that follows a flattened convolution lists columns (channel blocks of H*W).
 
-Version 2 adds hashed layers (HashedNets, functional hashing: models/hashed_layers.py). An entry with a
+Version 2 adds hashed layers (HashedNets, functional hashing: models/hashed/layers.py). An entry with a
 "hashed" member replaces the layer by a HashedLinear / HashedConv2d, and the spec's "hashing" member
 describes what the layers share; the seed is a tensor of the state dict (`hashing.seed`), so that the
 compact file's payload holds everything the accounting counts:
@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from workbench.core.errors import CheckpointError
-from workbench.models import hashed_layers
+from workbench.models.hashed import layers as hashed_layers
 
 FORMAT, VERSION = "workbench-structure", 2
 READABLE = (1, 2)

@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from .common import LogAxis, aligned, run_color
+from workbench.gui.plots.common import LogAxis, aligned, run_color
 
 
 class CurvesPlot(QtWidgets.QWidget):

@@ -11,8 +11,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from .common import LogAxis, aligned, foreground, layer_value
-from .overlays import Band, Curve, VLine, overlay_shapes
+from workbench.gui.plots.common import LogAxis, aligned, foreground, layer_value
+from workbench.gui.plots.overlays import Band, Curve, VLine, overlay_shapes
 
 
 class HistogramView(QtWidgets.QWidget):

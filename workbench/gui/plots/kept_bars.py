@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from .common import foreground, layer_value, run_color
+from workbench.gui.plots.common import foreground, layer_value, run_color
 
 
 class KeptBars(QtWidgets.QWidget):

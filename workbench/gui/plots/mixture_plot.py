@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from .common import SideTab, aligned, foreground, layer_value, run_color
+from workbench.gui.plots.common import SideTab, aligned, foreground, layer_value, run_color
 
 
 class MixturePlot(SideTab):

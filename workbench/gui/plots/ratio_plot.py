@@ -14,8 +14,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from .common import LogAxis, aligned, error_pct, foreground, run_color
-from .published import published_for
+from workbench.gui.plots.common import LogAxis, aligned, error_pct, foreground, run_color
+from workbench.gui.plots.published import published_for
 
 RATIO_KINDS = {
     "param_ratio": "parameters (Han 2015, DNS)",

@@ -12,10 +12,10 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from ...core import params as P
-from ...core.errors import WorkbenchError
-from ...core.registry import get_method
-from .common import SideTab, aligned, foreground, layer_value, run_color
+from workbench.core import params as P
+from workbench.core.errors import WorkbenchError
+from workbench.gui.plots.common import SideTab, aligned, foreground, layer_value, run_color
+from workbench.methods import get_method
 
 SPECTRUM = "singular_values"
 LABEL_WIDTH = 44      # px: "/4096" in the default font

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from .core.compare import compare_rows, format_table
-from .core.config import RunConfig
-from .core.errors import DataError, WorkbenchError
-from .core.presets import preset_stages
-from .data import find_dataset, load_dataset
+from workbench.core.config import RunConfig
+from workbench.core.errors import DataError, WorkbenchError
+from workbench.core.presets import preset_stages
+from workbench.data import find_dataset, load_dataset
+from workbench.engine.compare import compare_rows, format_table
+from workbench.engine.console import Printer, run_with_events
 
 DEMO_PRESETS = ("magnitude-lenet300", "dns-lenet300")   # Han 2015 and Guo 2016 on LeNet-300-100
 
@@ -32,8 +33,6 @@ def pick_dataset(data_dir: str | None) -> str:
 
 
 def run_demo(out: str, *, quick: bool = False, data_dir: str | None = None) -> int:
-    from .cli import _Printer, run_with_events
-
     dataset = pick_dataset(data_dir)
     data = load_dataset(dataset, data_dir, download=False)
     print(f"demo data: {dataset} from {data.source}", file=sys.stderr)
@@ -46,7 +45,7 @@ def run_demo(out: str, *, quick: bool = False, data_dir: str | None = None) -> i
         config = RunConfig(dataset=dataset, stages=stages, model="lenet300", data_dir=data_dir,
                            out_dir=out, preset=preset, pretrain_epochs=5 if quick else 0)
         print(f"\n== {preset}", file=sys.stderr)
-        finished = run_with_events(config, _Printer(False))
+        finished = run_with_events(config, Printer(False))
         paths.append(finished.run_path)
         if finished.status != "completed":
             print(f"{preset}: {finished.status} {finished.error}", file=sys.stderr)

@@ -3,7 +3,7 @@
 Why native: a virtual weight costs one integer hash per hash function, U table reads and g's few
 multiply-adds; as separate PyTorch operations each of those is a pass over memory (on LeNet-300-100 an
 eager int64 hash alone took longer than a dense training step), while one fused loop per element costs
-about a nanosecond per hash function (hash_kernel.c). Nothing per element is kept between the forward and
+about a nanosecond per hash function (kernel.c). Nothing per element is kept between the forward and
 the backward pass, so training memory stays that of the virtual weights the layer's matmul needs anyway.
 
 One shared object per configuration (U, g's widths and activation, dual space), built on first use into
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("hash_kernel.c")
+SOURCE = Path(__file__).with_name("kernel.c")
 ACTIVATIONS = {"linear": 0, "tanh": 1, "relu": 2}
 # -fno-trapping-math: without it GCC will not turn tanh's clamp into a vector select on targets without
 # mask registers, and an AVX2 build ran the whole g element loop as scalar code (8x slower)

@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..core.errors import ParamError
-from ..models import hash_kernel, hashed_layers, structure
-from ..models.layers import compressible_layers, layer_kind
-from .base import Method, RunContext
-from .lowrank import choose_layers
+from workbench.core.errors import ParamError
+from workbench.methods.base import Method, RunContext
+from workbench.methods.per_layer import check_layer_map, choose_layers
+from workbench.models import structure
+from workbench.models.hashed import kernel as hash_kernel
+from workbench.models.hashed import layers as hashed_layers
+from workbench.models.layers import compressible_layers, layer_kind
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,7 @@ def budgets(elements: dict[str, int], cfg: HashConfig) -> dict:
     """{"space": K | None, "dual": K2 | None, "layers": {name: (K_l | None, K2_l | None)}}."""
     n_g = hash_kernel.g_param_count(cfg.u, cfg.widths) if cfg.widths else 0
     total = sum(elements.values())
-    unknown = sorted(set(cfg.ratio_layers) - set(elements))
-    if unknown:
-        raise ParamError(f"ratio_layers names unknown or unhashed layer(s) {', '.join(unknown)}; "
-                         f"hashed layers: {', '.join(elements)}")
+    check_layer_map("ratio_layers", cfg.ratio_layers, elements, what="hashed ")
 
     def split(budget: float, what: str) -> tuple[int, int | None]:
         dual = round(cfg.dual_fraction * budget) if cfg.dual else None
@@ -331,7 +330,7 @@ class HashingMethod(Method):
         del targets, biases
 
     def epoch_stats(self, model: nn.Module) -> dict:
-        from .hash_stats import layer_stats, occupancy
+        from workbench.methods.hashing.stats import layer_stats, occupancy
         if not self._occupancy:            # the hash is fixed: counted once, once the layers exist
             self._occupancy = occupancy(model)
         return layer_stats(model, self._occupancy)

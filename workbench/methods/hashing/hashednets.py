@@ -3,16 +3,16 @@
 Every chosen layer's virtual weight V_ij = xi(i, j) w[h(i, j)]: h hashes into the layer's K_l buckets, xi
 is a +-1 sign hash, and a bucket's gradient is the sum of its members' sign-corrected gradients. K_l =
 ratio x the layer's weights, so a ratio of 1/8 stores 8x fewer values; biases stay dense as in the paper
-(or are hashed too). Indices are recomputed from the seed, never stored (models/hashing.py).
+(or are hashed too). Indices are recomputed from the seed, never stored (hashing/index.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.params import LayerMap, knob
-from ..core.registry import register
-from .hash_setup import HashConfig, HashingMethod
+from workbench.core.params import LayerMap, knob
+from workbench.methods.hashing.base import HashConfig, HashingMethod
+from workbench.methods.registry import register
 
 
 def ratio_knob(help_text: str):

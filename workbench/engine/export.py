@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import structure, zoo
-from . import params as P
-from .accounting import account
-from .config import RunConfig
-from .encoding import decode
-from .errors import CheckpointError, WorkbenchError
-from .registry import get_method
-from .store import read_model
+from workbench.core import params as P
+from workbench.core.accounting import account
+from workbench.core.config import RunConfig
+from workbench.core.encoding import decode
+from workbench.core.errors import CheckpointError, WorkbenchError
+from workbench.core.store import read_model
+from workbench.methods import get_method
+from workbench.models import structure, zoo
 
 MAGIC = b"CWBC"
 VERSION = 1          # codebook and Huffman encodings are new encoding names, not a new container

@@ -13,16 +13,16 @@ import platformdirs
 import torch
 from torch import nn
 
-from .. import data as data_mod
-from ..models import checkpoint as ckpt
-from ..models import zoo
-from ..methods.plain import PlainTraining
-from ..methods.base import RunContext
-from . import params as P
-from .config import RunConfig, TrainParams
-from .errors import CheckpointError, WorkbenchError
-from .events import CancelToken, Message
-from .training import Clock, DeviceData, evaluate, train_epochs
+from workbench import data as data_mod
+from workbench.core import params as P
+from workbench.core.config import RunConfig, TrainParams
+from workbench.core.errors import CheckpointError, WorkbenchError
+from workbench.core.events import CancelToken, Message
+from workbench.engine.training import Clock, DeviceData, evaluate, train_epochs
+from workbench.methods.base import RunContext
+from workbench.methods.plain import PlainTraining
+from workbench.models import checkpoint as ckpt
+from workbench.models import zoo
 
 # Pretraining recipes measured on this project's CPU machine (see README, "Reference models").
 # SGD + Nesterov with a one-cycle schedule and no weight decay: decay shrinks the first layer's weights

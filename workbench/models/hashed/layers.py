@@ -8,7 +8,7 @@ table. U = 1 with no g is HashedNets exactly. n runs over the weight (row-major)
 hashed, the bias.
 
 Memory: `_Virtual` builds a layer's virtual weight vector without letting autograd keep anything per
-element: the backward pass recomputes the hash (models/hashing.py) and scatter-adds into the buckets, so
+element: the backward pass recomputes the hash (hashing/index.py) and scatter-adds into the buckets, so
 training holds the virtual weights the matmul needs and no index tensor (an int64 index per weight alone
 would be twice the fp32 weights). On CPU the native kernel (hash_kernel.py) does both passes in one loop;
 elsewhere the PyTorch path works through chunks of CHUNK elements, optionally from cached int32 codes
@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import hash_kernel, hashing
+from workbench.models.hashed import index as hashing
+from workbench.models.hashed import kernel as hash_kernel
 
 ROOT = "hashing"                 # the model's submodule holding the seed and the shared tensors
 CHUNK = 1 << 18                  # elements per step of the PyTorch path (bounds its temporaries)

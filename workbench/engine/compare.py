@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .store import read_run
+from workbench.core.store import read_run
 
 
 def compare_rows(paths: list[str]) -> list[dict]:

@@ -1,8 +1,10 @@
-"""Method registry: methods register by key; the CLI, GUI and run loop look them up here."""
+"""Method registry: a method class registers under its key (`@register`); `workbench.methods` imports
+the built-in families and answers lookups. This module imports no method, so no import runs in a circle.
+"""
 
 from __future__ import annotations
 
-from .errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 _METHODS: dict[str, type] = {}
 
@@ -15,17 +17,11 @@ def register(cls: type) -> type:
     return cls
 
 
-def _load_builtin() -> None:
-    import workbench.methods  # noqa: F401 - importing registers the built-in methods
-
-
-def method_keys() -> list[str]:
-    _load_builtin()
+def registered_keys() -> list[str]:
     return list(_METHODS)
 
 
-def get_method(key: str) -> type:
-    _load_builtin()
+def registered(key: str) -> type:
     try:
         return _METHODS[key]
     except KeyError:

@@ -16,21 +16,21 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .. import data as data_mod
-from ..methods.base import Method, RunContext
-from ..models import structure
-from ..models.layers import compressible_layers, layer_kind
-from . import params as P
-from .accounting import account
-from .config import RunConfig, train_params
-from .devices import describe, pick_device
-from .errors import WorkbenchError
-from .events import CancelToken, Evaluated, Finished, Message, RunStarted
-from .reference import load_user_checkpoint, resolve_model
-from .registry import get_method
-from .stats import hist_edges, layer_point
-from .store import RunWriter
-from .training import Cancelled, Clock, DeviceData, evaluate, train_epochs
+from workbench import data as data_mod
+from workbench.core import params as P
+from workbench.core.accounting import account
+from workbench.core.config import RunConfig, train_params
+from workbench.core.devices import describe, pick_device
+from workbench.core.errors import WorkbenchError
+from workbench.core.events import CancelToken, Evaluated, Finished, Message, RunStarted
+from workbench.core.stats import hist_edges, layer_point
+from workbench.core.store import RunWriter
+from workbench.engine.reference import load_user_checkpoint, resolve_model
+from workbench.engine.training import Cancelled, Clock, DeviceData, evaluate, train_epochs
+from workbench.methods import get_method
+from workbench.methods.base import Method, RunContext
+from workbench.models import structure
+from workbench.models.layers import compressible_layers, layer_kind
 
 
 def load_data(config: RunConfig) -> data_mod.Dataset:

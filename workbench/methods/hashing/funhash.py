@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.errors import ParamError
-from ..core.params import LayerMap, knob
-from ..core.registry import register
-from .hash_setup import HashConfig, HashingMethod, parse_widths
-from .hashednets import common_config, ratio_knob, shared_knobs
+from workbench.core.errors import ParamError
+from workbench.core.params import LayerMap, knob
+from workbench.methods.hashing.base import HashConfig, HashingMethod, parse_widths
+from workbench.methods.hashing.hashednets import common_config, ratio_knob, shared_knobs
+from workbench.methods.registry import register
 
 _S = shared_knobs()
 

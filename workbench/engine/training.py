@@ -9,9 +9,9 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from .. import data as data_mod
-from .config import TrainParams
-from .events import CancelToken, Progress
+from workbench import data as data_mod
+from workbench.core.config import TrainParams
+from workbench.core.events import CancelToken, Progress
 
 PROGRESS_SECONDS = 0.25
 

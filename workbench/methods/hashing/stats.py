@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import hashed_layers
+from workbench.models.hashed import layers as hashed_layers
 
 HIST_BINS = 33
 
