@@ -9,8 +9,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+class Cancelled(Exception):
+    """Raised where a cancelled run is noticed (between batches, or inside a long method hook); the run
+    loop ends the run as `cancelled`, its file closed and readable."""
+
+
 class CancelToken:
-    """Checked by the run loop every batch; cancelling ends the run normally as `cancelled`."""
+    """Checked by the run loop every batch and by long method hooks (`RunContext.check_cancelled`);
+    cancelling ends the run normally as `cancelled`."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
@@ -21,6 +27,11 @@ class CancelToken:
     @property
     def cancelled(self) -> bool:
         return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise Cancelled if the run was cancelled."""
+        if self._event.is_set():
+            raise Cancelled
 
 
 @dataclass

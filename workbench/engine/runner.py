@@ -22,11 +22,11 @@ from workbench.core.accounting import account
 from workbench.core.config import RunConfig, train_params
 from workbench.core.devices import describe, pick_device
 from workbench.core.errors import WorkbenchError
-from workbench.core.events import CancelToken, Evaluated, Finished, Message, RunStarted
+from workbench.core.events import Cancelled, CancelToken, Evaluated, Finished, Message, RunStarted
 from workbench.core.stats import hist_edges, layer_point
 from workbench.core.store import RunWriter
 from workbench.engine.reference import load_user_checkpoint, resolve_model
-from workbench.engine.training import Cancelled, Clock, DeviceData, evaluate, train_epochs
+from workbench.engine.training import Clock, DeviceData, evaluate, train_epochs
 from workbench.methods import get_method
 from workbench.methods.base import Method, RunContext
 from workbench.models import structure
@@ -120,9 +120,11 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
         steps_per_epoch = data_mod.num_batches(len(data.train_x), train.batch_size)
         ctx = RunContext(device=device, steps_per_epoch=steps_per_epoch,
                          total_steps=train.epochs * steps_per_epoch, num_train=len(data.train_x),
-                         stage=stage, generator=torch.Generator().manual_seed(config.seed + 1000 + stage))
+                         stage=stage, generator=torch.Generator().manual_seed(config.seed + 1000 + stage),
+                         cancel=cancel)
         messages: list[str] = []
         ctx.log = messages.append
+        cancel.check()
         method.prepare(model, ctx)
 
         def on_epoch_end(epoch: int, loss: float, method=method, train=train, ctx=ctx, messages=messages,
@@ -145,6 +147,7 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
                     yield Message(notice, warning=True)
 
         yield from train_epochs(model, method, train, data, ctx, cancel, clock, gen, on_epoch_end)
+        cancel.check()
         method.finalize(model, ctx)
         yield from on_epoch_end(-1, float("nan"))
         final = _point(model, method, data, edges, writer, config.huffman, stage=stage, epoch=train.epochs,

@@ -11,13 +11,9 @@ from torch import nn
 
 from workbench import data as data_mod
 from workbench.core.config import TrainParams
-from workbench.core.events import CancelToken, Progress
+from workbench.core.events import Cancelled, CancelToken, Progress
 
 PROGRESS_SECONDS = 0.25
-
-
-class Cancelled(Exception):
-    """Raised inside the loop when the cancel token is set; the runner ends the run as `cancelled`."""
 
 
 class DeviceData:
@@ -143,8 +139,7 @@ def train_epochs(model: nn.Module, method, train: TrainParams, data, ctx, cancel
         last = t0
         for xb, yb in data_mod.batches(data.train_x, data.train_y, train.batch_size, shuffle=True,
                                        generator=generator):
-            if cancel.cancelled:
-                raise Cancelled
+            cancel.check()
             ctx.lr = set_lr(optimizer, lr_factor(train.lr_schedule, ctx.step, ctx.total_steps))
             loss_sum += train_step(model, method, optimizer, xb, yb, ctx)
             clock.step += 1
@@ -159,4 +154,5 @@ def train_epochs(model: nn.Module, method, train: TrainParams, data, ctx, cancel
         clock.train_seconds += time.perf_counter() - t0
         mean_loss = float(loss_sum) / max(seen, 1)
         check_finite(mean_loss, clock.step, epoch, ctx.stage)
+        method.on_epoch_end(model, ctx)
         yield from on_epoch_end(epoch, mean_loss)

@@ -4,8 +4,11 @@ Modelled on `torch.nn.utils.prune`: a method is a small object holding its param
 attaches to the model (masks, mixture parameters, factors); it does no file I/O and holds no GUI state.
 The run loop (`workbench.engine.runner`) calls the hooks in this order:
 
-    prepare -> [param_groups] -> per step: penalty, (optimizer step), after_step
-            -> per epoch: on_epoch_start ... epoch_stats -> finalize -> encode (accounting, export)
+    prepare -> [param_groups] -> per epoch: on_epoch_start, per step: penalty, (optimizer step),
+            after_step; on_epoch_end -> epoch_stats (at evaluation points) -> finalize -> encode
+
+A hook that runs long (fitting hash tables, SVDs over every layer) calls `ctx.check_cancelled()` between
+pieces of work: a cancelled run then ends as `cancelled` without waiting for the hook to finish.
 
 * weight sharing adds optimizer parameter groups (mixture means with their own learning rate) and a
   loss penalty (the negative log prior);
@@ -23,6 +26,7 @@ import torch
 from torch import nn
 
 from workbench.core import params as P
+from workbench.core.events import CancelToken
 from workbench.core.encoding import Encoded
 from workbench.methods.storage import encode_state
 
@@ -41,6 +45,11 @@ class RunContext:
     lr: float = 0.0
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
     log: Callable[[str], None] = lambda message: None
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+    def check_cancelled(self) -> None:
+        """Raise `Cancelled` if the user cancelled the run: long hooks call it between pieces of work."""
+        self.cancel.check()
 
 
 class Method:
@@ -74,6 +83,9 @@ class Method:
 
     def on_epoch_start(self, model: nn.Module, ctx: RunContext) -> None:
         """Schedules that act at epoch boundaries (e.g. iterative pruning)."""
+
+    def on_epoch_end(self, model: nn.Module, ctx: RunContext) -> None:
+        """Act after an epoch's last step, before it is evaluated (`ctx.epoch` is the epoch just done)."""
 
     def epoch_stats(self, model: nn.Module) -> dict[str, dict[str, float | np.ndarray]]:
         """Method-specific per-layer series for the run file: {layer: {series: value}}."""
