@@ -93,8 +93,12 @@ class OneLayer(nn.Module):
         return self.fc(x)
 
 
-def run_context(*, steps_per_epoch=10, total_steps=100, num_train=100, step=0, seed=0) -> RunContext:
-    """A CPU RunContext for calling a method's hooks directly."""
+def run_context(*, steps_per_epoch=10, total_steps=100, num_train=100, step=0, seed=0,
+                epochs: int | None = None) -> RunContext:
+    """A CPU RunContext for calling a method's hooks directly; `epochs`, when given, makes the stage
+    that many epochs long (total_steps = epochs x steps_per_epoch)."""
+    if epochs is not None:
+        total_steps = epochs * steps_per_epoch
     return RunContext(device=torch.device("cpu"), steps_per_epoch=steps_per_epoch, total_steps=total_steps,
                       num_train=num_train, step=step, generator=torch.Generator().manual_seed(seed))
 

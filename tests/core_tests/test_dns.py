@@ -19,10 +19,6 @@ A, B = 0.25, 0.5      # exactly representable, so "at b_k" is exact in float32
 Net = H.OneLayer
 
 
-def ctx(seed=0, step=0):
-    return H.run_context(step=step, seed=seed)
-
-
 def dns(**values):
     base = {"a_k": {"fc": A}, "b_k": {"fc": B}, "prune_bias": False}
     return DynamicNetworkSurgery.from_values({**base, **values})
@@ -45,7 +41,7 @@ def set_orig(net, index, value):
 def test_prepare_masks_start_kept_except_existing_zeros():
     net = Net(W0)
     m = dns()
-    m.prepare(net, ctx())
+    m.prepare(net, H.run_context())
     expected = torch.ones(3, 4)
     expected[2, 2] = 0                      # the weight that is already 0 starts pruned
     assert torch.equal(mask_of(net), expected)
@@ -55,7 +51,7 @@ def test_prepare_masks_start_kept_except_existing_zeros():
 def test_hysteresis_prune_keep_splice():
     net = Net(W0)
     m = dns()
-    c = ctx()
+    c = H.run_context()
     m.prepare(net, c)
     m.after_step(net, c)       # t = 0: probability (1 + gamma*0)^-1 = 1, so the masks update
     # |w| < 0.25 -> 0; |w| >= 0.5 -> 1; in between (incl. exactly 0.25) -> unchanged (was 1, or 0 at [2,2])
@@ -87,7 +83,7 @@ def test_hysteresis_prune_keep_splice():
 def test_forward_uses_w_times_t():
     net = Net(W0, bias=[0.1, 0.2, 0.3])
     m = dns()
-    c = ctx()
+    c = H.run_context()
     m.prepare(net, c)
     m.after_step(net, c)
     x = torch.randn(5, 4)
@@ -99,7 +95,7 @@ def test_straight_through_gradient_reaches_pruned_weights():
     torch.manual_seed(0)
     net = Net(W0, bias=[0.1, 0.2, 0.3])
     m = dns()
-    c = ctx()
+    c = H.run_context()
     m.prepare(net, c)
     m.after_step(net, c)
     mask = mask_of(net)
@@ -123,7 +119,7 @@ def test_straight_through_gradient_reaches_pruned_weights():
 
 
 def _count_updates(m, net, steps, seed=0):
-    c = ctx(seed)
+    c = H.run_context(seed=seed)
     hits = []
     for t in steps:
         c.step = t
@@ -138,7 +134,7 @@ def test_mask_update_probability_follows_schedule(power):
     gamma, T = 0.1, 3000
     net = Net(W0)
     m = dns(gamma=gamma, power=power, t_stop=10**6)
-    m.prepare(net, ctx())
+    m.prepare(net, H.run_context())
     hits = _count_updates(m, net, range(T), seed=3)
     assert hits[0] == 1                                   # probability 1 at t = 0
 
@@ -159,7 +155,7 @@ def test_mask_update_probability_follows_schedule(power):
 def test_no_mask_update_at_or_after_t_stop():
     net = Net(W0)
     m = dns(gamma=0.0, t_stop=5)          # gamma 0: probability exactly 1 before t_stop
-    c = ctx()
+    c = H.run_context()
     m.prepare(net, c)
     assert _count_updates(m, net, range(5)) == [1] * 5
     frozen = mask_of(net)
@@ -175,7 +171,7 @@ def test_thresholds_from_c_rate():
     b = [-0.4, 0.5]
     net = Net(w, bias=b)
     m = DynamicNetworkSurgery.from_values({"c_rate": 1.0, "band_low": 0.5, "band_high": 2.0})
-    m.prepare(net, ctx())
+    m.prepare(net, H.run_context())
     vals = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
     thr = float(vals.mean() + vals.std())          # 0.3 + 0.158114 (unbiased std, torch's default)
     stats = m.epoch_stats(net)["fc"]
@@ -186,15 +182,15 @@ def test_thresholds_from_c_rate():
 def test_unknown_layer_names_are_rejected():
     net = Net(W0)
     with pytest.raises(ParamError, match="fc9"):
-        DynamicNetworkSurgery.from_values({"a_k": "fc9=0.1", "b_k": "fc9=0.2"}).prepare(net, ctx())
+        DynamicNetworkSurgery.from_values({"a_k": "fc9=0.1", "b_k": "fc9=0.2"}).prepare(net, H.run_context())
     with pytest.raises(ParamError, match="fc9"):
-        DynamicNetworkSurgery.from_values({"c_rate_layers": "fc9=1"}).prepare(net, ctx())
+        DynamicNetworkSurgery.from_values({"c_rate_layers": "fc9=1"}).prepare(net, H.run_context())
 
 
 def test_finalize_leaves_plain_parameters_equal_to_w_times_t():
     net = Net(W0, bias=[0.1, -0.01, 0.6])
     m = DynamicNetworkSurgery.from_values({"a_k": {"fc": A}, "b_k": {"fc": B}})   # biases masked too
-    c = ctx()
+    c = H.run_context()
     m.prepare(net, c)
     m.after_step(net, c)
     w_t = (net.fc.weight_orig * net.fc.weight_mask).detach().clone()

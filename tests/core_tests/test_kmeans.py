@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+import core_helpers as H
+import pytest
 import torch
 from torch import nn
 
-from workbench.methods.base import RunContext
+from workbench.core.errors import ParamError
 from workbench.methods.kmeans import TrainedQuantization, init_centroids, lloyd_1d
-
-
-def ctx():
-    return RunContext(device=torch.device("cpu"), steps_per_epoch=1, total_steps=1, num_train=1)
 
 
 def test_linear_init_spans_min_to_max_evenly():
@@ -36,7 +34,7 @@ def _layer():
 def test_shared_weights_zeros_stay_pruned_and_centroids_get_summed_gradients():
     model = _layer()
     method = TrainedQuantization.from_values({"bits_fc": 2, "init": "linear"})   # 4 clusters
-    method.prepare(model, ctx())
+    method.prepare(model, H.run_context())
     fc = model[0]
     w = fc.weight
     assert w[0, 1] == 0 and w[1, 1] == 0                 # pruned entries stay exactly zero
@@ -67,9 +65,9 @@ def test_finalize_leaves_a_plain_layer_with_at_most_2_to_the_b_values():
         model[0].weight[model[0].weight.abs() < 0.05] = 0
     zeros = model[0].weight == 0
     method = TrainedQuantization.from_values({"bits_fc": 3})
-    method.prepare(model, ctx())
+    method.prepare(model, H.run_context())
     before = method.effective_state(model)["0.weight"].clone()
-    method.finalize(model, ctx())
+    method.finalize(model, H.run_context())
     w = model[0].weight
     assert isinstance(w, nn.Parameter) and not hasattr(model[0], "weight_centroids")
     assert torch.equal(w.detach(), before)
@@ -83,7 +81,7 @@ def test_biases_pruned_by_an_earlier_stage_stay_zero_through_training():
     with torch.no_grad():
         model[0].bias[:2] = 0
     method = TrainedQuantization.from_values({"bits_fc": 2})
-    c = ctx()
+    c = H.run_context()
     method.prepare(model, c)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     for _ in range(3):
@@ -93,6 +91,14 @@ def test_biases_pruned_by_an_earlier_stage_stay_zero_through_training():
         method.after_step(model, c)
     bias = model[0].bias.detach()
     assert torch.equal(bias[:2], torch.zeros(2)) and bool((bias[2:] != 0).all())
+
+
+def test_bits_layers_naming_an_unknown_layer():
+    model = _layer()                                        # one layer, named "0"
+    method = TrainedQuantization.from_values({"bits_layers": "0=3,fc9=4"})
+    with pytest.raises(ParamError, match="fc9"):
+        method.prepare(model, H.run_context())
+    assert isinstance(model[0].weight, nn.Parameter) and not method.layers    # nothing was replaced
 
 
 def test_density_init_sits_at_the_weights_quantiles():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import core_helpers as H
 import pytest
 import torch
 from torch import nn
@@ -17,7 +18,6 @@ from workbench.core import params as P
 from workbench.core.config import TrainParams
 from workbench.core.errors import ParamError
 from workbench.engine.training import build_optimizer
-from workbench.methods.base import RunContext
 from workbench.methods.magnitude import MagnitudePruning
 
 W0 = [[1.0, -1.0, 3.0, -3.0],
@@ -38,11 +38,6 @@ class Net(nn.Module):
         return self.fc(x)
 
 
-def ctx(epochs: int, steps_per_epoch: int = 1):
-    return RunContext(device=torch.device("cpu"), steps_per_epoch=steps_per_epoch,
-                      total_steps=epochs * steps_per_epoch, num_train=10)
-
-
 def kept(net):
     return (net.fc.weight != 0).int().tolist()
 
@@ -55,7 +50,7 @@ def kept(net):
 def test_single_prune_threshold_is_q_times_std(q, expected):
     net = Net()
     m = MagnitudePruning.from_values({"q_fc": q, "iterations": 1})
-    c = ctx(epochs=1)
+    c = H.run_context(epochs=1)
     m.prepare(net, c)
     c.epoch = 0
     m.on_epoch_start(net, c)
@@ -69,7 +64,7 @@ def test_single_prune_threshold_is_q_times_std(q, expected):
 def test_std_is_taken_at_the_start_of_the_stage():
     net = Net()
     m = MagnitudePruning.from_values({"q_fc": 1.0, "iterations": 1, "std_at": "start"})
-    c = ctx(epochs=1)
+    c = H.run_context(epochs=1)
     m.prepare(net, c)
     with torch.no_grad():
         net.fc.weight.mul_(10)          # training moved the weights after prepare
@@ -83,7 +78,7 @@ def test_std_at_prune_follows_the_weights():
     net = Net()
     m = MagnitudePruning.from_values({"q_fc": 1.0, "iterations": 1})
     assert m.params.std_at == "prune"
-    c = ctx(epochs=1)
+    c = H.run_context(epochs=1)
     m.prepare(net, c)
     with torch.no_grad():
         net.fc.weight.mul_(10)          # e.g. weights grown (or, with weight decay, shrunk) since prepare
@@ -97,7 +92,7 @@ def test_std_at_prune_counts_pruned_zeros():
     # second cycle: std over the whole tensor [[0,0,0,0],[0,0,4,-4]] (zeros included) = sqrt(32/7) = 2.14
     net = Net()
     m = MagnitudePruning.from_values({"q_fc": 2.4, "iterations": 2})
-    c = ctx(epochs=2)
+    c = H.run_context(epochs=2)
     m.prepare(net, c)
     c.epoch = 0
     m.on_epoch_start(net, c)            # 1.2 x 2.74 = 3.29: keeps +-4 only
@@ -113,7 +108,7 @@ def test_iterative_schedule_prunes_at_the_right_epochs_with_growing_thresholds()
     net = Net()
     # 4 epochs, 2 cycles: prune at epochs 0 and 2 with thresholds 1.2*1/2*std = 1.64 and 1.2*std = 3.29
     m = MagnitudePruning.from_values({"q_fc": 1.2, "iterations": 2, "std_at": "start"})
-    c = ctx(epochs=4, steps_per_epoch=3)
+    c = H.run_context(epochs=4, steps_per_epoch=3)
     m.prepare(net, c)
     history = []
     for epoch in range(4):
@@ -134,7 +129,7 @@ def test_fewer_epochs_than_cycles_still_reaches_the_final_q():
     net = Net()
     m = MagnitudePruning.from_values({"q_fc": 1.2, "std_at": "start"})
     assert m.params.iterations == 3
-    c = ctx(epochs=2, steps_per_epoch=4)
+    c = H.run_context(epochs=2, steps_per_epoch=4)
     m.prepare(net, c)
     c.epoch = 0
     m.on_epoch_start(net, c)
@@ -170,7 +165,7 @@ def test_masked_weights_stay_zero_under_momentum_and_weight_decay(optimizer):
         net, opt = setup()
         m = MagnitudePruning.from_values({"q_fc": 1.0, "iterations": 1})
         _train(net, m, opt, x, y, 3, hook=False)          # momentum buffers fill up first
-        c = ctx(epochs=1)
+        c = H.run_context(epochs=1)
         m.prepare(net, c)
         c.epoch = 0
         m.on_epoch_start(net, c)
@@ -200,7 +195,7 @@ def test_q_layers_override_and_conv_q():
     net = Mixed()
     # conv: q_conv = 0.3 -> threshold 0.82; fc: q_fc = 1 overridden by q_layers fc = 1.2 -> 3.29
     m = MagnitudePruning.from_values({"q_fc": 1.0, "q_conv": 0.3, "q_layers": "fc=1.2", "iterations": 1})
-    c = ctx(epochs=1)
+    c = H.run_context(epochs=1)
     m.prepare(net, c)
     m.on_epoch_start(net, c)
     assert int((net.conv.weight == 0).sum()) == 2            # +-0.5
@@ -210,7 +205,7 @@ def test_q_layers_override_and_conv_q():
 def test_prune_bias_uses_the_layer_threshold():
     net = Net()
     m = MagnitudePruning.from_values({"q_fc": 1.0, "iterations": 1, "prune_bias": True})
-    c = ctx(epochs=1)
+    c = H.run_context(epochs=1)
     m.prepare(net, c)
     m.on_epoch_start(net, c)
     assert torch.equal(net.fc.bias.detach(), torch.zeros(2))
@@ -219,13 +214,13 @@ def test_prune_bias_uses_the_layer_threshold():
 def test_q_layers_naming_an_unknown_layer():
     m = MagnitudePruning.from_values({"q_layers": "fc=1,fc9=2"})
     with pytest.raises(ParamError, match="fc9"):
-        m.prepare(Net(), ctx(epochs=1))
+        m.prepare(Net(), H.run_context(epochs=1))
 
 
 def test_finalize_keeps_zeros_and_leaves_a_plain_model():
     net = Net()
     m = MagnitudePruning.from_values({"q_fc": 1.0, "iterations": 1})
-    c = ctx(epochs=1)
+    c = H.run_context(epochs=1)
     m.prepare(net, c)
     m.on_epoch_start(net, c)
     with torch.no_grad():

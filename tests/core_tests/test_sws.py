@@ -35,13 +35,12 @@ class TwoLayer(nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
 
-def ctx(num_train=1000):
-    return H.run_context(num_train=num_train)
+N_TRAIN = 1000          # training samples the hooks are told about (the per-sample prior divides by it)
 
 
 def sws(model, **values):
     method = SoftWeightSharing.from_values(values)
-    method.prepare(model, ctx())
+    method.prepare(model, H.run_context(num_train=N_TRAIN))
     return method
 
 
@@ -84,12 +83,13 @@ def test_exact_log_density_matches_explicit_gaussians():
         hyper -= a * math.log(b) - math.lgamma(a) + (a - 1) * math.log(lam) - b * lam
     assert float(m.neg_log_hyperprior().detach()) == pytest.approx(hyper, rel=1e-6)
     # per_sample scaling: tau * (-log p(w) - log p(lambda)) / N_train
-    assert float(m.penalty(net, ctx()).detach()) == pytest.approx(0.5 * (expected + hyper) / 1000, rel=1e-6)
+    c = H.run_context(num_train=N_TRAIN)
+    assert float(m.penalty(net, c).detach()) == pytest.approx(0.5 * (expected + hyper) / N_TRAIN, rel=1e-6)
     summed = sws(Net(W0, B0), components=4, pi_zero=0.9, tau=0.5, prior_scaling="summed",
                  include_bias=False)
     set_mixture(summed, MU, SIGMA, PI)
     weights_only = explicit_nll([w for row in W0 for w in row], [0.0] + MU, SIGMA, pi)
-    assert float(summed.penalty(net, ctx()).detach()) == pytest.approx(0.5 * (weights_only + hyper), rel=1e-5)
+    assert float(summed.penalty(net, c).detach()) == pytest.approx(0.5 * (weights_only + hyper), rel=1e-5)
 
 
 def _direct_nll(tensors, method):
@@ -157,7 +157,7 @@ def test_grid_too_coarse_is_reported():
     net = TwoLayer()
     m = sws(net, grid_points=16, init_sigma=0.02)
     messages = []
-    c = ctx()
+    c = H.run_context(num_train=N_TRAIN)
     c.log = messages.append
     m.on_epoch_start(net, c)
     m.on_epoch_start(net, c)
@@ -176,7 +176,7 @@ def test_penalty_step_reads_nothing_back(monkeypatch):
         with monkeypatch.context() as mp:
             for name in ("item", "tolist", "numpy", "__float__", "__int__", "__bool__"):
                 mp.setattr(torch.Tensor, name, refuse)
-            m.penalty(net, ctx()).backward()
+            m.penalty(net, H.run_context(num_train=N_TRAIN)).backward()
         assert net.fc1.weight.grad is not None and m.mu_free.grad is not None
         net.zero_grad()
 
@@ -187,7 +187,7 @@ def test_zero_component_stays_fixed_while_the_rest_learn():
     m = sws(net, tau=50.0, pi_zero=0.95)
     train = P.build(TrainParams, {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.01})
     opt = optimizer_for(net, m, train)
-    c = ctx()
+    c = H.run_context(num_train=N_TRAIN)
     before = [t.detach().clone() for t in (m.mu_free, m.log_lambda, m.rho)]
     x, y = torch.randn(32, 60), torch.randint(0, 3, (32,))
     for _ in range(5):
@@ -230,7 +230,7 @@ def test_finalize_merges_and_snaps():
     net = Net(weights, bias=[0.5, 0.001])
     m = sws(net, components=4, pi_zero=0.9, merge_kl=0.01)
     set_mixture(m, [0.5, 0.5002, -0.4], [0.02, 0.05, 0.05, 0.05], [0.3, 0.1, 0.6])
-    c = ctx()
+    c = H.run_context(num_train=N_TRAIN)
     m.finalize(net, c)
     mu, var, pi = m.mixture_arrays()
     merged = (0.03 * 0.5 + 0.01 * 0.5002) / 0.04
@@ -266,7 +266,7 @@ def test_mixture_lr_passes_unrounded():
         assert P.build(SWSParams, stored).mixture_lr == 5e-4
     net = Net(W0, B0)
     m = SoftWeightSharing(P.build(SWSParams, {"mixture_lr": 5e-4, "precision_lr": 2e-3, "mixing_lr": 7e-3}))
-    m.prepare(net, ctx())
+    m.prepare(net, H.run_context(num_train=N_TRAIN))
     train = P.build(TrainParams, {"optimizer": "adam", "lr": 5e-4, "weight_decay": 1e-3})
     opt = optimizer_for(net, m, train)
     groups = opt.param_groups

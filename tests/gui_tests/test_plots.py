@@ -13,6 +13,7 @@ pytest.importorskip("pytestqt")
 from workbench.core.events import Evaluated  # noqa: E402
 from workbench.gui.plots import CurvesPlot, HistogramView, KeptBars, MixturePlot, RatioPlot, export_plot  # noqa: E402
 from workbench.gui.plots.overlays import Band, Curve, VLine  # noqa: E402
+from workbench.gui.plots.published import published_for  # noqa: E402
 from workbench.gui.plots.ratio_plot import front_steps, pareto_indices  # noqa: E402
 from workbench.gui.run_trace import RunTrace  # noqa: E402
 
@@ -321,9 +322,35 @@ def test_export_png_and_svg(ratio, tmp_path):
         export_plot(ratio, tmp_path / "ratio.jpg")
 
 
+def _no_data(item) -> bool:
+    x, _ = item.getOriginalDataset()
+    return x is None or len(x) == 0                          # pyqtgraph gives None for no data
+
+
 def test_widgets_accept_empty_traces(qtbot):
+    """A run with no points yet (one just started) replaces what the previous run drew: each widget shows
+    nothing of the old run and nothing invented for the new one, through set and live update alike."""
+    full = make_trace("full", method="sws", extra={**MIX, "scatter_initial": [None, None, np.array([0.1, -0.3])],
+                                                   "scatter_final": [None, None, np.array([0.0, -0.4])]})
     empty = RunTrace(path="/runs/empty.h5", label="empty", method="dns")
-    for widget in (RatioPlot(), CurvesPlot(), HistogramView(), KeptBars(), MixturePlot()):
+
+    ratio = RatioPlot()
+    ratio.set_traces([full])
+    assert len(ratio.trajectory_data(full)[0]) == 3 and ratio.pareto_front()
+    curves = CurvesPlot()
+    curves.set_traces([full])
+    hist = HistogramView()
+    hist.set_trace(full)
+    hist.select("fc1", 1)                                    # mixture overlays drawn at point 1
+    assert hist.overlay_items(Curve) and hist.layer_combo.count() == 2
+    bars = KeptBars()
+    bars.set_trace(full)
+    assert len(bars.heights()) == 2 and bars.plot.titleLabel.isVisible()
+    mixture = MixturePlot()
+    mixture.set_trace(full)
+    assert mixture.note.isHidden() and len(mixture.scatter.getData()[0]) == 2
+
+    for widget in (ratio, curves, hist, bars, mixture):
         qtbot.addWidget(widget)
         if hasattr(widget, "set_traces"):
             widget.set_traces([empty])
@@ -331,3 +358,28 @@ def test_widgets_accept_empty_traces(qtbot):
             widget.set_trace(empty)
         widget.update_trace(empty)
         widget.grab()                                        # paints without error
+
+    with pytest.raises(KeyError):                            # the old run's items are gone
+        ratio.trajectory_data(full)
+    assert _no_data(ratio._runs["/runs/empty.h5"].curve) and _no_data(ratio._runs["/runs/empty.h5"].latest)
+    assert ratio.pareto_front() == [] and _no_data(ratio.front)
+    every = sorted((round(p.ratio, 3), round(p.error, 3)) for p in published_for([], "param_ratio"))
+    assert _published(ratio)[0] == every                     # no model named: every paper's point, as with no run
+
+    with pytest.raises(KeyError):
+        curves.curves(full)
+    assert all(_no_data(item) for item in curves.curves(empty))
+    assert len(curves.legend.items) == 1                     # the empty run's entry only
+
+    assert hist.layer_combo.count() == 0 and hist.layer() == ""
+    assert hist.slider.maximum() == 0 and hist.point_label.text() == "no run"
+    assert _no_data(hist.hist)
+    assert all(hist.overlay_items(kind) == [] for kind in (Band, VLine, Curve))
+
+    assert len(bars.heights()) == 0 and bars.plot.getAxis("bottom")._tickLevels[0] == []
+    assert not any(label.isVisible() for label in bars._labels)         # no stale "33%" labels
+    assert not bars.plot.titleLabel.isVisible()                         # nor the old run's point title
+
+    assert not mixture.note.isHidden() and mixture.view.isHidden()      # the placeholder note instead
+    assert mixture.component_paths().size == 0 and len(mixture.scatter.getData()[0]) == 0
+    assert not any(line.isVisible() for line in mixture._lines)

@@ -26,7 +26,7 @@ from workbench.models import zoo
 
 # Pretraining recipes measured on this project's CPU machine (see README, "Reference models").
 # SGD + Nesterov with a one-cycle schedule and no weight decay: decay shrinks the first layer's weights
-# and made soft weight-sharing much harder afterwards (METHODS.md, calibration).
+# and made soft weight-sharing much harder afterwards (measured when calibrating its defaults).
 RECIPES = {
     "lenet300": {"epochs": 30, "lr": 0.1, "lr_schedule": "onecycle", "batch_size": 128},   # 98.53%
     "lenet5": {"epochs": 20, "lr": 0.05, "lr_schedule": "onecycle", "batch_size": 128},    # 99.23%

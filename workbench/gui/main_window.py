@@ -49,6 +49,15 @@ from workbench.gui.worker import RunQueue, TaskSignals, run_in_pool
 
 MAX_RECENT = 10
 
+# The tabs beside the histogram, as (attribute, tab title, class). Each follows the histogram's layer and
+# point; with the histogram they are the per-layer plots of the focused run (MainWindow.layer_plots).
+SIDE_TABS = (
+    ("kept", "Kept per layer", KeptBars),
+    ("mixture", "Mixture", MixturePlot),
+    ("spectrum", "Spectrum", SpectrumPlot),
+    ("hashing", "Hashing", HashingPlot),
+)
+
 
 def _duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
@@ -95,27 +104,24 @@ class MainWindow(QMainWindow):
         self.ratio_plot = RatioPlot()
         self.curves = CurvesPlot()
         self.histogram = HistogramView()
-        self.kept = KeptBars()
+        # The plots that show the focused run layer by layer, by name (the name is also the plot's
+        # live-refresh key); each side tab is an attribute of that name too (self.kept, ...).
+        self.layer_plots: dict[str, QWidget] = {"histogram": self.histogram}
         live = QSplitter(Qt.Vertical)
         top = QSplitter(Qt.Horizontal)
         top.addWidget(self.ratio_plot)
         top.addWidget(self.curves)
-        self.mixture = MixturePlot()
-        self.spectrum = SpectrumPlot()
-        self.hashing = HashingPlot()
         side = QTabWidget()
-        side.addTab(self.kept, "Kept per layer")
-        side.addTab(self.mixture, "Mixture")
-        side.addTab(self.spectrum, "Spectrum")
-        side.addTab(self.hashing, "Hashing")
+        for name, title, cls in SIDE_TABS:
+            plot = cls()
+            setattr(self, name, plot)
+            self.layer_plots[name] = plot
+            side.addTab(plot, title)
+            plot.link(self.histogram)    # follows the histogram's layer and point
         bottom = QSplitter(Qt.Horizontal)
         bottom.addWidget(self.histogram)
         bottom.addWidget(side)
         bottom.setSizes([700, 300])
-        self.kept.link(self.histogram)   # the bars follow the histogram's layer and point
-        self.mixture.link(self.histogram)
-        self.spectrum.link(self.histogram)
-        self.hashing.link(self.histogram)
         live.addWidget(top)
         live.addWidget(bottom)
         self.compare = CompareView()
@@ -256,11 +262,8 @@ class MainWindow(QMainWindow):
         refresh = self.live_refresh.schedule
         refresh(f"ratio:{ev.run_path}", lambda: self.ratio_plot.update_trace(trace))
         refresh(f"curves:{ev.run_path}", lambda: self.curves.update_trace(trace))
-        refresh("histogram", lambda: self.histogram.set_trace(trace))
-        refresh("kept", lambda: self.kept.set_trace(trace))   # a point arriving first keeps these keys
-        refresh("mixture", lambda: self.mixture.set_trace(trace))
-        refresh("spectrum", lambda: self.spectrum.set_trace(trace))
-        refresh("hashing", lambda: self.hashing.set_trace(trace))
+        for name, plot in self.layer_plots.items():   # a point arriving first keeps these keys
+            refresh(name, lambda plot=plot: plot.set_trace(trace))
         refresh(f"compare:{ev.run_path}", lambda: self.compare_plot.update_trace(trace))
 
     def _run_progress(self, ev: Progress) -> None:
@@ -281,11 +284,8 @@ class MainWindow(QMainWindow):
         refresh(f"ratio:{path}", lambda: self.ratio_plot.update_trace(trace))
         refresh(f"curves:{path}", lambda: self.curves.update_trace(trace))
         if path == self.focus_path and "histogram" not in self.live_refresh.pending():
-            refresh("histogram", lambda: self.histogram.update_trace(trace))
-            refresh("kept", lambda: self.kept.update_trace(trace))
-            refresh("mixture", lambda: self.mixture.update_trace(trace))
-            refresh("spectrum", lambda: self.spectrum.update_trace(trace))
-            refresh("hashing", lambda: self.hashing.update_trace(trace))
+            for name, plot in self.layer_plots.items():
+                refresh(name, lambda plot=plot: plot.update_trace(trace))
         refresh(f"table:{path}", lambda: self.compare.add_or_update(trace))
         refresh(f"compare:{path}", lambda: self.compare_plot.update_trace(trace))
 
@@ -365,11 +365,8 @@ class MainWindow(QMainWindow):
         self.curves.set_traces(traces)
         focus = self.traces.get(self.focus_path)
         if focus is not None:
-            self.histogram.set_trace(focus)
-            self.kept.set_trace(focus)
-            self.mixture.set_trace(focus)
-            self.spectrum.set_trace(focus)
-            self.hashing.set_trace(focus)
+            for plot in self.layer_plots.values():
+                plot.set_trace(focus)
 
     # --- export -------------------------------------------------------------------------------------------
     def export_selected(self) -> None:

@@ -53,8 +53,8 @@ class SWSParams:
                              "0.25. The default is narrower: with 0.25 and pi_0 = 0.99 the zero component "
                              "is the most responsible one for every weight below ~0.96 in size, so every "
                              "weight is pruned unless training has first grown the precisions (about "
-                             "4 epochs at the paper's rates); METHODS.md's calibration also found "
-                             "narrower initial components better on LeNet-300.",
+                             "4 epochs at the paper's rates); this project's calibration runs also did better "
+                             "on LeNet-300 with narrower initial components.",
                              min=1e-6, max=10.0, log=True)
     init_range: float = knob(0.0, "Initial mean range",
                              "0: the other means start evenly spaced over [-r, r] with r the 99.9th "
@@ -466,9 +466,6 @@ class SoftWeightSharing(Method):
                 out[name]["scatter_initial"] = initial
                 out[name]["scatter_final"] = _padded(w.reshape(-1)[idx])
         return out
-
-    def effective_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return model.state_dict()
 
 
 def _percentile(values: torch.Tensor, q: float) -> torch.Tensor:

@@ -48,10 +48,6 @@ class KeptBars(QtWidgets.QWidget):
         self._point = point
         self._redraw()
 
-    def set_selected_layer(self, layer: str) -> None:
-        self._selected = layer
-        self._redraw()
-
     def link(self, histogram_view) -> None:
         """Follow a HistogramView's layer and point selection."""
         histogram_view.selectionChanged.connect(self._follow)
@@ -82,6 +78,8 @@ class KeptBars(QtWidgets.QWidget):
         if trace is not None and 0 <= point < trace.points:
             self.plot.setTitle(f"kept weights per layer, {trace.point_labels[point]} point {point + 1}"
                                f"/{trace.points}", size="9pt")
+        else:
+            self.plot.setTitle(None)        # no point to name: not the last run's title
         self.plot.getAxis("bottom").setTicks([[(i, name) for i, name in enumerate(layers)]])
         while len(self._labels) < len(layers):
             label = pg.TextItem(color=foreground(), anchor=(0.5, 1))

@@ -1,4 +1,6 @@
-"""The papers' published results on the reference networks (METHODS.md, "Published results").
+"""The papers' published results on the reference networks, each from its paper's Table 1: Han, Pool,
+Tran, Dally (NIPS 2015); Han, Mao, Dally, Deep Compression (ICLR 2016); Guo, Yao, Chen, Dynamic Network
+Surgery (NIPS 2016); Ullrich, Meeds, Welling, soft weight-sharing (ICLR 2017).
 
 Data only, so the ratio plot can show where a run stands against the literature. `convention` says which
 ratio the paper reported: "param_ratio" (dense / stored parameters: Han 2015, DNS) or "storage_ratio"
