@@ -14,13 +14,13 @@ from torch import nn
 
 from workbench.core.accounting import account
 from workbench.core.errors import CheckpointError, ParamError
+from workbench.core.events import Cancelled, Evaluated, Message
 from workbench.core.store import read_model, read_run
 from workbench.engine.export import export_run, load_compact, read_compact
-from workbench.methods.base import RunContext
 from workbench.methods.storage import encode_state
 from workbench.methods.factorize import compress
 from workbench.methods.lowrank import LowRank, SVDTruncation
-from workbench.methods.proximal import SVT, energy_rank, sparse_group_prox, svt_dense
+from workbench.methods.proximal import SVT, energy_curve, energy_rank, sparse_group_prox, svt_dense
 from workbench.models import graph, structure, zoo
 
 
@@ -30,10 +30,6 @@ def _matrix(sigma, m, n, seed=0) -> torch.Tensor:
     u = torch.linalg.qr(torch.randn(m, len(sigma), generator=g, dtype=torch.float64)).Q
     v = torch.linalg.qr(torch.randn(n, len(sigma), generator=g, dtype=torch.float64)).Q
     return (u * torch.tensor(sigma, dtype=torch.float64)) @ v.T
-
-
-def _ctx():
-    return RunContext(device=torch.device("cpu"), steps_per_epoch=1, total_steps=1, num_train=1)
 
 
 # --- proximal operators --------------------------------------------------------------------------------
@@ -84,6 +80,12 @@ def test_energy_threshold_rank_on_a_hand_made_spectrum():
     assert [energy_rank(s, e, "sigma") for e in (0.4, 0.7, 0.71, 0.9, 1.0)] == [1, 2, 3, 3, 4]
     assert energy_rank([1.0, 0.0, 0.0], 1.0) == 1
     assert energy_rank([0.0, 0.0], 0.9) == 0
+
+
+def test_energy_curve_is_the_cumulative_fraction_the_rank_is_read_from():
+    np.testing.assert_allclose(energy_curve([1.0, 3.0, 2.0, 4.0], "sigma"), [0.4, 0.7, 0.9, 1.0])  # sorted
+    np.testing.assert_allclose(energy_curve([4.0, 3.0, 2.0, 1.0], "sigma2"), np.array([16, 25, 29, 30]) / 30)
+    np.testing.assert_array_equal(energy_curve([0.0, 0.0], "sigma"), [0.0, 0.0])
 
 
 def test_sparse_group_prox_soft_thresholds_then_removes_whole_units():
@@ -207,7 +209,7 @@ def test_structure_round_trip_and_misfits():
     with pytest.raises(CheckpointError, match="shape"):
         structure.apply_structure(zoo.build_model("mlp_tiny", (1, 4, 4), 4), spec)
     with pytest.raises(ParamError, match="already factorised"):
-        LowRank().prepare(model, _ctx())
+        LowRank().prepare(model, H.run_context())
 
 
 def test_accounting_counts_factors_against_the_original_dense_layer():
@@ -226,11 +228,44 @@ def test_accounting_counts_factors_against_the_original_dense_layer():
 
 def test_bad_layer_names_are_one_line_errors():
     with pytest.raises(ParamError, match="unknown layer"):
-        LowRank.from_values({"layers": "fc1,fc9"}).prepare(_tiny("mlp_tiny"), _ctx())
+        LowRank.from_values({"layers": "fc1,fc9"}).prepare(_tiny("mlp_tiny"), H.run_context())
     with pytest.raises(ParamError, match="selects no layer"):
-        SVDTruncation.from_values({"layers": "conv"}).prepare(_tiny("mlp_tiny"), _ctx())
+        SVDTruncation.from_values({"layers": "conv"}).prepare(_tiny("mlp_tiny"), H.run_context())
     with pytest.raises(ParamError, match="energy"):
         SVDTruncation.from_values({"energy": 0.0})
+
+
+# --- cancelling the long hooks -------------------------------------------------------------------------
+
+def test_cancelling_stops_svd_truncation_between_layers_and_leaves_the_model_untouched():
+    model = _tiny("mlp_tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ctx = H.run_context()
+    messages = []
+
+    def log(message):                     # the user cancels while the first layer is being cut
+        messages.append(message)
+        if message.startswith("fc1: rank"):
+            ctx.cancel.cancel()
+
+    ctx.log = log
+    with pytest.raises(Cancelled):
+        SVDTruncation.from_values({"energy": 0.5, "remove_units": False}).prepare(model, ctx)
+    assert any(m.startswith("fc1: rank") for m in messages)
+    assert not any(m.startswith("fc2") for m in messages)          # stopped before the next layer's SVD
+    assert structure.structure_of(model) is None
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_a_cancelled_run_stops_lowrank_finalize_before_any_layer_is_cut():
+    model = _tiny("mlp_tiny")
+    method = LowRank.from_values({"energy": 0.5})
+    ctx = H.run_context()
+    method.prepare(model, ctx)
+    ctx.cancel.cancel()
+    with pytest.raises(Cancelled):
+        method.finalize(model, ctx)
+    assert structure.structure_of(model) is None and isinstance(model.fc1, nn.Linear)
 
 
 # --- whole runs: run file, export ----------------------------------------------------------------------
@@ -255,6 +290,15 @@ def test_run_file_records_spectra_ranks_and_the_structure(lowrank_run):
     assert np.all(np.diff(fc1["singular_values"], axis=1) <= 1e-9)
     assert fc1["numerical_rank"][-2] < 32                  # the prox zeroed singular values
     assert fc1["rank"][-1] <= fc1["numerical_rank"][-2]
+    # what the Spectrum tab draws of the threshold, per point: the knobs, the curve, the rank it chooses
+    np.testing.assert_array_equal(fc1["energy_threshold"], [0.9] * 4)
+    np.testing.assert_array_equal(fc1["energy_power"], [1.0] * 4)          # energy_of: sigma (the default)
+    assert fc1["cumulative_energy"].shape == fc1["singular_values"].shape
+    for sigma, curve, chosen in zip(fc1["singular_values"], fc1["cumulative_energy"], fc1["energy_rank"]):
+        np.testing.assert_allclose(curve, np.cumsum(sigma) / sigma.sum())
+        assert chosen == np.argmax(curve >= 0.9 - 1e-9) + 1 == energy_rank(sigma, 0.9, "sigma")
+    # the cut took the last epoch's energy rank; the cut spectrum (its tail gone) reaches 0.9 sooner
+    assert fc1["energy_rank"][-2] == fc1["rank"][-1] >= fc1["energy_rank"][-1]
     assert fc1["units"][-1] < 32                           # group Lasso removed units
     state, attrs = read_model(fin.run_path)
     spec = json.loads(attrs["structure"])
@@ -265,6 +309,19 @@ def test_run_file_records_spectra_ranks_and_the_structure(lowrank_run):
     messages = [e.text for e in events if type(e).__name__ == "Message"]
     assert any("prox steps" in m and "ms each" in m for m in messages)
     assert any("units removed" in m for m in messages)
+
+
+def test_prox_stats_are_logged_at_each_epochs_end_before_its_point(lowrank_run):
+    events, _ = lowrank_run
+    order = []
+    for e in events:
+        if isinstance(e, Message) and "prox steps" in e.text:
+            order.append(e.text.split(":")[0])
+        elif isinstance(e, Evaluated):
+            order.append(f"{e.label} {e.epoch}")
+    # 4 steps per epoch, a prox every 2: each epoch's two proxes, none left over for finalize
+    assert order == ["reference 0", "epoch 1", "epoch 1", "epoch 2", "epoch 2", "finalized 2"]
+    assert all(" 2 prox steps" in e.text for e in events if isinstance(e, Message) and "prox steps" in e.text)
 
 
 def test_compact_export_reloads_thinner_stock_layers_with_the_same_outputs(lowrank_run, tmp_path):
@@ -295,6 +352,12 @@ def test_svd_with_no_epochs_is_pure_truncation(tmp_path):
     w = reference.fc1.weight.detach()
     sigma = torch.linalg.svdvals(w.double())
     assert rank == energy_rank(sigma, 0.6, "sigma2") < 21
+    fc1 = read_run(fin.run_path).layers["fc1"]
+    np.testing.assert_array_equal(fc1["energy_power"], [2.0, 2.0])          # reference, finalized
+    assert fc1["energy_rank"][0] == rank                  # the reference's: the rank the cut took
+    assert fc1["energy_rank"][1] == energy_rank(fc1["singular_values"][1], 0.6, "sigma2") < rank   # the cut one's
+    np.testing.assert_allclose(fc1["cumulative_energy"][0], energy_curve(sigma, "sigma2").numpy())
+    assert "fc2" in read_run(fin.run_path).layers and "energy_rank" not in read_run(fin.run_path).layers["fc2"]
     product = torch.from_numpy(state["fc1.1.weight"]) @ torch.from_numpy(state["fc1.0.weight"])
     assert torch.allclose(product, _truncated(w, rank), atol=1e-5)
     assert np.array_equal(state["fc2.weight"], reference.fc2.weight.detach().numpy())

@@ -64,8 +64,11 @@ def _columns(unit_mask: torch.Tensor, succ: graph.Successor, nxt: nn.Module) -> 
 
 @torch.no_grad()
 def compress(model: nn.Module, chosen: list[str], *, energy: float, energy_of: str, remove_units: bool,
-             log: Callable[[str], None]) -> dict:
-    """Cut units, pick ranks, factorise; replaces the layers in `model` and returns the applied spec."""
+             log: Callable[[str], None], check: Callable[[], None] = lambda: None) -> dict:
+    """Cut units, pick ranks, factorise; replaces the layers in `model` and returns the applied spec.
+
+    `check` runs before each layer's SVD (a run's `ctx.check_cancelled`): an exception it raises leaves
+    the model untouched, since the layers are replaced only after every one has been worked out."""
     layers = dict(compressible_layers(model))
     weights = {n: m.weight.detach().clone() for n, m in layers.items()}
     biases = {n: (m.bias.detach().clone() if m.bias is not None else None) for n, m in layers.items()}
@@ -97,6 +100,7 @@ def compress(model: nn.Module, chosen: list[str], *, energy: float, energy_of: s
     for name, module in layers.items():
         if name not in chosen and name not in keep_out and name not in keep_in:
             continue
+        check()
         w, b = weights[name], biases[name]
         if name in keep_out:
             w = w[keep_out[name]]

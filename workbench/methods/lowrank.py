@@ -5,9 +5,16 @@ optimises it by proximal SGD: after each optimizer step (or every k steps) the w
 norm's prox, singular-value soft-thresholding by eta tau (eta: the learning rate). The optional sparse
 group Lasso lambda [(1 - alpha) sqrt(P) sum_n ||theta_n||_2 + alpha ||Theta||_1] gets its own prox and
 removes whole units. At the end each layer keeps the smallest rank holding the energy threshold and
-becomes two thinner layers where that saves parameters (factorize.py). The paper's exact settings (how
-often the prox runs, energy of sigma or sigma^2, tau) could not be verified from its text (METHODS.md):
+becomes two thinner layers where that saves parameters (factorize.py). The regulariser, its proximal
+training and the energy-based truncation are those of Alvarez & Salzmann, "Compression-aware Training of
+Deep Networks", NIPS 2017 (arXiv:1711.02638), sec. 3; the truncation is sec. 3.3. The paper's exact
+settings (how often the prox runs, energy of sigma or sigma^2, tau) are not pinned down by its text:
 they are knobs, and the run log records each choice.
+
+At every evaluation point both methods record per chosen layer (`layer_spectra`), besides the spectrum,
+what the Spectrum tab draws of the energy threshold, so the plot reads arrays and never re-derives them:
+`energy_threshold` and `energy_power` (the knobs in force), `cumulative_energy` (the curve the threshold
+cuts) and `energy_rank` (the rank it chooses).
 
 `svd` truncates a trained network's layers to the same energy threshold with no compression-aware
 training; the stage's epochs (0: pure truncation) fine-tune the factors.
@@ -31,6 +38,7 @@ from workbench.methods.proximal import (
     SVT,
     ProxStats,
     as_float64,
+    energy_curve,
     energy_rank,
     numerical_rank,
     sparse_group_prox,
@@ -74,7 +82,12 @@ def _dense_weight(model: nn.Module, name: str) -> torch.Tensor:
 def layer_spectra(model: nn.Module, names: list[str], energy: float, energy_of: str) -> dict:
     """Per layer: all singular values (original shape, so the series keeps its length after units are
     cut), the rank (while training: the energy-threshold rank the layer would be cut to; once cut: the
-    rank it has), the numerical rank, live units, and the weights stored (or to be stored) for it."""
+    rank it has), the numerical rank, live units, and the weights stored (or to be stored) for it.
+
+    And the energy threshold as it applies to these singular values: `energy_threshold` (the fraction
+    kept), `energy_power` (1: energy sum sigma, 2: sum sigma^2), `cumulative_energy` (entry k-1: the
+    fraction held by the k largest singular values; one entry per singular value) and `energy_rank` (the
+    smallest rank holding the threshold, at least 1: the rank a cut now would choose)."""
     spec = structure.structure_of(model) or {"layers": {}}
     out = {}
     for name in names:
@@ -82,7 +95,7 @@ def layer_spectra(model: nn.Module, names: list[str], energy: float, energy_of: 
         m = w.shape[0]
         mat = w.reshape(m, -1)
         sigma = torch.linalg.svdvals(as_float64(mat)).cpu()
-        r = max(energy_rank(sigma, energy, energy_of), 1)
+        r = chosen = max(energy_rank(sigma, energy, energy_of), 1)
         n = mat.shape[1]
         entry = spec["layers"].get(name)
         if entry is not None:          # cut: the rank and the thinner shapes it has
@@ -94,7 +107,9 @@ def layer_spectra(model: nn.Module, names: list[str], energy: float, energy_of: 
             stored = r * (m + n) if saves_parameters(r, m, n) else m * n
         out[name] = {"singular_values": sigma.numpy(), "rank": float(r),
                      "numerical_rank": float(numerical_rank(sigma, mat.shape)),
-                     "units": float((mat.abs().amax(1) > 0).sum()), "stored_weights": float(stored)}
+                     "units": float((mat.abs().amax(1) > 0).sum()), "stored_weights": float(stored),
+                     "energy_threshold": float(energy), "energy_power": 2.0 if energy_of == "sigma2" else 1.0,
+                     "cumulative_energy": energy_curve(sigma, energy_of).numpy(), "energy_rank": float(chosen)}
     return out
 
 
@@ -150,6 +165,7 @@ class LowRank(Method):
         self.group_seconds = 0.0
         self._eta_sum = 0.0
         self._since = 0
+        self._unlogged = 0            # proxes since the last log line
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> None:
         p = self.params
@@ -184,6 +200,7 @@ class LowRank(Method):
         p = self.params
         eta = self._eta_sum if p.threshold_steps == "sum" else ctx.lr
         self._eta_sum, self._since = 0.0, 0
+        self._unlogged += 1
         if p.tau > 0 and self.svt is not None:
             self.svt(eta * p.tau)
         if p.group_lambda > 0:
@@ -194,8 +211,11 @@ class LowRank(Method):
             self.group_seconds += time.perf_counter() - t0
 
     def _log_prox(self, ctx: RunContext, when: str) -> None:
-        if self.svt is None:
+        """The proxes since the last call: their cost, the ranks and live units they left (nothing when
+        there were none)."""
+        if self.svt is None or not self._unlogged:
             return
+        self._unlogged = 0
         s: ProxStats = self.svt.stats.reset()
         if s.calls:
             ranks = ", ".join(f"{n}={r}" for n, r in self.svt.ranks().items())
@@ -208,9 +228,8 @@ class LowRank(Method):
             ctx.log(f"{when}: group Lasso prox {1e3 * self.group_seconds:.1f} ms in all; live units {live}")
             self.group_seconds = 0.0
 
-    def on_epoch_start(self, model: nn.Module, ctx: RunContext) -> None:
-        if ctx.epoch > 0:
-            self._log_prox(ctx, f"epoch {ctx.epoch}")
+    def on_epoch_end(self, model: nn.Module, ctx: RunContext) -> None:
+        self._log_prox(ctx, f"epoch {ctx.epoch + 1}")      # ctx.epoch: the epoch just done, from 0
 
     def epoch_stats(self, model: nn.Module) -> dict:
         names = self.chosen or choose_layers(model, self.params.layers)
@@ -220,7 +239,7 @@ class LowRank(Method):
         """The steps since the last prox get theirs; the proximal state is dropped."""
         if self._since:
             self._prox(ctx)
-        self._log_prox(ctx, "last epoch")
+        self._log_prox(ctx, "end of training")
         self.svt = None
         self.grouped.clear()
 
@@ -228,7 +247,7 @@ class LowRank(Method):
         p = self.params
         self.finish_training(ctx)
         compress(model, self.chosen, energy=p.energy, energy_of=p.energy_of, remove_units=p.remove_units,
-                 log=ctx.log)
+                 log=ctx.log, check=ctx.check_cancelled)
 
 
 @dataclass
@@ -263,7 +282,7 @@ class SVDTruncation(Method):
         ctx.log(f"svd: truncating {', '.join(self.chosen)} to keep {p.energy:g} of sum "
                 f"{'sigma^2' if p.energy_of == 'sigma2' else 'sigma'}; the stage's epochs fine-tune the factors")
         compress(model, self.chosen, energy=p.energy, energy_of=p.energy_of, remove_units=p.remove_units,
-                 log=ctx.log)
+                 log=ctx.log, check=ctx.check_cancelled)
 
     def epoch_stats(self, model: nn.Module) -> dict:
         names = self.chosen or choose_layers(model, self.params.layers)

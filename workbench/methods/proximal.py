@@ -36,18 +36,24 @@ def svt_dense(w: torch.Tensor, theta: float) -> torch.Tensor:
     return (u * (s - theta).clamp_min(0).unsqueeze(-2)) @ vh
 
 
-def energy_rank(sigma, energy: float, energy_of: str = "sigma2") -> int:
-    """The smallest r whose leading singular values keep `energy` of the total, where the energy is
-    sum sigma^2 (`sigma2`, the Frobenius energy) or sum sigma (`sigma`, the nuclear norm). 0 for a zero
-    matrix."""
-    s = torch.as_tensor(sigma, dtype=torch.float64).flatten().sort(descending=True).values
+def energy_curve(sigma, energy_of: str = "sigma2") -> torch.Tensor:
+    """The cumulative energy of a spectrum: entry k-1 is the fraction of the total energy held by the k
+    leading singular values, the energy being sum sigma^2 (`sigma2`, the Frobenius energy) or sum sigma
+    (`sigma`, the nuclear norm). float64, one entry per singular value; all zeros for a zero matrix."""
+    s = torch.as_tensor(sigma, dtype=torch.float64).flatten().abs().sort(descending=True).values
     e = s * s if energy_of == "sigma2" else s
     total = float(e.sum())
-    if total <= 0:
+    return torch.cumsum(e, 0) / total if total > 0 else torch.zeros_like(e)
+
+
+def energy_rank(sigma, energy: float, energy_of: str = "sigma2") -> int:
+    """The smallest r whose leading singular values keep `energy` of the total (see `energy_curve`).
+    0 for a zero matrix."""
+    cum = energy_curve(sigma, energy_of)
+    if cum.numel() == 0 or float(cum[-1]) <= 0:
         return 0
-    cum = torch.cumsum(e, 0) / total
     # cum[r-1] >= energy for the answer r; the tolerance keeps energy=1 from demanding rounding noise
-    return min(int((cum < energy - 1e-9).sum()) + 1, len(s))
+    return min(int((cum < energy - 1e-9).sum()) + 1, len(cum))
 
 
 def numerical_rank(sigma: torch.Tensor, shape) -> int:

@@ -4,6 +4,11 @@ the energy threshold and the rank it gives; beside them, the rank kept per layer
 The spectrum shows how far the nuclear-norm training has pushed the tail towards zero (the reference
 spectrum stays faint behind it), the energy curve shows where the threshold cuts it. The spectrum follows
 the histogram's layer and point; a layer that records none falls back to the first that does.
+
+Everything drawn is a series the method recorded at that point (methods/lowrank.py, `layer_spectra`):
+singular_values, rank, numerical_rank, and for the energy panel cumulative_energy, energy_threshold,
+energy_rank and energy_power. Run files written before the energy series existed get the spectrum, the
+rank lines and the bars, and an energy panel that says it was not recorded.
 """
 
 from __future__ import annotations
@@ -12,48 +17,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from workbench.core import params as P
-from workbench.core.errors import WorkbenchError
 from workbench.gui.plots.common import SideTab, aligned, foreground, layer_value, run_color
-from workbench.methods import get_method
 
 SPECTRUM = "singular_values"
+ENERGY = "cumulative_energy"          # fraction of the energy held by the leading 1..k singular values
+ENERGY_LABELS = {1.0: "energy kept (Σσ)", 2.0: "energy kept (Σσ²)"}     # by energy_power
 LABEL_WIDTH = 44      # px: "/4096" in the default font
-
-
-def energy_settings(config: dict, stage: int | None = None) -> tuple[float, str] | None:
-    """(energy, energy_of) of the stage that recorded the spectrum: the point's own stage where it has an
-    energy knob, else the last stage that has one; None when no stage has one.
-
-    Run files store only the knobs that differ from their defaults, so the method's defaults fill in.
-    """
-    stages = config.get("stages", []) or []
-
-    def settings(stage_cfg: dict) -> tuple[float, str] | None:
-        try:
-            values = P.to_dict(P.build(get_method(stage_cfg["method"]).Params, {}))
-        except (WorkbenchError, KeyError, TypeError):     # a method this build does not know
-            values = {}
-        values.update(stage_cfg.get("params", {}) or {})
-        if "energy" not in values:
-            return None
-        return float(values["energy"]), str(values.get("energy_of", "sigma"))
-
-    own = [stages[stage]] if stage is not None and 0 <= stage < len(stages) else []
-    for stage_cfg in own + stages[::-1]:
-        found = settings(stage_cfg)
-        if found is not None:
-            return found
-    return None
-
-
-def cumulative_energy(sigma: np.ndarray, energy_of: str) -> np.ndarray:
-    """Fraction of the energy held by the leading 1..k singular values, as the methods' energy_rank
-    counts it (sum of sigma, or of sigma^2)."""
-    s = np.sort(np.abs(np.asarray(sigma, float)))[::-1]
-    e = s * s if energy_of == "sigma2" else s
-    total = e.sum()
-    return np.cumsum(e) / total if total > 0 else np.zeros_like(e)
 
 
 def _spectrum(trace, layer: str, point: int) -> np.ndarray | None:
@@ -213,17 +182,25 @@ class SpectrumPlot(SideTab):
             self.first_curve.show()
         else:
             self.first_curve.hide()
-        stage = aligned(trace, "stage")[point]
-        settings = energy_settings(trace.config, int(stage) if np.isfinite(stage) else None)
-        energy, energy_of = settings or (None, "sigma")
-        self.energy_curve.setData(index, cumulative_energy(sigma, energy_of))
-        self.energy_plot.setLabel("left", "energy kept (Σσ²)" if energy_of == "sigma2" else "energy kept (Σσ)")
+        curve = layer_value(trace, layer, ENERGY, point)
+        if curve is not None and (np.shape(curve) != np.shape(sigma) or not np.isfinite(curve).all()):
+            curve = None              # not recorded at this point (an older run file, a NaN-padded row)
+        if curve is None:
+            self.energy_curve.setData([], [])
+        else:
+            self.energy_curve.setData(index, np.asarray(curve, float))
+        self.energy_plot.setTitle(None if curve is not None else "energy not recorded in this run file",
+                                  size="9pt")
+        power = layer_value(trace, layer, "energy_power", point)
+        self.energy_plot.setLabel("left", ENERGY_LABELS.get(power, "energy kept"))
+        energy = layer_value(trace, layer, "energy_threshold", point) if curve is not None else None
+        energy_rank = layer_value(trace, layer, "energy_rank", point) if curve is not None else None
         self.threshold_line.setVisible(energy is not None)
         if energy is not None:
             self.threshold_line.setValue(energy)
         rank = layer_value(trace, layer, "rank", point)
         numerical = layer_value(trace, layer, "numerical_rank", point)
-        for line, value in ((self.rank_line, rank), (self.energy_rank_line, rank),
+        for line, value in ((self.rank_line, rank), (self.energy_rank_line, energy_rank),
                             (self.numerical_line, numerical)):
             line.setVisible(value is not None)
             if value is not None:
