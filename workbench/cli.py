@@ -11,20 +11,31 @@ from pathlib import Path
 
 from workbench import __version__
 from workbench.core import params as P
-from workbench.core.config import RunConfig, StageConfig, TrainParams
+from workbench.core.config import SETTINGS, RunConfig, RunSettings, StageConfig, TrainParams
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import CancelToken
+from workbench.engine.configure import complete
 from workbench.engine.console import Printer, run_with_events
 
 EXIT_ERROR, EXIT_CANCELLED = 2, 130
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", help="where data sets live (also WORKBENCH_DATA)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, mps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-subset", type=int, help="use N training samples (quick looks)")
-    p.add_argument("--test-subset", type=int, help="use N test samples")
+TRAIN_SETTINGS = ("device", "seed", "train_subset", "test_subset", "data_dir")   # what `train` uses
+
+
+def _common(p: argparse.ArgumentParser, settings=SETTINGS) -> None:
+    """The run settings' flags, made from their one declaration (core.config.RunSettings); values are
+    read by params.build, so a bad one gets the same one-line message as in the app."""
+    for spec in P.specs(RunSettings):
+        if spec.name not in settings:
+            continue
+        flag, k = "--" + spec.name.replace("_", "-"), spec.knob
+        help_text = k.help + (f" {{{', '.join(k.choices)}}}" if k.choices else "") + (
+            f" (default: {P.format_value(spec.default)})" if spec.type is not bool and spec.default != "" else "")
+        if spec.type is bool:
+            p.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            p.add_argument(flag, default=None, metavar=spec.name.upper(), help=help_text)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -47,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int)
     t.add_argument("--set", action="append", default=[], metavar="K=V", help="training knob")
     t.add_argument("--out", required=True)
-    _common(t)
+    _common(t, TRAIN_SETTINGS)
 
     r = sub.add_parser("run", help="compress a model with a method (or a preset pipeline)")
     r.add_argument("--model", help="zoo architecture (pretrained and cached if no --checkpoint)")
@@ -62,10 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method or training knob; in a pipeline STAGE.K=V sets one stage (STAGE: its "
                    "method key or 1-based number), and training knobs without a stage set every stage")
     r.add_argument("--epochs", type=int, help="epochs of every stage (one stage: `--set 2.epochs=N`)")
-    r.add_argument("--huffman", action="store_true",
-                   help="count (and export) Huffman-coded indices and codes (Deep Compression)")
-    r.add_argument("--pretrain-epochs", type=int, default=0, help="epochs to pretrain --model (default: "
-                   "the model's recipe)")
     r.add_argument("--out", default="runs", help="folder for the run file")
     r.add_argument("--name", help="run file name (without .h5)")
     _common(r)
@@ -177,6 +184,13 @@ def _route_sets(stages: list[StageConfig], assignments: dict[str, str]) -> None:
             raise WorkbenchError(f"unknown parameter {name!r} for {label}; see `workbench methods`")
 
 
+def settings_from_args(args, names=SETTINGS) -> dict:
+    """The run settings given on the command line, checked against their declaration, defaults filled."""
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    values = P.to_dict(P.build(RunSettings, given))
+    return {n: values[n] for n in names}
+
+
 def config_from_args(args) -> RunConfig:
     from workbench.core.presets import get_preset, preset_stages
 
@@ -201,26 +215,12 @@ def config_from_args(args) -> RunConfig:
     if args.epochs is not None:
         for stage in stages:
             stage.train["epochs"] = args.epochs
+    settings = settings_from_args(args)
+    settings["huffman"] = settings["huffman"] or bool(args.preset and get_preset(args.preset).get("huffman"))
     config = RunConfig(dataset=dataset, stages=stages, model=model, checkpoint=args.checkpoint,
-                       data_dir=args.data_dir, device=args.device, seed=args.seed, out_dir=args.out,
-                       name=args.name, preset=args.preset, train_subset=args.train_subset,
-                       test_subset=args.test_subset, trust_checkpoint=args.trust_checkpoint,
-                       pretrain_epochs=args.pretrain_epochs,
-                       huffman=args.huffman or bool(args.preset and get_preset(args.preset).get("huffman")))
-    validate_config(config)
-    return config
-
-
-def validate_config(config: RunConfig) -> None:
-    """Check every stage's knobs (types, ranges, cross-field rules) before any work starts, and keep
-    them typed, so the run file's config JSON holds numbers rather than the text typed."""
-    from workbench.methods import get_method
-
-    for stage in config.stages:
-        values = P.to_dict(P.build(get_method(stage.method).Params, stage.params))
-        stage.params = {k: values[k] for k in stage.params}
-        values = P.to_dict(P.build(TrainParams, stage.train))
-        stage.train = {k: values[k] for k in stage.train}
+                       out_dir=args.out, name=args.name, preset=args.preset,
+                       trust_checkpoint=args.trust_checkpoint, **settings)
+    return complete(config)
 
 
 def cmd_run(args) -> int:
@@ -266,20 +266,20 @@ def cmd_train(args) -> int:
     if args.epochs is not None:
         values["epochs"] = args.epochs
     train = P.build(TrainParams, {**P.to_dict(recipe(args.model)), **values})
-    config = RunConfig(dataset=args.dataset, stages=[], model=args.model, data_dir=args.data_dir,
-                       seed=args.seed, train_subset=args.train_subset, test_subset=args.test_subset)
+    config = RunConfig(dataset=args.dataset, stages=[], model=args.model,
+                       **settings_from_args(args, TRAIN_SETTINGS))
     dataset = load_data(config)
-    device = pick_device(args.device)
+    device = pick_device(config.device)
     import torch
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(config.seed)
     model = zoo.build_model(args.model, dataset.input_shape, dataset.num_classes)
     printer = Printer(args.quiet)
     if not args.quiet:
         print(f"pretraining {args.model} on {dataset.name} ({dataset.source}) for {train.epochs} epochs "
               f"on {describe(device)}", file=sys.stderr)
     token = CancelToken()
-    gen = pretrain(model, dataset, train, device, token, args.seed)
+    gen = pretrain(model, dataset, train, device, token, config.seed)
     while True:
         try:
             printer(next(gen))
@@ -288,7 +288,7 @@ def cmd_train(args) -> int:
             break
     ckpt.save_reference(out, model.cpu(), model_key=args.model, input_shape=dataset.input_shape,
                         num_classes=dataset.num_classes, dataset=dataset.name, test_accuracy=accuracy,
-                        extra={"recipe": json.dumps(P.to_dict(train)), "seed": args.seed})
+                        extra={"recipe": json.dumps(P.to_dict(train)), "seed": config.seed})
     result = {"checkpoint": str(out), "model": args.model, "dataset": dataset.name,
               "test_accuracy": accuracy}
     print(json.dumps(result) if args.json else

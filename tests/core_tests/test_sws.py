@@ -318,13 +318,12 @@ def test_mixture_lr_passes_unrounded_through_the_cli():
     carries it back unchanged (the GUI form's typed-value path is covered in test_forms)."""
     import shlex
 
-    from workbench.cli import build_parser, config_from_args, validate_config
+    from workbench.cli import build_parser, config_from_args
+    from workbench.engine.configure import cli_command
 
     args = build_parser().parse_args(["run", "--model", "mlp_tiny", "--dataset", "tiny", "--method", "sws",
                                       "--set", "mixture_lr=5e-4", "--set", "optimizer=adam", "--out", "x"])
     config = config_from_args(args)
-    validate_config(config)
     assert config.stages[0].params["mixture_lr"] == 5e-4
-    again = config_from_args(build_parser().parse_args(shlex.split(config.cli_command())[1:] + ["--out", "x"]))
-    validate_config(again)
+    again = config_from_args(build_parser().parse_args(shlex.split(cli_command(config))[1:] + ["--out", "x"]))
     assert again.stages[0].params["mixture_lr"] == 5e-4

@@ -20,6 +20,6 @@ def window(qtbot, tmp_path, monkeypatch):
     w = MainWindow(settings)
     qtbot.addWidget(w)
     w.setup.set_parts({"model": "mlp_tiny", "dataset": "tiny"})
-    w.setup.pretrain_epochs.setValue(2)
+    w.setup.set_parts({"pretrain_epochs": 2})
     yield w
     w.queue.shutdown()

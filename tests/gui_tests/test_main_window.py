@@ -79,7 +79,7 @@ def test_invalid_parameter_disables_run(qtbot, window):
 
 
 def test_a_pipeline_preset_brings_its_stages_model_data_and_huffman(qtbot, window):
-    assert not window.setup.huffman.isChecked()
+    assert window.setup.config_parts()["huffman"] is False
     window.methods.load_preset("deep-compression-lenet300")
     cfg = window.current_config()
     assert [s.method for s in cfg.stages] == ["magnitude", "kmeans"]

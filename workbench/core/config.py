@@ -6,7 +6,6 @@ The whole config is stored as JSON in every run file, so a run can be repeated f
 from __future__ import annotations
 
 import json
-import shlex
 from dataclasses import asdict, dataclass, field
 
 from workbench.core import params as P
@@ -39,23 +38,42 @@ class StageConfig:
     train: dict = field(default_factory=dict)
 
 
-@dataclass
-class RunConfig:
+@dataclass(kw_only=True)
+class RunSettings:
+    """How a run runs, whatever it compresses: declared once, from which come the CLI flags
+    (`--device`, `--seed`, `--train-subset`, ...), the app's Run settings and the run file's config."""
+
+    device: str = knob("auto", "Device", "auto: CUDA when present, else MPS where available, else CPU.",
+                       choices=("auto", "cpu", "cuda", "mps"))
+    seed: int = knob(0, "Seed", "Seeds the model's initialisation, the data order and the subsets.",
+                     min=0, max=2**31 - 1)
+    train_subset: int = knob(0, "Train samples", "Use only N training samples (seeded), for a quick look.",
+                             min=0, max=10_000_000, step=1000, special="all")
+    test_subset: int = knob(0, "Test samples", "Evaluate on only N test samples (seeded).",
+                            min=0, max=10_000_000, step=1000, special="all", advanced=True)
+    data_dir: str = knob("", "Data folder", "Where data sets live; searched before WORKBENCH_DATA, the user "
+                         "cache and /usr/share/datasets.")
+    huffman: bool = knob(False, "Huffman coding", "Storage ratio and compact export count Huffman-coded "
+                         "relative indices and codebook indices (Deep Compression, stage 3). Off: "
+                         "fixed-width codes.")
+    pretrain_epochs: int = knob(0, "Pretrain epochs", "Epochs to pretrain a zoo architecture when no "
+                                "checkpoint is given (0: the model's recipe); the reference is cached.",
+                                min=0, max=10000, special="recipe")
+
+
+SETTINGS = tuple(s.name for s in P.specs(RunSettings))
+
+
+@dataclass(kw_only=True)
+class RunConfig(RunSettings):
     dataset: str
     stages: list[StageConfig]
     model: str | None = None            # zoo key; with checkpoint, the architecture to load it into
     checkpoint: str | None = None
-    data_dir: str | None = None
-    device: str = "auto"
-    seed: int = 0
     out_dir: str = "runs"
     name: str | None = None
     preset: str | None = None
-    train_subset: int | None = None     # for quick looks and tests: use the first N (seeded) samples
-    test_subset: int | None = None
     trust_checkpoint: bool = False
-    pretrain_epochs: int = 0            # with no checkpoint: train the zoo model this long first
-    huffman: bool = False               # storage counts Huffman-coded index/code streams (Deep Compression)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -65,33 +83,17 @@ class RunConfig:
         d = json.loads(text)
         d["stages"] = [StageConfig(**s) for s in d["stages"]]
         known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+        # Files from before the settings were declared stored "none" as null (data_dir, subsets).
+        defaults = {s.name: s.default for s in P.specs(RunSettings)}
+        return cls(**{k: (defaults[k] if v is None and k in defaults else v) for k, v in d.items() if k in known})
+
+    def settings(self) -> dict:
+        """The run settings as a dict (RunSettings' fields)."""
+        return {name: getattr(self, name) for name in SETTINGS}
 
     @property
     def method_label(self) -> str:
         return "+".join(s.method for s in self.stages)
-
-    def cli_command(self) -> str:
-        """The `workbench run` command line that repeats this run; a pipeline's knobs carry their stage
-        number (`--set 2.bits_fc=5`)."""
-        args = ["workbench", "run"]
-        if self.checkpoint:
-            args += ["--checkpoint", self.checkpoint]
-            if self.model:
-                args += ["--model", self.model]
-        else:
-            args += ["--model", str(self.model)]
-        args += ["--dataset", self.dataset, "--method", ",".join(s.method for s in self.stages)]
-        for i, stage in enumerate(self.stages):
-            prefix = f"{i + 1}." if len(self.stages) > 1 else ""
-            for k, v in {**stage.params, **stage.train}.items():
-                text = P.format_layer_map(v) if isinstance(v, dict) else str(v).lower() if isinstance(
-                    v, bool) else str(v)
-                args += ["--set", f"{prefix}{k}={text}"]
-        if self.huffman:
-            args.append("--huffman")
-        args += ["--device", self.device, "--seed", str(self.seed)]
-        return shlex.join(args)
 
 
 def train_params(values: dict) -> TrainParams:

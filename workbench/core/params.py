@@ -1,9 +1,13 @@
-"""Parameter declarations: one dataclass per method (and one for training) gives the CLI flags, the JSON
-stored in run files, and (later) the GUI form.
+"""Parameter declarations: one dataclass per method (and one for training, one for the run settings)
+gives the CLI flags, the JSON stored in run files, and the GUI form.
 
 A field is declared with `knob(...)`, which keeps the metadata a form needs (label, range, step, log
 scale, choices, help, advanced). Cross-field rules live in the dataclass's `check()` method, next to the
 declaration, and are enforced by `validate()` wherever values come from.
+
+Text is one format everywhere (CLI, run file's `cli` attribute, "Copy CLI command", forms, tables):
+`format_value` writes exactly what `parse_text` reads back to the same value (a float as `%g` where that
+is exact, else as its shortest exact repr), so no hop between the faces rounds a knob.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Knob:
     choices: tuple[str, ...] | None = None
     advanced: bool = False
     unit: str = ""
+    special: str = ""          # what the minimum means when it is a sentinel (0 -> "all"), shown in forms
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,13 @@ def parse_text(spec: Spec, text: str) -> Any:
                 return False
             raise ValueError(text)
         if t is int:
-            return int(float(text)) if float(text).is_integer() else int(text)
+            try:
+                return int(text)                      # exact, whatever its size
+            except ValueError:
+                value = float(text)                   # "1e3", "20.0"
+                if not value.is_integer():
+                    raise
+                return int(value)
         if t is float:
             return float(text)
         if t is LayerMap:
@@ -125,8 +136,45 @@ def parse_layer_map(text: str) -> LayerMap:
     return out
 
 
+def format_number(v: float) -> str:
+    """`%g` where that reads back as exactly `v` ('0.0005', '1e-06', '4'), else the shortest exact text
+    ('0.0123456789')."""
+    v = float(v)
+    short = f"{v:g}"
+    return short if float(short) == v else repr(v)
+
+
 def format_layer_map(value: dict) -> str:
-    return ",".join(f"{k}={v:g}" for k, v in value.items())
+    """`fc1=6.5,fc2=0.0123456789`: reads back exactly through parse_layer_map."""
+    return ",".join(f"{k}={format_number(v)}" for k, v in value.items())
+
+
+def format_value(value: Any) -> str:
+    """A knob's value as typed on the command line; parse_text gives the same value back."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return format_layer_map(value)
+    if isinstance(value, float):
+        return format_number(value)
+    return str(value)
+
+
+def changed(cls: type, values: dict) -> dict:
+    """The values that differ from the declared defaults, in declaration order (what makes a stage or a
+    run itself: table columns, summaries, the shortest exact command line). Unreadable values count as
+    changed."""
+    out = {}
+    for spec in specs(cls):
+        if spec.name not in values:
+            continue
+        try:
+            same = coerce(spec, values[spec.name]) == spec.default
+        except ParamError:
+            same = False
+        if not same:
+            out[spec.name] = values[spec.name]
+    return out
 
 
 def coerce(spec: Spec, value: Any) -> Any:

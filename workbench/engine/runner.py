@@ -25,6 +25,7 @@ from workbench.core.errors import WorkbenchError
 from workbench.core.events import Cancelled, CancelToken, Evaluated, Finished, Message, RunStarted
 from workbench.core.stats import hist_edges, layer_point
 from workbench.core.store import RunWriter
+from workbench.engine.configure import cli_command, complete
 from workbench.engine.reference import load_user_checkpoint, resolve_model
 from workbench.engine.training import Clock, DeviceData, evaluate, train_epochs
 from workbench.methods import get_method
@@ -34,9 +35,9 @@ from workbench.models.layers import compressible_layers, layer_kind
 
 
 def load_data(config: RunConfig) -> data_mod.Dataset:
-    dataset = data_mod.load_dataset(config.dataset, config.data_dir)
-    if config.train_subset or config.test_subset:
-        dataset = dataset.subset(config.train_subset, config.test_subset, seed=config.seed)
+    dataset = data_mod.load_dataset(config.dataset, config.data_dir or None)
+    if config.train_subset or config.test_subset:       # 0 (or None in older files): the whole split
+        dataset = dataset.subset(config.train_subset or None, config.test_subset or None, seed=config.seed)
     return dataset
 
 
@@ -57,6 +58,7 @@ def run_path_for(config: RunConfig) -> Path:
 def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[object]:
     """Run a whole pipeline; yields RunStarted, Message, Progress, Evaluated, ..., Finished."""
     cancel = cancel or CancelToken()
+    complete(config)                  # the run file holds the whole validated config, whoever made it
     methods = [get_method(s.method)(P.build(get_method(s.method).Params, s.params)) for s in config.stages]
     trains = [train_params(s.train) for s in config.stages]
     device = pick_device(config.device)
@@ -67,7 +69,7 @@ def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[ob
     writer = RunWriter(path, {
         "config": config.to_json(), "method": config.method_label, "model": config.model or "",
         "dataset": dataset.name, "dataset_source": dataset.source, "device": describe(device),
-        "seed": config.seed, "preset": config.preset or "", "cli": config.cli_command()})
+        "seed": config.seed, "preset": config.preset or "", "cli": cli_command(config)})
     status, error, summary = "failed", "", {}
     try:
         yield from _execute(config, cancel, methods, trains, device, dataset, writer, preloaded)

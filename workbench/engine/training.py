@@ -11,7 +11,7 @@ from torch import nn
 
 from workbench import data as data_mod
 from workbench.core.config import TrainParams
-from workbench.core.events import Cancelled, CancelToken, Progress
+from workbench.core.events import CancelToken, Progress
 
 PROGRESS_SECONDS = 0.25
 

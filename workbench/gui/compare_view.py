@@ -22,7 +22,6 @@ from PySide6.QtWidgets import (
 from workbench.core import params as P
 from workbench.core.config import TrainParams
 from workbench.core.errors import WorkbenchError
-from workbench.core.params import format_layer_map
 from workbench.gui.run_trace import RunTrace
 from workbench.methods import get_method
 
@@ -50,22 +49,17 @@ class _Num(QTableWidgetItem):
         return self.value < getattr(other, "value", float("inf"))
 
 
-def _non_default(cls, values: dict) -> dict:
-    defaults = P.to_dict(P.build(cls, {}))
-    return {k: v for k, v in values.items() if defaults.get(k) != v}
-
-
 def key_params(trace: RunTrace) -> str:
     """The knobs of each stage that differ from their defaults, e.g. `c_rate_layers=fc1=5,fc2=4, epochs=60`."""
     stages = trace.config.get("stages", [])
     parts = []
     for stage in stages:
         try:
-            values = {**_non_default(get_method(stage["method"]).Params, stage["params"]),
-                      **_non_default(TrainParams, stage.get("train", {}))}
+            values = {**P.changed(get_method(stage["method"]).Params, stage["params"]),
+                      **P.changed(TrainParams, stage.get("train", {}))}
         except WorkbenchError:  # a method this build does not know: show what the file says
             values = {**stage["params"], **stage.get("train", {})}
-        items = [f"{k}={format_layer_map(v) if isinstance(v, dict) else v}" for k, v in values.items()]
+        items = [f"{k}={P.format_value(v)}" for k, v in values.items()]
         parts.append(f"{stage['method']}: " + ", ".join(items) if len(stages) > 1 else ", ".join(items))
     return "; ".join(parts)
 

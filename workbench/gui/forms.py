@@ -43,18 +43,6 @@ _INT_LIMIT = 2**31 - 1        # QSpinBox holds a C int
 _LOG_FLOOR = 1e-6             # log stepping up from 0 starts here (and stepping below it reaches 0)
 
 
-def format_float(v: float) -> str:
-    """`%g` when that reads back as exactly `v` ('0.0005', '1e-06', '4'), else the shortest exact text."""
-    v = float(v)
-    short = f"{v:g}"
-    return short if float(short) == v else repr(v)
-
-
-def format_map(value: dict) -> str:
-    """Per-layer text (`fc1=6.5,fc2=4`) that reads back exactly (core's format_layer_map rounds to %g)."""
-    return ",".join(f"{k}={format_float(v)}" for k, v in value.items())
-
-
 def _log_step(value: float, steps: int, lo: float | None) -> float:
     """Step along the 1-2-5 grid (..., 1e-3, 2e-3, 5e-3, 1e-2, ...): three steps per decade."""
     positive_min = lo is not None and lo > 0
@@ -118,7 +106,7 @@ class FloatSpinBox(_KnobSpin, QDoubleSpinBox):
         return 0.1
 
     def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
-        return format_float(value)
+        return P.format_number(value)
 
     def valueFromText(self, text: str) -> float:  # noqa: N802 - Qt override
         return float(text)
@@ -149,6 +137,10 @@ class IntSpinBox(_KnobSpin, QSpinBox):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.knob = spec.knob
         self.setSingleStep(int(self.knob.step or 1))
+        if self.knob.special and self.knob.min is not None:
+            # Qt shows the special text at the range's minimum, so the minimum is the declared one here.
+            self.setMinimum(int(self.knob.min))
+            self.setSpecialValueText(self.knob.special)
 
     def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
         v = self.value()
@@ -173,7 +165,7 @@ class _Combo(QComboBox):
             event.ignore()
 
 
-def _tooltip(spec: P.Spec) -> str:
+def _tooltip(spec: P.Spec, flag: bool = False) -> str:
     k = spec.knob
     lines = [k.help] if k.help else []
     if k.min is not None or k.max is not None:
@@ -183,10 +175,14 @@ def _tooltip(spec: P.Spec) -> str:
         lines.append(f"Range: {each}{lo} to {hi}{' (log scale)' if k.log else ''}")
     if k.choices:
         lines.append("One of: " + ", ".join(k.choices))
-    default = format_map(spec.default) if spec.type is P.LayerMap else spec.default
+    default = P.format_value(spec.default)
     lines.append(f"Default: {default if default != '' else '(none)'}")
     example = "fc1=6.5,fc2=4" if spec.type is P.LayerMap else "value"
-    lines.append(f"CLI: --set {spec.name}={example}")
+    if flag:      # run settings are flags of their own (cli._common)
+        option = "--" + spec.name.replace("_", "-")
+        lines.append(f"CLI: {option}" + ("" if spec.type is bool else f" {example}"))
+    else:
+        lines.append(f"CLI: --set {spec.name}={example}")
     return "\n".join(lines)
 
 
@@ -195,10 +191,14 @@ class ParamForm(QWidget):
 
     changed = Signal()
 
-    def __init__(self, params_cls: type, parent=None):
+    def __init__(self, params_cls: type, parent=None, *, fields: tuple[str, ...] | None = None,
+                 flags: bool = False):
+        """`fields`: only these of the declaration (in this order); `flags`: tooltips name CLI flags of
+        their own (`--seed N`, the run settings) instead of `--set name=value`."""
         super().__init__(parent)
         self.params_cls = params_cls
-        self.specs = {s.name: s for s in P.specs(params_cls)}
+        declared = {s.name: s for s in P.specs(params_cls)}
+        self.specs = {n: declared[n] for n in fields} if fields is not None else declared
         self.editors: dict[str, QWidget] = {}
         self.labels: dict[str, QLabel] = {}
         self._bad: dict[str, str] = {}            # field -> parse error of text that is not a value yet
@@ -229,7 +229,7 @@ class ParamForm(QWidget):
             editor = self._make_editor(spec)
             unit = f" ({spec.knob.unit})" if spec.knob.unit else ""
             label = QLabel(spec.knob.label + unit)
-            tip = _tooltip(spec)
+            tip = _tooltip(spec, flags)
             label.setToolTip(tip)
             editor.setToolTip(tip)
             label.setBuddy(editor)
@@ -331,7 +331,7 @@ class ParamForm(QWidget):
         elif spec.type in (int, float):
             w.setValue(v)
         elif spec.type is P.LayerMap:
-            w.setText(format_map(v))
+            w.setText(P.format_layer_map(v))
             self._good_maps[spec.name] = dict(v)
             self._bad.pop(spec.name, None)
         else:
@@ -364,7 +364,7 @@ class ParamForm(QWidget):
         if self._bad:
             return next(iter(self._bad.values()))
         try:
-            P.build(self.params_cls, self.values())
+            P.build(self.params_cls, self.values())   # fields left out of the form keep their defaults
         except (WorkbenchError, ValueError, TypeError) as e:   # check() of a later method may raise these
             return str(e) or type(e).__name__
         return ""

@@ -25,7 +25,7 @@ from workbench.core import params as P
 from workbench.core.config import StageConfig, TrainParams
 from workbench.core.errors import WorkbenchError
 from workbench.core.presets import list_presets
-from workbench.gui.forms import ParamForm, format_float, format_map
+from workbench.gui.forms import ParamForm
 from workbench.methods import get_method, method_keys
 
 _PICK = "Load a preset…"
@@ -49,20 +49,7 @@ def _stage_error(stage: StageConfig) -> str:
 
 def _changes(cls: type, values: dict) -> str:
     """`name=value` for the values that differ from the declared defaults (what makes a stage itself)."""
-    out = []
-    for spec in P.specs(cls):
-        if spec.name not in values:
-            continue
-        v = values[spec.name]
-        try:
-            same = P.coerce(spec, v) == spec.default
-        except WorkbenchError:
-            same = False
-        if not same:
-            text = (format_map(v) if isinstance(v, dict) else format_float(v)
-                    if isinstance(v, float) else str(v).lower() if isinstance(v, bool) else str(v))
-            out.append(f"{spec.name}={text}")
-    return " ".join(out)
+    return " ".join(f"{k}={P.format_value(v)}" for k, v in P.changed(cls, values).items())
 
 
 def stage_summary(stage: StageConfig) -> str:

@@ -15,14 +15,17 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from workbench import data as data_mod
+from workbench.core import params as P
+from workbench.core.config import RunSettings
+from workbench.gui.forms import ParamForm
 from workbench.models import zoo
 
+RUN_BOX = ("device", "seed", "train_subset", "test_subset", "huffman")   # the Run box's settings
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.pt2 *.safetensors *.ckpt *.bin);;All files (*)"
 
 
@@ -66,12 +69,9 @@ class SetupPanel(QWidget):
         self.trust.setToolTip("Loading a file that holds Python objects runs code from it: only for files "
                               "you trust. Off by default (weights only).")
         form.addRow("", self.trust)
-        self.pretrain_epochs = QSpinBox()
-        self.pretrain_epochs.setRange(0, 1000)
-        self.pretrain_epochs.setSpecialValueText("recipe")
-        self.pretrain_epochs.setToolTip("Epochs to pretrain the architecture when no checkpoint is given "
-                                        "(0: the model's recipe). The reference is cached and reused.")
-        form.addRow("Pretrain epochs", self.pretrain_epochs)
+        # The run settings come from their one declaration (core.config.RunSettings), as the CLI's flags do.
+        self.pretrain_form = ParamForm(RunSettings, fields=("pretrain_epochs",), flags=True)
+        form.addRow(self.pretrain_form)
         layout.addWidget(model_box)
 
         data_box = QGroupBox("Data")
@@ -81,36 +81,25 @@ class SetupPanel(QWidget):
         self.dataset.addItems(data_mod.dataset_names())
         self.dataset.setToolTip("mnist, fashion-mnist, cifar10, tiny, folder:PATH or arrays:PATH")
         form.addRow("Data set", self.dataset)
+        data_dir = next(s for s in P.specs(RunSettings) if s.name == "data_dir")
         self.data_dir = QLineEdit()
         self.data_dir.setPlaceholderText("search WORKBENCH_DATA, cache, /usr/share/datasets")
-        form.addRow("Data folder", _path_row(self.data_dir, self._browse_data_dir))
+        self.data_dir.setToolTip(f"{data_dir.knob.help}\nCLI: --data-dir PATH")
+        form.addRow(data_dir.knob.label, _path_row(self.data_dir, self._browse_data_dir))
         self.data_status = QLabel()
         self.data_status.setWordWrap(True)
         form.addRow("", self.data_status)
         layout.addWidget(data_box)
 
         run_box = QGroupBox("Run")
-        form = QFormLayout(run_box)
-        self.device = QComboBox()
-        self.device.addItems(["auto", "cpu", "cuda"])
-        self.device.setToolTip("auto: CUDA when present, else CPU")
-        form.addRow("Device", self.device)
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
-        form.addRow("Seed", self.seed)
-        self.train_subset = QSpinBox()
-        self.train_subset.setRange(0, 10_000_000)
-        self.train_subset.setSpecialValueText("all")
-        self.train_subset.setSingleStep(1000)
-        self.train_subset.setToolTip("Use only N training samples, for a quick look")
-        form.addRow("Train samples", self.train_subset)
-        self.huffman = QCheckBox("Huffman-code indices and codes")
-        self.huffman.setToolTip("Storage ratio and compact export count Huffman-coded relative indices and "
-                                "codebook indices (Deep Compression, stage 3). Off: fixed-width codes.")
-        form.addRow("Storage", self.huffman)
+        box = QVBoxLayout(run_box)
+        self.run_form = ParamForm(RunSettings, fields=RUN_BOX, flags=True)
+        box.addWidget(self.run_form)
         layout.addWidget(run_box)
 
-        for w in (self.model, self.dataset, self.device):
+        for form in (self.run_form, self.pretrain_form):
+            form.changed.connect(self._edited)
+        for w in (self.model, self.dataset):
             w.currentIndexChanged.connect(self._edited)
         self.dataset.editTextChanged.connect(self._edited)
         for w in (self.checkpoint, self.data_dir):
@@ -121,9 +110,8 @@ class SetupPanel(QWidget):
     def config_parts(self) -> dict:
         return {"model": self.model.currentData(), "checkpoint": self.checkpoint.text().strip() or None,
                 "trust_checkpoint": self.trust.isChecked(), "dataset": self.dataset.currentText().strip(),
-                "data_dir": self.data_dir.text().strip() or None, "device": self.device.currentText(),
-                "seed": self.seed.value(), "train_subset": self.train_subset.value() or None,
-                "pretrain_epochs": self.pretrain_epochs.value(), "huffman": self.huffman.isChecked()}
+                "data_dir": self.data_dir.text().strip(), **self.run_form.values(),
+                **self.pretrain_form.values()}
 
     def set_parts(self, parts: dict) -> None:
         if parts.get("model"):
@@ -136,14 +124,19 @@ class SetupPanel(QWidget):
             self.checkpoint.setText(parts.get("checkpoint") or "")
         if "data_dir" in parts:
             self.data_dir.setText(parts.get("data_dir") or "")
-        if "huffman" in parts:
-            self.huffman.setChecked(bool(parts["huffman"]))
+        for form in (self.run_form, self.pretrain_form):
+            given = {k: v for k, v in parts.items() if k in form.specs and v is not None}
+            if given:
+                form.set_values(given)
         self._edited()
 
     def error(self) -> str:
         parts = self.config_parts()
         if not parts["dataset"]:
             return "choose a data set"
+        for form in (self.run_form, self.pretrain_form):
+            if form.error():
+                return form.error()
         if parts["checkpoint"] and not Path(parts["checkpoint"]).is_file():
             return f"checkpoint not found: {parts['checkpoint']}"
         return ""

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from workbench.core import params as P
-from workbench.core.events import CancelToken
 from workbench.core.encoding import Encoded
+from workbench.core.events import CancelToken
 from workbench.methods.storage import encode_state
 
 

@@ -1,0 +1,56 @@
+"""A run's configuration made whole, and the command line that repeats it.
+
+`complete` is the one place a config is validated, whichever face made it (CLI, app, preset, a run
+file): every stage's method and training knobs are checked (types, ranges, cross-field rules), typed and
+filled in with their declared defaults, and the run settings are checked, so a run file holds the
+complete configuration. `cli_command` writes the `workbench run` line that repeats it exactly
+(params.format_value): the knobs and settings that differ from their defaults.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from workbench.core import params as P
+from workbench.core.config import RunConfig, RunSettings, TrainParams
+from workbench.methods import get_method
+
+
+def complete(config: RunConfig) -> RunConfig:
+    """Validate and fill in `config` in place (raises a one-line ParamError / WorkbenchError); returns it."""
+    defaults = {s.name: s.default for s in P.specs(RunSettings)}
+    for name, default in defaults.items():
+        if getattr(config, name) is None:           # "none" as older files and callers wrote it
+            setattr(config, name, default)
+    P.validate(config)                               # the run settings' knobs (RunSettings' fields)
+    for stage in config.stages:
+        stage.params = P.to_dict(P.build(get_method(stage.method).Params, stage.params))
+        stage.train = P.to_dict(P.build(TrainParams, stage.train))
+    return config
+
+
+def cli_command(config: RunConfig) -> str:
+    """The `workbench run` command line that repeats this run; a pipeline's knobs carry their stage number
+    (`--set 2.bits_fc=5`). Values are written exactly, so the command parses back to the same config."""
+    args = ["workbench", "run"]
+    if config.checkpoint:
+        args += ["--checkpoint", config.checkpoint]
+        if config.model:
+            args += ["--model", config.model]
+        if config.trust_checkpoint:
+            args.append("--trust-checkpoint")
+    else:
+        args += ["--model", str(config.model)]
+    args += ["--dataset", config.dataset, "--method", ",".join(s.method for s in config.stages)]
+    for i, stage in enumerate(config.stages):
+        prefix = f"{i + 1}." if len(config.stages) > 1 else ""
+        knobs = {**P.changed(get_method(stage.method).Params, stage.params),
+                 **P.changed(TrainParams, stage.train)}
+        args += [a for k, v in knobs.items() for a in ("--set", f"{prefix}{k}={P.format_value(v)}")]
+    for name, value in P.changed(RunSettings, config.settings()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            args += [flag] if value else []
+        else:
+            args += [flag, P.format_value(value)]
+    return shlex.join(args)
