@@ -61,7 +61,7 @@ from workbench.methods.hashing.funhash import FunctionalHashing
 from workbench.methods.hashing.hashednets import HashedNets
 from workbench.methods.plain import PlainTraining
 from workbench.models import zoo
-from workbench.models.hashed import layers as hashed_layers
+from workbench.models.hashed.layers import hashed_layers
 
 CPU = torch.device("cpu")
 VARIANTS = ("dense", "hashed", "funhash shared", "funhash per-layer")
@@ -152,7 +152,7 @@ def part_cost(model_key: str, ratio: float, args, device, batch: int) -> dict:
         for r in range(args.rounds * 4 + 1):
             for v, (model, *_rest) in state.items():
                 model.eval()
-                for layer in (m for _, m in hashed_layers.hashed_layers(model)):
+                for layer in (m for _, m in hashed_layers(model)):
                     layer.clear_caches()
                 for times in (cold, warm):
                     sync(device)
@@ -175,7 +175,7 @@ def part_cost(model_key: str, ratio: float, args, device, batch: int) -> dict:
         print(f"  {v:<20}{1e3 * s:>9.3f}{s / base:>9.2f}{1e3 * c:>15.3f}{c / base_cold:>9.2f}{1e3 * w:>15.3f}"
               f"{w / base_warm:>9.2f}", flush=True)
     kernel = state["hashed"][0]
-    note = next(m for _, m in hashed_layers.hashed_layers(kernel))
+    note = next(m for _, m in hashed_layers(kernel))
     print(f"  hashed layers run on: {'native CPU kernel' if note.native(note.table) else 'PyTorch path'}")
     return out
 

@@ -11,18 +11,18 @@ import core_helpers as H
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from workbench.core.accounting import account
 from workbench.core.errors import ParamError
+from workbench.core.events import Cancelled
 from workbench.core.store import read_model, read_run
 from workbench.engine.export import export_run, load_compact, read_compact
 from workbench.methods.storage import encode_state
 from workbench.methods.hashing.funhash import FunctionalHashing
 from workbench.methods.hashing.hashednets import HashedNets
 from workbench.models import structure, zoo
-from workbench.models.hashed import index as hashing
-from workbench.models.hashed import kernel as hash_kernel
-from workbench.models.hashed import layers as hashed_layers
+from workbench.models.hashed import index, kernel, layers
 
 MASK = np.uint64(0xFFFFFFFF)
 
@@ -46,9 +46,9 @@ def np_derive(*words) -> np.uint64:
     return h
 
 
-def np_codes(seed, layer_id, u, start, stop, size, role=hashing.ROLE_VALUE):
+def np_codes(seed, layer_id, u, start, stop, size, role=index.ROLE_VALUE):
     """The hash written out in numpy uint64 arithmetic, independent of the torch code."""
-    key = np_derive(seed, layer_id, hashing.ROLE_LAYER)
+    key = np_derive(seed, layer_id, index.ROLE_LAYER)
     n = np.arange(start, stop, dtype=np.uint64)
     base = np_mix32((n + key) & MASK)
     fk = np.array([np_derive(seed, layer_id, role, k) for k in range(u)], dtype=np.uint64)
@@ -60,60 +60,60 @@ def np_codes(seed, layer_id, u, start, stop, size, role=hashing.ROLE_VALUE):
     (0, 0, 1, 0, 5000, 625), (12345, 2, 4, 1000, 3000, 97), (2**32 - 1, 7, 3, 2**32 - 500, 2**32, 1 << 20),
 ])
 def test_hash_equals_the_numpy_uint64_reference(seed, layer_id, u, start, stop, size):
-    keys = hashing.layer_keys(seed, layer_id, u, dual=True)
-    bucket, neg = hashing.codes(keys, start, stop, size, "cpu")
+    keys = index.layer_keys(seed, layer_id, u, dual=True)
+    bucket, neg = index.codes(keys, start, stop, size, "cpu")
     ref_b, ref_n = np_codes(seed, layer_id, u, start, stop, size)
     np.testing.assert_array_equal(bucket.numpy(), ref_b.astype(np.int64))
     np.testing.assert_array_equal(neg.numpy(), ref_n)
-    dual, _ = hashing.codes(keys, start, stop, size, "cpu", dual=True)
+    dual, _ = index.codes(keys, start, stop, size, "cpu", dual=True)
     np.testing.assert_array_equal(dual.numpy(), np_codes(seed, layer_id, u, start, stop, size,
-                                                         hashing.ROLE_DUAL)[0].astype(np.int64))
+                                                         index.ROLE_DUAL)[0].astype(np.int64))
     assert bucket.min() >= 0 and bucket.max() < size
     assert 0.45 < neg.float().mean() < 0.55                          # signs balanced
 
 
 def test_hash_is_frozen_across_runs_and_versions():
     """Compact files rely on these exact integers: a change here makes old files load wrong weights."""
-    keys = hashing.layer_keys(12345, 2, 2)
+    keys = index.layer_keys(12345, 2, 2)
     assert (keys.key, keys.fkeys) == (862720569, (1203597303, 1416698096))
-    bucket, neg = hashing.codes(keys, 0, 8, 1000, "cpu")
+    bucket, neg = index.codes(keys, 0, 8, 1000, "cpu")
     assert bucket.tolist() == [[497, 741, 349, 336, 772, 54, 283, 540], [313, 636, 763, 238, 432, 178, 630, 97]]
     assert neg.int().tolist() == [[1, 0, 0, 0, 1, 1, 0, 0], [1, 1, 1, 1, 0, 1, 1, 0]]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_hash_is_the_same_on_cuda():
-    keys = hashing.layer_keys(99, 1, 4)
-    cpu = hashing.codes(keys, 0, 100_000, 12_345, "cpu")
-    gpu = hashing.codes(keys, 0, 100_000, 12_345, "cuda")
+    keys = index.layer_keys(99, 1, 4)
+    cpu = index.codes(keys, 0, 100_000, 12_345, "cpu")
+    gpu = index.codes(keys, 0, 100_000, 12_345, "cuda")
     assert all(torch.equal(a, b.cpu()) for a, b in zip(cpu, gpu))
 
 
 def _native():
-    k = hash_kernel.load(1, (), "linear", False)
+    k = kernel.load(1, (), "linear", False)
     if k is None:
-        pytest.skip(f"no native kernel here: {hash_kernel.last_error()}")
+        pytest.skip(f"no native kernel here: {kernel.last_error()}")
     return k
 
 
 def test_native_kernel_hashes_the_same_integers():
     """With table[b] = b + 1, a U = 1 kernel's output is +-(bucket + 1): bucket and sign read back."""
-    kernel = _native()
-    keys = hashing.layer_keys(7, 3, 1)
+    native = _native()
+    keys = index.layer_keys(7, 3, 1)
     size, count = 5003, 70_000
-    out = hash_kernel.forward(kernel, count, keys, size, 0, torch.arange(1, size + 1, dtype=torch.float32), None, None)
+    out = kernel.forward(native, count, keys, size, 0, torch.arange(1, size + 1, dtype=torch.float32), None, None)
     ref_b, ref_n = np_codes(7, 3, 1, 0, count, size)
     np.testing.assert_array_equal(out.abs().numpy().astype(np.int64) - 1, ref_b[0].astype(np.int64))
     np.testing.assert_array_equal(out.numpy() < 0, ref_n[0])
 
 
 def test_native_tanh_is_within_3e_7_of_torch():
-    kernel = hash_kernel.load(4, (4, 2, 1), "tanh", False)
-    if kernel is None:
+    native = kernel.load(4, (4, 2, 1), "tanh", False)
+    if native is None:
         pytest.skip("no native kernel")
     x = torch.linspace(-12, 12, 240_001)
     y = torch.empty_like(x)
-    kernel.tanh_fn(x.data_ptr(), y.data_ptr(), x.numel())
+    native.tanh_fn(x.data_ptr(), y.data_ptr(), x.numel())
     assert float((y - torch.tanh(x)).abs().max()) < 3e-7
 
 
@@ -134,7 +134,7 @@ def _prepare(method, model, seed=3):
 
 def _torch_path(model):
     other = copy.deepcopy(model)
-    for _, layer in hashed_layers.hashed_layers(other):
+    for _, layer in layers.hashed_layers(other):
         layer.kernel = "torch"
     return other
 
@@ -152,7 +152,7 @@ def test_bucket_gradient_is_the_sum_of_its_members_gradients(path):
     v.retain_grad()
     x = torch.randn(6, 1, 8, 8)
     torch.nn.functional.linear(x.flatten(1), v.view(layer.weight_shape), layer.bias).pow(2).sum().backward()
-    bucket, neg = hashing.codes(layer.keys, 0, layer.count, layer.size, "cpu")
+    bucket, neg = index.codes(layer.keys, 0, layer.count, layer.size, "cpu")
     sign = 1 - 2 * neg[0].float()
     expected = torch.zeros(layer.size).index_add_(0, bucket[0], sign * v.grad)
     assert torch.allclose(layer.space.grad, expected, rtol=1e-5, atol=1e-6)
@@ -167,7 +167,7 @@ def test_functional_hashing_gradients_pass_gradcheck():
     layer = _torch_path(model).conv1
     inputs = [layer.table, layer.dual_table, *layer.recon.tensors()]
     inputs = [t.detach().clone().requires_grad_() for t in inputs]
-    assert torch.autograd.gradcheck(lambda *a: hashed_layers._Virtual.apply(layer, *a), inputs)
+    assert torch.autograd.gradcheck(lambda *a: layers._Virtual.apply(layer, *a), inputs)
 
 
 def test_u1_without_g_equals_hashed_exactly():
@@ -224,34 +224,34 @@ def test_native_kernel_agrees_with_the_torch_path():
 
 
 def test_native_kernel_runs_on_torchs_openmp_threads():
-    """A team of our own would compete with torch's spinning threads (hash_kernel.py): where torch runs on
+    """A team of our own would compete with torch's spinning threads (kernel.py): where torch runs on
     one GNU OpenMP runtime the kernel links to that one, and no second runtime is loaded."""
-    runtimes = hash_kernel.openmp_runtimes()
+    runtimes = kernel.openmp_runtimes()
     if len(runtimes) != 1:
         pytest.skip("torch does not run on one GNU OpenMP runtime here")
-    kernel = hash_kernel.load(4, (4, 2, 1), "tanh", False)
-    if kernel is None:
-        pytest.skip(f"no native kernel: {hash_kernel.last_error()}")
-    assert kernel.openmp
-    assert hash_kernel.openmp_runtimes() == runtimes
+    native = kernel.load(4, (4, 2, 1), "tanh", False)
+    if native is None:
+        pytest.skip(f"no native kernel: {kernel.last_error()}")
+    assert native.openmp
+    assert kernel.openmp_runtimes() == runtimes
 
 
 def test_kernel_without_openmp_runs_on_one_thread_and_agrees(tmp_path, monkeypatch):
     """Where torch has no GNU OpenMP runtime the kernel is built without -fopenmp: one thread, same values."""
-    threaded = hash_kernel.load(4, (4, 2, 1), "tanh", False)
+    threaded = kernel.load(4, (4, 2, 1), "tanh", False)
     if threaded is None:
-        pytest.skip(f"no native kernel: {hash_kernel.last_error()}")
+        pytest.skip(f"no native kernel: {kernel.last_error()}")
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
-    monkeypatch.setattr(hash_kernel, "openmp_runtimes", lambda: set())
-    plain = hash_kernel.load(4, (4, 2, 1), "tanh", False)
+    monkeypatch.setattr(kernel, "openmp_runtimes", lambda: set())
+    plain = kernel.load(4, (4, 2, 1), "tanh", False)
     assert plain is not threaded and not plain.openmp and plain.threads(1 << 24) == 1
-    keys = hashing.layer_keys(5, 0, 4)
+    keys = index.layer_keys(5, 0, 4)
     gen = torch.Generator().manual_seed(0)
     table, grad = torch.randn(300, generator=gen), torch.randn(3000, generator=gen)
-    g = torch.randn(hash_kernel.g_param_count(4, (4, 2, 1)), generator=gen)
-    a, b = (hash_kernel.forward(k, 3000, keys, 300, 0, table, None, g) for k in (threaded, plain))
+    g = torch.randn(kernel.g_param_count(4, (4, 2, 1)), generator=gen)
+    a, b = (kernel.forward(k, 3000, keys, 300, 0, table, None, g) for k in (threaded, plain))
     assert torch.equal(a, b)
-    for x, y in zip(*(hash_kernel.backward(k, grad, keys, 300, 0, table, None, g) for k in (threaded, plain))):
+    for x, y in zip(*(kernel.backward(k, grad, keys, 300, 0, table, None, g) for k in (threaded, plain))):
         assert (x is None and y is None) or torch.equal(x, y)
 
 
@@ -269,17 +269,17 @@ def test_native_kernel_agrees_over_blocks_and_threads(values, monkeypatch):
     layer = model.fc
     if layer.native(layer.table) is None:
         pytest.skip("no native kernel")
-    kernel = layer.native(layer.table)
-    assert kernel.threads(layer.count) == (2 if kernel.openmp else 1)
+    native = layer.native(layer.table)
+    assert native.threads(layer.count) == (2 if native.openmp else 1)
     with torch.no_grad():
         layer.table.normal_(0, 0.3)
     other = _torch_path(model)
     a, b = layer.virtual(), other.fc.virtual()
-    assert kernel.team == kernel.threads(layer.count)
+    assert native.team == native.threads(layer.count)
     assert torch.allclose(a, b, atol=1e-6)
     grad = torch.randn_like(a)
     a.backward(grad)
-    assert kernel.team == kernel.threads(layer.count, layer.size + layer.dual_size) == kernel.threads(layer.count)
+    assert native.team == native.threads(layer.count, layer.size + layer.dual_size) == native.threads(layer.count)
     b.backward(grad)
     for (name, p), q in zip(model.named_parameters(), other.parameters()):
         if q.grad is not None:
@@ -290,7 +290,7 @@ def test_cached_indices_give_the_same_values_and_gradients():
     model = _tiny()
     _prepare(FunctionalHashing.from_values({"seed": 4, "kernel": "torch"}), model)
     cached = copy.deepcopy(model)
-    for _, layer in hashed_layers.hashed_layers(cached):
+    for _, layer in layers.hashed_layers(cached):
         layer.cache_indices = True
     x = torch.randn(4, 1, 8, 8)
     a, b = model(x), cached(x)
@@ -317,12 +317,12 @@ def _saved(model, x) -> tuple[int, int]:
     return floats[0], ints[0]
 
 
-@pytest.mark.parametrize("kernel", ["auto", "torch"])
-def test_autograd_keeps_no_index_tensor_and_no_more_than_the_dense_model(kernel):
+@pytest.mark.parametrize("path", ["auto", "torch"])
+def test_autograd_keeps_no_index_tensor_and_no_more_than_the_dense_model(path):
     dense = _tiny()
     x = torch.randn(32, 1, 8, 8)
     dense_floats, _ = _saved(dense, x)
-    for method in (HashedNets.from_values({"kernel": kernel}), FunctionalHashing.from_values({"kernel": kernel})):
+    for method in (HashedNets.from_values({"kernel": path}), FunctionalHashing.from_values({"kernel": path})):
         model = copy.deepcopy(dense)
         _prepare(method, model)
         floats, ints = _saved(model, x)
@@ -334,7 +334,7 @@ def test_autograd_keeps_no_index_tensor_and_no_more_than_the_dense_model(kernel)
 def test_scratch_start_has_nn_linear_weight_scale():
     model = _tiny()
     _prepare(FunctionalHashing.from_values({"init": "scratch"}), model)      # shared g and space
-    have = sum(float((layer.dense()[0].double() ** 2).sum()) for _, layer in hashed_layers.hashed_layers(model))
+    have = sum(float((layer.dense()[0].double() ** 2).sum()) for _, layer in layers.hashed_layers(model))
     want = 2048 / (3 * 64) + 128 / (3 * 32)                                  # E[V^2] = 1 / (3 fan_in)
     assert have == pytest.approx(want, rel=1e-4)
     assert model.fc1.bias.abs().sum() == 0
@@ -364,7 +364,7 @@ def test_budgets_follow_the_ratio_and_count_g():
     assert (model.fc1.size, model.fc2.size) == (256, 64)
     shared = _tiny()
     _prepare(FunctionalHashing.from_values({"ratio": 0.125}), shared)
-    n_g = hash_kernel.g_param_count(4, (4, 2, 1))       # 32: 4x4+4, 4x2+2, 2x1 (no output bias)
+    n_g = kernel.g_param_count(4, (4, 2, 1))            # 32: 4x4+4, 4x2+2, 2x1 (no output bias)
     assert n_g == 32 and shared.hashing.space.numel() == round(0.125 * (2048 + 128)) - n_g
     report = account(FunctionalHashing().encode(shared))
     assert report.stored_params == round(0.125 * 2176) + 32 + 4       # + dense biases
@@ -400,6 +400,36 @@ def test_specs_without_hashing_stay_version_1():
     _prepare(HashedNets(), model)
     spec = structure.parse(structure.to_json(structure.structure_of(model)))
     assert spec["version"] == 2 and spec["layers"]["fc1"]["hashed"]["space"] == 256
+
+
+# --- cancelling a long prepare ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", [HashedNets.from_values({}), FunctionalHashing.from_values({"fit_steps": 200})],
+                         ids=["hashed", "funhash"])
+def test_prepare_of_a_cancelled_run_raises_cancelled(method):
+    ctx = H.run_context()
+    ctx.cancel.cancel()
+    with pytest.raises(Cancelled):
+        method.prepare(_tiny(), ctx)
+
+
+def test_cancelling_while_fitting_stops_before_the_next_step():
+    """fit_steps = 200, cancelled after the third Adam step: prepare raises without taking a fourth."""
+    ctx = H.run_context()
+    steps = []
+
+    def step_taken(optimizer, args, kwargs):
+        steps.append(optimizer)
+        if len(steps) == 3:
+            ctx.cancel.cancel()
+
+    handle = register_optimizer_step_post_hook(step_taken)
+    try:
+        with pytest.raises(Cancelled):
+            FunctionalHashing.from_values({"fit_steps": 200}).prepare(_tiny(), ctx)
+    finally:
+        handle.remove()
+    assert len(steps) == 3
 
 
 # --- whole runs: run file, compact and dense export ---------------------------------------------------
@@ -466,7 +496,7 @@ def test_occupancy_bins_widen_to_reach_the_fullest_bucket():
     model = H.OneLayer(torch.randn(64, 64))
     _prepare(HashedNets.from_values({"ratio": 1 / 64, "seed": 2}), model)
     stats = occupancy(model)["fc"]
-    bucket, _ = hashing.codes(model.fc.keys, 0, model.fc.count, model.fc.size, "cpu")
+    bucket, _ = index.codes(model.fc.keys, 0, model.fc.count, model.fc.size, "cpu")
     counts = torch.bincount(bucket.reshape(-1), minlength=model.fc.size)
     width = int(stats["occupancy_bin"])
     assert width > 1 and HIST_BINS * (width - 1) <= counts.max() < HIST_BINS * width     # the narrowest that fits

@@ -14,12 +14,14 @@ functions; the dual space starts at 1, g with N(0, 1/fan_in) weights and zero bi
 Adam steps fit spaces and g to the dense weights (sum_l ||V_l - W_l||^2 / sum_l ||W_l||^2). `scratch`:
 buckets uniform in +-1/sqrt(fan_in) (nn.Linear's default range; a shared space takes the members' mean
 1/fan_in), then scaled so that the virtual weights start at nn.Linear's scale (E[V^2] = 1/(3 fan_in)),
-dense biases zero.
+dense biases zero. prepare calls `RunContext.check_cancelled` between chunks of the bucket means and
+before every fitting step, so a cancelled run stops within one of them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -29,8 +31,8 @@ from workbench.core.errors import ParamError
 from workbench.methods.base import Method, RunContext
 from workbench.methods.per_layer import check_layer_map, choose_layers
 from workbench.models import structure
-from workbench.models.hashed import kernel as hash_kernel
-from workbench.models.hashed import layers as hashed_layers
+from workbench.models.hashed import kernel
+from workbench.models.hashed.layers import Reconstruction, hashed_layers, root_of
 from workbench.models.layers import compressible_layers, layer_kind
 
 
@@ -73,7 +75,7 @@ def parse_widths(text: str) -> tuple[int, ...]:
 
 def budgets(elements: dict[str, int], cfg: HashConfig) -> dict:
     """{"space": K | None, "dual": K2 | None, "layers": {name: (K_l | None, K2_l | None)}}."""
-    n_g = hash_kernel.g_param_count(cfg.u, cfg.widths) if cfg.widths else 0
+    n_g = kernel.g_param_count(cfg.u, cfg.widths) if cfg.widths else 0
     total = sum(elements.values())
     check_layer_map("ratio_layers", cfg.ratio_layers, elements, what="hashed ")
 
@@ -127,15 +129,15 @@ def convert(model: nn.Module, cfg: HashConfig, seed: int) -> tuple[list[str], di
         spec["layers"][name] = {"kind": layer_kind(m), "shape": list(m.weight.shape), "bias": m.bias is not None,
                                 "hashed": {"id": i, "space": own, "dual": own_dual}}
     structure.apply_structure(model, spec)
-    hashed_layers.root_of(model).set_seed(seed)
-    for _, layer in hashed_layers.hashed_layers(model):
+    root_of(model).set_seed(seed)
+    for _, layer in hashed_layers(model):
         layer.cache_indices, layer.kernel = cfg.cache_indices, cfg.kernel
     return names, targets, biases
 
 
 def _tables(model: nn.Module) -> list[nn.Parameter]:
     seen, out = set(), []
-    for _, layer in hashed_layers.hashed_layers(model):
+    for _, layer in hashed_layers(model):
         for t in (layer.table, layer.dual_table):
             if t is not None and id(t) not in seen:
                 seen.add(id(t))
@@ -143,14 +145,16 @@ def _tables(model: nn.Module) -> list[nn.Parameter]:
     return out
 
 
-def _reconstructions(model: nn.Module) -> list[hashed_layers.Reconstruction]:
-    return [m for m in model.modules() if isinstance(m, hashed_layers.Reconstruction)]
+def _reconstructions(model: nn.Module) -> list[Reconstruction]:
+    return [m for m in model.modules() if isinstance(m, Reconstruction)]
 
 
 @torch.no_grad()
-def init_pretrained(model: nn.Module, targets: dict, biases: dict, generator: torch.Generator) -> None:
-    """Buckets = sign-corrected means of their members; g ~ N(0, 1/fan_in); dual space 1."""
-    layers = dict(hashed_layers.hashed_layers(model))
+def init_pretrained(model: nn.Module, targets: dict, biases: dict, generator: torch.Generator,
+                    check: Callable[[], None] = lambda: None) -> None:
+    """Buckets = sign-corrected means of their members; g ~ N(0, 1/fan_in); dual space 1. `check` runs
+    before each chunk of elements (RunContext.check_cancelled: it raises when the run was cancelled)."""
+    layers = dict(hashed_layers(model))
     sums: dict[int, torch.Tensor] = {}
     counts: dict[int, torch.Tensor] = {}
     for name, layer in layers.items():
@@ -158,15 +162,14 @@ def init_pretrained(model: nn.Module, targets: dict, biases: dict, generator: to
         t = targets[name].to(device=table.device, dtype=table.dtype)
         s = sums.setdefault(id(table), torch.zeros_like(table))
         c = counts.setdefault(id(table), torch.zeros_like(table))
-        for a in range(0, layer.count, hashed_layers.CHUNK):
-            b = min(a + hashed_layers.CHUNK, layer.count)
-            bucket, neg = layer.codes(a, b, table.device)
+        for a, b, bucket, neg in layer.code_chunks(table.device):
+            check()
             vals = torch.where(neg, -t[a:b], t[a:b])
             s.index_add_(0, bucket.reshape(-1), vals.reshape(-1))
             c.index_add_(0, bucket.reshape(-1), torch.ones_like(vals).reshape(-1))
         if layer.bias is not None and name in biases:
             layer.bias.copy_(biases[name])
-    for _, layer in layers.items():
+    for layer in layers.values():
         table = layer.table
         if id(table) in sums:
             table.copy_(sums.pop(id(table)) / counts[id(table)].clamp_min(1))
@@ -180,7 +183,7 @@ def init_pretrained(model: nn.Module, targets: dict, biases: dict, generator: to
 def init_scratch(model: nn.Module, generator: torch.Generator) -> None:
     """Buckets uniform in +-sqrt(mean of 1/fan_in over their members); dense biases 0; g ~ N(0, 1/fan_in)."""
     inv_fan: dict[int, list[float]] = {}
-    for _, layer in hashed_layers.hashed_layers(model):
+    for _, layer in hashed_layers(model):
         fan_in = math.prod(layer.weight_shape[1:])
         acc = inv_fan.setdefault(id(layer.table), [0.0, 0.0])
         acc[0] += layer.count / fan_in
@@ -205,7 +208,7 @@ def calibrate(model: nn.Module) -> None:
     E[V^2] = 1 / (3 fan_in): a product of small random layers (4 -> 2 -> 1) can shrink the values
     several-fold, and g's output layer (no bias) scales them exactly."""
     groups: dict[int, list] = {}
-    for _, layer in hashed_layers.hashed_layers(model):
+    for _, layer in hashed_layers(model):
         owner = layer.recon if layer.recon is not None else layer.table
         groups.setdefault(id(owner), [owner, 0.0, 0.0])
         v = layer.virtual()
@@ -214,22 +217,23 @@ def calibrate(model: nn.Module) -> None:
     for owner, have, want in groups.values():
         if have > 0:
             scale = math.sqrt(want / have)
-            (owner.layers[-1].weight if isinstance(owner, hashed_layers.Reconstruction) else owner).mul_(scale)
+            (owner.layers[-1].weight if isinstance(owner, Reconstruction) else owner).mul_(scale)
 
 
 def relative_error(model: nn.Module, targets: dict) -> float:
     with torch.no_grad():
         err = tot = 0.0
-        for name, layer in hashed_layers.hashed_layers(model):
+        for name, layer in hashed_layers(model):
             t = targets[name].to(device=layer.table.device, dtype=layer.table.dtype)
             err += float(((layer.virtual() - t) ** 2).sum())
             tot += float((t ** 2).sum())
     return math.sqrt(err / tot) if tot else 0.0
 
 
-def fit(model: nn.Module, targets: dict, steps: int) -> None:
-    """Adam on spaces and g: min sum_l ||V_l - W_l||^2 / sum_l ||W_l||^2 (the pretrained weights)."""
-    layers = hashed_layers.hashed_layers(model)
+def fit(model: nn.Module, targets: dict, steps: int, check: Callable[[], None] = lambda: None) -> None:
+    """Adam on spaces and g: min sum_l ||V_l - W_l||^2 / sum_l ||W_l||^2 (the pretrained weights);
+    `check` runs before each step."""
+    layers = hashed_layers(model)
     scale = sum(float((t ** 2).sum()) for t in targets.values()) or 1.0
     rms = math.sqrt(scale / sum(t.numel() for t in targets.values()))
     groups = [{"params": _tables(model), "lr": 0.05 * rms}]
@@ -239,6 +243,7 @@ def fit(model: nn.Module, targets: dict, steps: int) -> None:
     opt = torch.optim.Adam(groups)
     device_targets = {n: targets[n].to(device=layer.table.device, dtype=layer.table.dtype) for n, layer in layers}
     for _ in range(steps):
+        check()
         loss = sum(((layer.virtual() - device_targets[n]) ** 2).sum() for n, layer in layers) / scale
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -247,13 +252,13 @@ def fit(model: nn.Module, targets: dict, steps: int) -> None:
         p.grad = None                      # training starts from clean gradients
 
 
-def g_gradient_scales(model: nn.Module, scale: float) -> dict[int, tuple[hashed_layers.Reconstruction, float]]:
+def g_gradient_scales(model: nn.Module, scale: float) -> dict[int, tuple[Reconstruction, float]]:
     """Factor on each g's gradient. g serves every weight of its layers, so its gradient is a sum over
     all of them, while a bucket's sums over its members only (U N / K of them); plain SGD at a rate that
     suits the buckets then throws g far off (LeNet-300-100 stayed at chance). `auto` (-1) scales g's
     gradient to a bucket's size: U / K, K the buckets of the spaces its layers read."""
     out: dict[int, list] = {}
-    for _, layer in hashed_layers.hashed_layers(model):
+    for _, layer in hashed_layers(model):
         g = layer.recon
         if g is None:
             continue
@@ -263,7 +268,7 @@ def g_gradient_scales(model: nn.Module, scale: float) -> dict[int, tuple[hashed_
 
 
 def kernel_note(model: nn.Module) -> str:
-    layers = hashed_layers.hashed_layers(model)
+    layers = hashed_layers(model)
     if not layers:
         return ""
     layer = layers[0][1]
@@ -274,7 +279,7 @@ def kernel_note(model: nn.Module) -> str:
                                                           ", indices recomputed in chunks")
     k = layer.native(layer.table)
     if k is None:
-        return f"PyTorch path (no native kernel: {hash_kernel.last_error() or 'disabled'})"
+        return f"PyTorch path (no native kernel: {kernel.last_error() or 'disabled'})"
     return f"native CPU kernel ({k.path.name}); indices recomputed, never stored"
 
 
@@ -298,12 +303,13 @@ class HashingMethod(Method):
         seed = cfg.seed if cfg.seed >= 0 else int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
         self.names, targets, biases = convert(model, cfg, seed)
         self._occupancy = None
+        ctx.check_cancelled()
         if cfg.init == "pretrained":
-            init_pretrained(model, targets, biases, ctx.generator)
+            init_pretrained(model, targets, biases, ctx.generator, ctx.check_cancelled)
             before = relative_error(model, targets)
             # U = 1 without g: the member means already are the least-squares fit (HashedNets exactly)
             if cfg.fit_steps and (cfg.u > 1 or cfg.widths or cfg.dual):
-                fit(model, targets, cfg.fit_steps)
+                fit(model, targets, cfg.fit_steps, ctx.check_cancelled)
                 ctx.log(f"{self.key}: buckets from their members' sign-corrected means (relative error "
                         f"{before:.3f} of the pretrained weights), then {cfg.fit_steps} fitting steps: "
                         f"{relative_error(model, targets):.3f}")
@@ -336,7 +342,7 @@ class HashingMethod(Method):
         return layer_stats(model, self._occupancy)
 
     def finalize(self, model: nn.Module, ctx: RunContext) -> None:
-        for _, layer in hashed_layers.hashed_layers(model):
+        for _, layer in hashed_layers(model):
             layer.clear_caches()
         for hook in self._hooks:
             hook.remove()

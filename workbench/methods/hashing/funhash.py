@@ -1,4 +1,6 @@
-"""Functional hashing: FunHashNN (Shi, Feng, Zhu 2016) and its homological version HFH.
+"""Functional hashing: FunHashNN (Shi, Feng, Zhu. Functional Hashing for Compressing Neural Networks.
+arXiv:1605.06560, 2016) and its homological version HFH (the same authors, Homologically Functional
+Hashing for Compressing Deep Neural Networks, ICLR 2017 submission, 2016).
 
 Each virtual weight fetches U signed values from a compression space with U hash functions and a small
 reconstruction network g maps them to the weight: V_ij = g([xi_1 w[h_1(i,j)], ..., xi_U w[h_U(i,j)]]; alpha)
@@ -8,7 +10,7 @@ global ratio sets its size; `per_layer` is FunHashNN. Whether g is shared across
 knob). Dual-space hashing (an extension the paper discusses): each fetched value is scaled by a per-weight
 parameter of g hashed from a second table, V = g([d[h'_k] xi_k w[h_k]]_k). g's parameters, the dual
 space and the seed all count as stored. U = 1 with no g (`g_widths=none`) is HashedNets exactly.
-Training settings are not in the paper (METHODS.md): the stage's training knobs apply.
+The paper gives no training settings (optimizer, learning rate, epochs): the stage's training knobs apply.
 """
 
 from __future__ import annotations

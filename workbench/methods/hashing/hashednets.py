@@ -3,7 +3,7 @@
 Every chosen layer's virtual weight V_ij = xi(i, j) w[h(i, j)]: h hashes into the layer's K_l buckets, xi
 is a +-1 sign hash, and a bucket's gradient is the sum of its members' sign-corrected gradients. K_l =
 ratio x the layer's weights, so a ratio of 1/8 stores 8x fewer values; biases stay dense as in the paper
-(or are hashed too). Indices are recomputed from the seed, never stored (hashing/index.py).
+(or are hashed too). Indices are recomputed from the seed, never stored (models/hashed/index.py).
 """
 
 from __future__ import annotations

@@ -23,21 +23,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.models.hashed import layers as hashed_layers
+from workbench.models.hashed.layers import hashed_layers
 
 HIST_BINS = 33
 
 
 @torch.no_grad()
 def occupancy(model: nn.Module) -> dict[str, dict[str, float | np.ndarray]]:
-    layers = hashed_layers.hashed_layers(model)
+    layers = hashed_layers(model)
     per_layer: dict[str, torch.Tensor] = {}
     total: dict[int, torch.Tensor] = {}
     for name, layer in layers:
         table = layer.table
         counts = torch.zeros(table.numel(), dtype=torch.int64, device=table.device)
-        for a in range(0, layer.count, hashed_layers.CHUNK):
-            bucket, _ = layer.codes(a, min(a + hashed_layers.CHUNK, layer.count), table.device)
+        for _, _, bucket, _ in layer.code_chunks(table.device):
             counts += torch.bincount(bucket.reshape(-1), minlength=table.numel())
         per_layer[name] = counts
         total[id(table)] = total.get(id(table), torch.zeros_like(counts)) + counts
@@ -64,7 +63,7 @@ def occupancy(model: nn.Module) -> dict[str, dict[str, float | np.ndarray]]:
 @torch.no_grad()
 def layer_stats(model: nn.Module, static: dict) -> dict[str, dict[str, float | np.ndarray]]:
     out = {}
-    for name, layer in hashed_layers.hashed_layers(model):
+    for name, layer in hashed_layers(model):
         entry = dict(static.get(name, {}))
         entry["space_rms"] = float(layer.table.detach().float().pow(2).mean().sqrt())
         out[name] = entry

@@ -15,7 +15,7 @@ of one another (n + key alone would make layers whose keys differ by less than t
 mix32 is the two-multiply 32-bit integer hash from Wellons' hash-prospector (constants 0x21f0aaad,
 0x735a2d97). Both constants are below 2^31, so on int64 tensors every product of a 32-bit value stays below
 2^63: no signed overflow, values never negative, so right shifts are logical. The same integers come out on
-CPU, CUDA, numpy and the native kernel (hash_kernel.c) by construction, not by luck of wrapping.
+CPU, CUDA, numpy and the native kernel (kernel.c) by construction, not by luck of wrapping.
 """
 
 from __future__ import annotations
@@ -32,24 +32,18 @@ MAX_BUCKETS = 1 << 30           # cached codes keep bucket << 1 | sign in an int
 ROLE_LAYER, ROLE_VALUE, ROLE_DUAL = 1, 2, 3
 
 
-def mix32_int(x: int) -> int:
-    """mix32 on a Python int (key derivation)."""
-    x &= MASK32
+def mix32(x):
+    """mix32 of x in [0, 2^32): a Python int (key derivation), or an int64 tensor, changed in place.
+
+    One body for both: augmented assignments rebind an int and update a tensor in place (no temporaries
+    beyond each shift), so the keys and the per-element words come from the same lines."""
     x ^= x >> 16
-    x = (x * MUL1) & MASK32
+    x *= MUL1
+    x &= MASK32
     x ^= x >> 15
-    x = (x * MUL2) & MASK32
+    x *= MUL2
+    x &= MASK32
     x ^= x >> 15
-    return x
-
-
-def mix32_(x: torch.Tensor) -> torch.Tensor:
-    """mix32 in place on an int64 tensor of values in [0, 2^32)."""
-    x.bitwise_xor_(x >> 16)
-    x.mul_(MUL1).bitwise_and_(MASK32)
-    x.bitwise_xor_(x >> 15)
-    x.mul_(MUL2).bitwise_and_(MASK32)
-    x.bitwise_xor_(x >> 15)
     return x
 
 
@@ -57,7 +51,7 @@ def derive(*words: int) -> int:
     """A 32-bit key from a sequence of integers (seed, layer id, role, k)."""
     h = 0x243F6A88                     # pi's fraction bits: any fixed start
     for w in words:
-        h = mix32_int(h ^ mix32_int(int(w) & MASK32) ^ 0x9E3779B9)
+        h = mix32(h ^ mix32(int(w) & MASK32) ^ 0x9E3779B9)
     return h
 
 
@@ -79,9 +73,9 @@ def layer_keys(seed: int, layer_id: int, u: int, dual: bool = False) -> LayerKey
 def words(keys: LayerKeys, start: int, stop: int, device, dual: bool = False) -> torch.Tensor:
     """x_k for elements [start, stop): int64 (U, stop - start), values in [0, 2^32)."""
     n = torch.arange(start, stop, dtype=torch.int64, device=device)
-    base = mix32_(n.add_(keys.key).bitwise_and_(MASK32))
+    base = mix32(n.add_(keys.key).bitwise_and_(MASK32))
     fk = torch.tensor(keys.dkeys if dual else keys.fkeys, dtype=torch.int64, device=device)
-    return mix32_(base.unsqueeze(0) ^ fk.unsqueeze(1))
+    return mix32(base.unsqueeze(0) ^ fk.unsqueeze(1))
 
 
 def buckets(x: torch.Tensor, size: int) -> torch.Tensor:

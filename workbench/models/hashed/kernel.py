@@ -1,4 +1,6 @@
-"""The native CPU kernel of hashed layers: generated, compiled with the system C compiler, loaded by ctypes.
+"""The native CPU kernel of hashed layers: kernel.c completed for one configuration, compiled with the
+system C compiler, loaded by ctypes. g's parameter layout (g_layout) is defined here, and g's C code is
+generated here from it (element_code); the hash itself is written in kernel.c.
 
 Why native: a virtual weight costs one integer hash per hash function, U table reads and g's few
 multiply-adds; as separate PyTorch operations each of those is a pass over memory (on LeNet-300-100 an
@@ -45,29 +47,28 @@ _loaded: dict[tuple, "Kernel | None"] = {}
 _errors: list[str] = []
 
 
+def g_layout(u: int, widths: tuple[int, ...]) -> list[tuple[int, int, int, int | None]]:
+    """g's layers in its flat parameter vector, as (fan_in, width, weight offset, bias offset or None):
+    each layer's weight (width x fan_in, row-major), then its bias, as nn.Linear holds them; the output
+    layer has no bias. layers.Reconstruction builds its layers from this, and the kernel reads g by it."""
+    out, fan_in, p = [], u, 0
+    for i, width in enumerate(widths):
+        bias = p + width * fan_in if i + 1 < len(widths) else None
+        out.append((fan_in, width, p, bias))
+        p += width * fan_in + (width if bias is not None else 0)
+        fan_in = width
+    return out
+
+
 def g_param_count(u: int, widths: tuple[int, ...]) -> int:
-    """Weights and biases of g's layers; the output layer has no bias (hashed_layers.Reconstruction)."""
-    total, fan_in = 0, u
-    for i, w in enumerate(widths):
-        total += w * fan_in + (w if i + 1 < len(widths) else 0)
-        fan_in = w
-    return total
-
-
-def hash_code(u: int, dual: bool) -> str:
-    """One line of C (the HF_HASH macro's body): element e's buckets and signs into the block arrays."""
-    lines = []
-    for k in range(u):
-        lines += [f"const uint32_t x{k} = mix32(base ^ FK[{k}]);", f"bk[{k}][e] = reduce(x{k}, K);",
-                  f"sg[{k}][e] = (x{k} & 1u) ? -1.f : 1.f;"]
-        if dual:
-            lines.append(f"dbk[{k}][e] = reduce(mix32(base ^ DK[{k}]), K2);")
-    return " ".join(lines)
+    """Weights and biases of g's layers (g_layout)."""
+    return sum(fan_in * width + (width if bias is not None else 0) for fan_in, width, _, bias in g_layout(u, widths))
 
 
 def element_code(u: int, widths: tuple[int, ...], dual: bool, backward: bool) -> str:
     """Straight-line C for element e of a block: its U signed values from the fetched block arrays, g
-    forward (and backward)."""
+    forward (and backward). g's one definition in C: hidden layers act(W x + b), the output layer W x
+    (layers.Reconstruction.apply_to is the same network in PyTorch)."""
     lines = []
     for k in range(u):
         lines.append(f"const float s{k} = sg[{k}][e];")
@@ -76,57 +77,49 @@ def element_code(u: int, widths: tuple[int, ...], dual: bool, backward: bool) ->
                       f"const float f{k} = r{k} * q{k};"]
         else:
             lines.append(f"const float f{k} = s{k} * fv[{k}][e];")
-    names = [f"f{k}" for k in range(u)]
-    inputs, offsets, p = [], [], 0
-    for layer, wo in enumerate(widths):       # weight (wo x win, row-major), then bias (wo): nn.Linear
-        win = len(names)
-        hidden = layer + 1 < len(widths)       # the output layer has no bias
+    layout = g_layout(u, widths)
+    names, inputs = [f"f{k}" for k in range(u)], []
+    for layer, (win, wo, w, b) in enumerate(layout):
         outs = []
         for o in range(wo):
-            terms = [f"G[{p + o * win + i}] * {names[i]}" for i in range(win)]
-            expr = " + ".join(([f"G[{p + wo * win + o}]"] if hidden else []) + terms)
-            if hidden:
+            terms = [f"G[{w + o * win + i}] * {names[i]}" for i in range(win)]
+            expr = " + ".join(([f"G[{b + o}]"] if b is not None else []) + terms)
+            if layer + 1 < len(layout):
                 expr = f"act({expr})"
             lines.append(f"const float a{layer}_{o} = {expr};")
             outs.append(f"a{layer}_{o}")
         inputs.append(names)
-        offsets.append(p)
-        p += wo * win + (wo if hidden else 0)
         names = outs
     lines.append(f"const float v = {' + '.join(names)};")
     if not backward:
         return "\n".join("            " + s for s in lines)
-    grads = ["d0"] * u
-    if widths:
-        d = ["d0"]
-        for layer in reversed(range(len(widths))):
-            ins, wo, p = inputs[layer], widths[layer], offsets[layer]
-            win = len(ins)
-            for o in range(wo):
-                if layer + 1 < len(widths):
-                    lines.append(f"acc[{p + wo * win + o} * BS + e] += {d[o]};")
-                lines += [f"acc[{p + o * win + i} * BS + e] += {d[o]} * {ins[i]};" for i in range(win)]
-            nd = []
-            for i in range(win):
-                expr = " + ".join(f"G[{p + o * win + i}] * {d[o]}" for o in range(wo))
-                if layer > 0:
-                    expr = f"({expr}) * dact({ins[i]})"
-                lines.append(f"const float d{layer}_{i} = {expr};")
-                nd.append(f"d{layer}_{i}")
-            d = nd
-        grads = d
+    d = ["d0"] * (1 if layout else u)
+    for layer in reversed(range(len(layout))):
+        win, wo, w, b = layout[layer]
+        ins = inputs[layer]
+        for o in range(wo):
+            if b is not None:
+                lines.append(f"acc[{b + o} * BS + e] += {d[o]};")
+            lines += [f"acc[{w + o * win + i} * BS + e] += {d[o]} * {ins[i]};" for i in range(win)]
+        nd = []
+        for i in range(win):
+            expr = " + ".join(f"G[{w + o * win + i}] * {d[o]}" for o in range(wo))
+            if layer > 0:
+                expr = f"({expr}) * dact({ins[i]})"
+            lines.append(f"const float d{layer}_{i} = {expr};")
+            nd.append(f"d{layer}_{i}")
+        d = nd
     for k in range(u):
-        lines.append(f"gv[{k}][e] = {f's{k} * q{k}' if dual else f's{k}'} * {grads[k]};")
+        lines.append(f"gv[{k}][e] = {f's{k} * q{k}' if dual else f's{k}'} * {d[k]};")
         if dual:
-            lines.append(f"dgv[{k}][e] = r{k} * {grads[k]};")
+            lines.append(f"dgv[{k}][e] = r{k} * {d[k]};")
     lines.append("(void)v;")
     return "\n".join("            " + s for s in lines)
 
 
 def source(u: int, widths: tuple[int, ...], activation: str, dual: bool) -> str:
     head = (f"#define HF_U {u}\n#define HF_NG {g_param_count(u, widths)}\n"
-            f"#define HF_ACT {ACTIVATIONS[activation]}\n#define HF_DUAL {int(dual)}\n"
-            f"#define HF_HASH {hash_code(u, dual)}\n")
+            f"#define HF_ACT {ACTIVATIONS[activation]}\n#define HF_DUAL {int(dual)}\n")
     text = SOURCE.read_text()
     text = text.replace("/*@FORWARD@*/", element_code(u, widths, dual, backward=False))
     text = text.replace("/*@BACKWARD@*/", element_code(u, widths, dual, backward=True))
@@ -274,17 +267,17 @@ def _keys(values):
     return (ctypes.c_uint32 * len(values))(*[int(v) for v in values]) if values else None
 
 
-def _addr(array) -> int | None:
-    return None if array is None else ctypes.addressof(array)
+def _inputs(count: int, threads: int, keys, size: int, dual_size: int, table, dual, g) -> list:
+    """The arguments both entry points begin with (the key arrays go as ctypes arrays, alive for the call)."""
+    return [I64(0), I64(count), INT(threads), U32(keys.key), _keys(keys.fkeys), _keys(keys.dkeys), I64(size),
+            I64(dual_size), _ptr(table), _ptr(dual), _ptr(g)]
 
 
 def forward(kernel: Kernel, count: int, keys, size: int, dual_size: int, table: torch.Tensor,
             dual: torch.Tensor | None, g: torch.Tensor | None) -> torch.Tensor:
     """The layer's `count` virtual values (contiguous float32 CPU tensors in, one out)."""
     out = torch.empty(count, dtype=torch.float32)
-    fk, dk = _keys(keys.fkeys), _keys(keys.dkeys)
-    kernel.team = kernel.forward_fn(I64(0), I64(count), INT(kernel.threads(count)), U32(keys.key), _addr(fk),
-                                    _addr(dk), I64(size), I64(dual_size), _ptr(table), _ptr(dual), _ptr(g),
+    kernel.team = kernel.forward_fn(*_inputs(count, kernel.threads(count), keys, size, dual_size, table, dual, g),
                                     _ptr(out))
     return out
 
@@ -293,16 +286,14 @@ def backward(kernel: Kernel, grad: torch.Tensor, keys, size: int, dual_size: int
              dual: torch.Tensor | None, g: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(dL/dtable, dL/ddual, dL/dg flat) from dL/dV."""
-    fk, dk = _keys(keys.fkeys), _keys(keys.dkeys)
     count = grad.numel()
     # the kernel writes (not adds) all three, zeroing them in the thread that fills them
     gt = torch.empty_like(table)
     gd = torch.empty_like(dual) if dual is not None else None
     gg = torch.empty(max(kernel.n_g, 1), dtype=torch.float32)
     threads = kernel.threads(count, size + dual_size)
-    team = kernel.backward_fn(I64(0), I64(count), INT(threads), U32(keys.key), _addr(fk), _addr(dk), I64(size),
-                              I64(dual_size), _ptr(table), _ptr(dual), _ptr(g), _ptr(grad), _ptr(gt), _ptr(gd),
-                              _ptr(gg))
+    team = kernel.backward_fn(*_inputs(count, threads, keys, size, dual_size, table, dual, g), _ptr(grad), _ptr(gt),
+                              _ptr(gd), _ptr(gg))
     if team < 0:
         raise MemoryError("hashed layer: no memory left for the per-thread bucket gradients")
     kernel.team = team

@@ -8,9 +8,9 @@ table. U = 1 with no g is HashedNets exactly. n runs over the weight (row-major)
 hashed, the bias.
 
 Memory: `_Virtual` builds a layer's virtual weight vector without letting autograd keep anything per
-element: the backward pass recomputes the hash (hashing/index.py) and scatter-adds into the buckets, so
+element: the backward pass recomputes the hash (index.py) and scatter-adds into the buckets, so
 training holds the virtual weights the matmul needs and no index tensor (an int64 index per weight alone
-would be twice the fp32 weights). On CPU the native kernel (hash_kernel.py) does both passes in one loop;
+would be twice the fp32 weights). On CPU the native kernel (kernel.py, kernel.c) does both passes in one loop;
 elsewhere the PyTorch path works through chunks of CHUNK elements, optionally from cached int32 codes
 (`cache_indices`: bucket << 1 | sign, 4 bytes per weight and hash function, for speed where memory allows).
 In eval mode without gradients the virtual weights are kept until a parameter changes, so inference
@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workbench.models.hashed import index as hashing
-from workbench.models.hashed import kernel as hash_kernel
+from workbench.models.hashed import index, kernel
 
 ROOT = "hashing"                 # the model's submodule holding the seed and the shared tensors
 CHUNK = 1 << 18                  # elements per step of the PyTorch path (bounds its temporaries)
@@ -49,18 +48,17 @@ class Reconstruction(nn.Module):
         if not widths or widths[-1] != 1:
             raise ValueError("the reconstruction network ends in one output")
         self.u, self.widths, self.activation = u, tuple(widths), activation
-        fan_in, layers = u, []
-        for i, w in enumerate(widths):
-            layers.append(nn.Linear(fan_in, w, bias=i + 1 < len(widths), device=device, dtype=dtype))
-            fan_in = w
-        self.layers = nn.ModuleList(layers)
+        self.layers = nn.ModuleList(nn.Linear(fan_in, width, bias=bias is not None, device=device, dtype=dtype)
+                                    for fan_in, width, _, bias in kernel.g_layout(u, self.widths))
 
     def tensors(self) -> list[torch.Tensor]:
         """Weight, bias of each layer, the output layer's weight last: the kernel's parameter order."""
         return [t for layer in self.layers for t in (layer.weight, layer.bias) if t is not None]
 
     def apply_to(self, f: torch.Tensor, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """g of each row of f (n, U) with the given parameter tensors; (n,)."""
+        """g of each row of f (n, U) with the given parameter tensors; (n,). g's one definition in PyTorch:
+        the PyTorch path's backward differentiates this (HashedLayer.gradients); the kernel's C is
+        generated from the same layout (kernel.element_code)."""
         act = ACTIVATIONS[self.activation]
         x = f
         last = len(self.widths) - 1
@@ -119,8 +117,15 @@ class _Virtual(torch.autograd.Function):
         return (None, gt, gd, *gg)
 
 
-def _flat(tensors: list[torch.Tensor]) -> torch.Tensor | None:
-    return torch.cat([t.detach().reshape(-1) for t in tensors]).float().contiguous() if tensors else None
+def chunks(count: int):
+    """[a, b) spans of at most CHUNK elements covering range(count): the PyTorch path's steps."""
+    return ((a, min(a + CHUNK, count)) for a in range(0, count, CHUNK))
+
+
+def _native_inputs(table, dual, g: list[torch.Tensor]) -> tuple:
+    """(table, dual or None, g flat or None) as the kernel takes them: detached, contiguous (g float32)."""
+    return (table.detach().contiguous(), dual.detach().contiguous() if dual is not None else None,
+            torch.cat([t.detach().reshape(-1) for t in g]).float().contiguous() if g else None)
 
 
 class HashedLayer(nn.Module):
@@ -146,10 +151,10 @@ class HashedLayer(nn.Module):
         object.__setattr__(self, "_root", root)      # not a submodule: shared tensors stay in one place
         self.cache_indices = False
         self.kernel = "auto"                         # "auto": native on CPU where it builds; "torch"
-        self._keys: tuple[int, hashing.LayerKeys] | None = None
+        self._keys: tuple[int, index.LayerKeys] | None = None
         self._codes: dict = {}
         self._eval: tuple | None = None
-        hashing.check_sizes(self.count, self.size, f"layer {layer_id}")
+        index.check_sizes(self.count, self.size, f"layer {layer_id}")
 
     # --- what the layer reads ---------------------------------------------------------------------------
     @property
@@ -176,10 +181,10 @@ class HashedLayer(nn.Module):
         return d.numel() if d is not None else 0
 
     @property
-    def keys(self) -> hashing.LayerKeys:
+    def keys(self) -> index.LayerKeys:
         seed = self._root.seed_value
         if self._keys is None or self._keys[0] != seed:
-            self._keys = (seed, hashing.layer_keys(seed, self.layer_id, self.u, self.dual_space))
+            self._keys = (seed, index.layer_keys(seed, self.layer_id, self.u, self.dual_space))
         return self._keys[1]
 
     def native(self, table: torch.Tensor):
@@ -187,24 +192,29 @@ class HashedLayer(nn.Module):
         if self.kernel != "auto" or table.device.type != "cpu" or table.dtype != torch.float32:
             return None
         r = self.recon
-        return hash_kernel.load(self.u, r.widths if r else (), r.activation if r else "linear", self.dual_space)
+        return kernel.load(self.u, r.widths if r else (), r.activation if r else "linear", self.dual_space)
 
     # --- the PyTorch path -------------------------------------------------------------------------------
     def codes(self, start: int, stop: int, device, dual: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(bucket (U, n) int64, negative (U, n) bool) of elements [start, stop), cached when asked."""
         size = self.dual_size if dual else self.size
         if not self.cache_indices:
-            return hashing.codes(self.keys, start, stop, size, device, dual)
+            return index.codes(self.keys, start, stop, size, device, dual)
         key = (self._root.seed_value, str(device), dual, size)
         if key not in self._codes:
             self._codes = {k: v for k, v in self._codes.items() if k[1] == key[1]}   # one device at a time
             parts = []
-            for a in range(0, self.count, CHUNK):
-                b, neg = hashing.codes(self.keys, a, min(a + CHUNK, self.count), size, device, dual)
-                parts.append(((b << 1) | neg.long()).to(torch.int32))
+            for a, b in chunks(self.count):
+                bucket, neg = index.codes(self.keys, a, b, size, device, dual)
+                parts.append(((bucket << 1) | neg.long()).to(torch.int32))
             self._codes[key] = torch.cat(parts, dim=1)
         c = self._codes[key][:, start:stop].long()
         return c >> 1, (c & 1).bool()
+
+    def code_chunks(self, device):
+        """(a, b, bucket, negative) of each chunk [a, b) of the layer's elements, in order."""
+        for a, b in chunks(self.count):
+            yield (a, b, *self.codes(a, b, device))
 
     def fetch(self, table, dual, start: int, stop: int):
         """(f, bucket, signs, raw, gate, dual bucket) of elements [start, stop), each (U, n)."""
@@ -218,36 +228,28 @@ class HashedLayer(nn.Module):
         return raw * gate, bucket, sign, raw, gate, dbucket
 
     def compute(self, table, dual, g: list[torch.Tensor]) -> torch.Tensor:
-        kernel = self.native(table)
-        if kernel is not None:
-            return hash_kernel.forward(kernel, self.count, self.keys, self.size, self.dual_size,
-                                       table.detach().contiguous(),
-                                       dual.detach().contiguous() if dual is not None else None, _flat(g))
+        k = self.native(table)
+        if k is not None:
+            return kernel.forward(k, self.count, self.keys, self.size, self.dual_size, *_native_inputs(table, dual, g))
         out = torch.empty(self.count, dtype=table.dtype, device=table.device)
         r = self.recon
-        for a in range(0, self.count, CHUNK):
-            b = min(a + CHUNK, self.count)
+        for a, b in chunks(self.count):
             f = self.fetch(table, dual, a, b)[0]
             out[a:b] = r.apply_to(f.T, g) if r is not None else f.sum(0)
         return out
 
     def gradients(self, grad: torch.Tensor, table, dual, g: list[torch.Tensor]):
-        kernel = self.native(table)
-        if kernel is not None:
-            gt, gd, gg = hash_kernel.backward(kernel, grad.float(), self.keys, self.size, self.dual_size,
-                                              table.detach().contiguous(),
-                                              dual.detach().contiguous() if dual is not None else None, _flat(g))
-            grads, at = [], 0
-            for t in g:
-                grads.append(gg[at:at + t.numel()].view_as(t).to(t.dtype))
-                at += t.numel()
-            return gt, gd, grads
+        k = self.native(table)
+        if k is not None:
+            gt, gd, gg = kernel.backward(k, grad.float(), self.keys, self.size, self.dual_size,
+                                         *_native_inputs(table, dual, g))
+            parts = gg.split([t.numel() for t in g]) if g else []
+            return gt, gd, [part.view_as(t).to(t.dtype) for part, t in zip(parts, g)]
         gt = torch.zeros_like(table)
         gd = torch.zeros_like(dual) if dual is not None else None
         gg = [torch.zeros_like(t) for t in g]
         r = self.recon
-        for a in range(0, self.count, CHUNK):
-            b = min(a + CHUNK, self.count)
+        for a, b in chunks(self.count):
             f, bucket, sign, raw, gate, dbucket = self.fetch(table, dual, a, b)
             if r is None:
                 gf = grad[a:b].expand(self.u, -1)
@@ -266,10 +268,14 @@ class HashedLayer(nn.Module):
         return gt, gd, gg
 
     # --- the virtual weights ----------------------------------------------------------------------------
+    def inputs(self) -> tuple[nn.Parameter, nn.Parameter | None, list[torch.Tensor]]:
+        """What the virtual values are computed from: (space, dual space or None, g's tensors)."""
+        r = self.recon
+        return self.table, self.dual_table, (r.tensors() if r is not None else [])
+
     def virtual(self) -> torch.Tensor:
         """All `count` virtual values (weight row-major, then the hashed bias), differentiable."""
-        table, dual, r = self.table, self.dual_table, self.recon
-        g = r.tensors() if r is not None else []
+        table, dual, g = self.inputs()
         if self.training or torch.is_grad_enabled():
             self._eval = None
             return _Virtual.apply(self, table, dual, *g)
@@ -289,7 +295,8 @@ class HashedLayer(nn.Module):
     @torch.no_grad()
     def dense(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(weight, bias) materialised at the original layer's shapes."""
-        v = _Virtual.apply(self, self.table, self.dual_table, *(self.recon.tensors() if self.recon is not None else []))
+        table, dual, g = self.inputs()
+        v = _Virtual.apply(self, table, dual, *g)
         weight = v[:self.weight_count].view(self.weight_shape).clone()
         bias = v[self.weight_count:].clone() if self.hash_bias else (
             self.bias.detach().clone() if self.bias is not None else None)
