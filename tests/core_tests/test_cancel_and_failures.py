@@ -217,3 +217,64 @@ def test_killed_process_leaves_a_readable_running_file(tmp_path):
         assert f["metrics/test_accuracy"].shape[0] >= 3        # reference, epoch 1, epoch 2
         assert np.all(np.isfinite(f["metrics/test_accuracy"][:3]))
     assert read_run(path).status == "running"
+
+
+class _Probe(PlainTraining):
+    """Plain training that records when the run loop calls its hooks; its prepare can run long."""
+
+    calls: list = []
+    slow_prepare = False
+
+    def prepare(self, model, ctx):
+        self.calls.append(("prepare", ctx.stage))
+        while self.slow_prepare:          # like fitting hash tables: long, but checks for a cancel
+            ctx.check_cancelled()
+            time.sleep(0.005)
+
+    def on_epoch_start(self, model, ctx):
+        self.calls.append(("start", ctx.epoch))
+
+    def on_epoch_end(self, model, ctx):
+        self.calls.append(("end", ctx.epoch, ctx.step))
+
+    def epoch_stats(self, model):
+        self.calls.append(("stats",))
+        return {}
+
+    def finalize(self, model, ctx):
+        self.calls.append(("finalize",))
+
+
+@pytest.fixture
+def probe(monkeypatch):
+    from workbench.engine import configure, runner
+    from workbench.methods import get_method
+
+    def lookup(key):
+        return _Probe if key == "probe" else get_method(key)
+
+    monkeypatch.setattr(runner, "get_method", lookup)
+    monkeypatch.setattr(configure, "get_method", lookup)
+    _Probe.calls, _Probe.slow_prepare = [], False
+    return _Probe
+
+
+def test_hooks_run_in_order_with_on_epoch_end_before_each_evaluation(tmp_path, probe):
+    events = execute(H.make_config("probe", tmp_path, epochs=2, params={}))
+    assert H.finished(list(events)).status == "completed"
+    steps = H.STEPS_PER_EPOCH
+    # The reference point is evaluated (stats) before prepare; each epoch ends before its point.
+    assert probe.calls == [("stats",), ("prepare", 0), ("start", 0), ("end", 0, steps), ("stats",),
+                           ("start", 1), ("end", 1, 2 * steps), ("stats",), ("finalize",), ("stats",)]
+
+
+def test_a_long_hook_is_cancelled_midway(tmp_path, probe):
+    probe.slow_prepare = True              # would never end by itself
+    token = CancelToken()
+    threading.Timer(0.3, token.cancel).start()
+    t0 = time.perf_counter()
+    fin = H.finished(list(execute(H.make_config("probe", tmp_path, epochs=2, params={}), token)))
+    assert fin.status == "cancelled"
+    assert time.perf_counter() - t0 < 30
+    assert _file_state(fin.run_path)[0] == "cancelled"
+    assert ("start", 0) not in probe.calls     # it stopped inside prepare

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QThreadPool
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or QSettings("compression-workbench", "workbench")
         self.traces: dict[str, RunTrace] = {}
         self._warnings: dict[str, str] = {}          # run path -> its latest warning (runner.stall_notice)
+        self._closing = False                        # closed while a run was finishing: close after it
         self.focus_path = ""
         self.queue = RunQueue(self)
         self.live_refresh = StaggeredRefresh(self)
@@ -305,6 +306,8 @@ class MainWindow(QMainWindow):
         if fin.run_path:
             self._load(fin.run_path)       # the file has the summary; read it off the GUI thread
         self.progress.setFormat(fin.status)
+        if self._closing:                  # the user closed the window while this run was finishing
+            self.close()                   # the queue is idle now: closeEvent stops its thread
 
     def show_error(self, text: str) -> None:
         self.error_label.setText(text)
@@ -417,6 +420,17 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         self.settings.setValue("setup", json.dumps(self.setup.config_parts()))
         self.settings.setValue("method", self.methods.current_method())
+        if self.queue.busy:
+            # Cancel, stay open (and responsive) until the run has closed its file, then close: the
+            # run's `finished` signal comes back here (_run_finished).
+            self._closing = True
+            self.queue.cancel_all()
+            self.statusBar().showMessage("cancelling the run; the window closes once its file is closed")
+            event.ignore()
+            return
         self.queue.shutdown()
+        # File reads and exports still running in the pool report back to this window: let them end
+        # before it goes (an export is written atomically either way).
+        QThreadPool.globalInstance().waitForDone(30000)
         super().closeEvent(event)
 

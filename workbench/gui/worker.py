@@ -6,6 +6,7 @@ and re-emits each event as a Qt signal (queued across threads); run files are re
 
 from __future__ import annotations
 
+import sys
 import traceback
 from collections import deque
 
@@ -76,10 +77,6 @@ class RunQueue(QObject):
     def pending(self) -> list[RunConfig]:
         return list(self._pending)
 
-    def remove_pending(self, index: int) -> None:
-        del self._pending[index]
-        self.queue_changed.emit()
-
     @property
     def busy(self) -> bool:
         return self._current is not None
@@ -131,11 +128,23 @@ class RunQueue(QObject):
         self.queue_changed.emit()
         self._next()
 
-    def shutdown(self, wait_ms: int = 10000) -> None:
-        """Cancel everything and stop the thread (on window close); the run file is closed cleanly."""
+    def shutdown(self, wait_ms: int = 10000) -> bool:
+        """Cancel everything and stop the thread; True when it stopped within `wait_ms`.
+
+        A run notices the cancel between batches and in long hooks (RunContext.check_cancelled), then
+        closes its file as `cancelled`. One that is still finishing after `wait_ms` (a hook that cannot
+        stop midway) is reported on stderr and waited for: destroying a running QThread would abort the
+        process and leave the file marked `running`. The window avoids this wait (closeEvent).
+        """
         self.cancel_all()
         self._thread.quit()
-        self._thread.wait(wait_ms)
+        if self._thread.wait(wait_ms):
+            return True
+        path = self._path or "the current run"
+        print(f"workbench: {path} is still finishing after {wait_ms / 1000:g} s of cancelling; waiting for "
+              "it to close its file", file=sys.stderr, flush=True)
+        self._thread.wait()
+        return False
 
 
 class _Task(QRunnable):

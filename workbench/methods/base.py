@@ -41,7 +41,7 @@ class RunContext:
     num_train: int
     stage: int = 0
     step: int = 0                 # optimizer steps taken in this stage
-    epoch: int = 0                # epochs completed in this stage
+    epoch: int = 0                # the current epoch of this stage, from 0 (= epochs completed before it)
     lr: float = 0.0
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
     log: Callable[[str], None] = lambda message: None

@@ -1,0 +1,85 @@
+"""Closing the window, or shutting the run queue down, while a run is still finishing: the run is
+cancelled and waited for (its file gets closed), never torn down mid-write, and the wait is reported."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from workbench.core.config import RunConfig, StageConfig
+from workbench.core.events import Finished, RunStarted
+
+
+def _slow_execute(release: threading.Event, seen_cancel: list):
+    """A run whose last step cannot stop midway (like a long finalize): it notices the cancel only when
+    `release` is set, then ends as cancelled."""
+    def execute(config, token):
+        yield RunStarted("slow.h5", {}, "cpu", 10, [], {})
+        while not release.wait(0.01):
+            pass
+        seen_cancel.append(token.cancelled)
+        yield Finished("slow.h5", "cancelled", {}, "")
+    return execute
+
+
+def _config() -> RunConfig:
+    return RunConfig(dataset="tiny", model="mlp_tiny", stages=[StageConfig("plain")])
+
+
+@pytest.fixture
+def queue(qtbot):
+    """A run queue owned by a widget, as in the window: the owner is held for the whole test, so Qt
+    deletes the queue and its thread with the owner and not from under a live Python wrapper."""
+    from PySide6.QtWidgets import QWidget
+
+    from workbench.gui import worker
+
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    q = worker.RunQueue(owner)
+    yield q
+    q.shutdown()
+    del q, owner
+
+
+def test_shutdown_reports_and_waits_for_a_run_still_finishing(qtbot, queue, monkeypatch, capfd):
+    from workbench.gui import worker
+
+    release, seen = threading.Event(), []
+    monkeypatch.setattr(worker, "execute", _slow_execute(release, seen))
+    with qtbot.waitSignal(queue.started, timeout=5000):
+        queue.enqueue(_config())
+    threading.Timer(0.5, release.set).start()      # the run finishes 0.5 s into the shutdown
+    t0 = time.perf_counter()
+    stopped_in_time = queue.shutdown(wait_ms=100)
+    waited = time.perf_counter() - t0
+    assert stopped_in_time is False
+    assert waited >= 0.4                             # it waited for the run instead of abandoning it
+    assert queue._thread.isFinished()
+    assert seen == [True]                            # the run saw the cancel
+    assert "still finishing" in capfd.readouterr().err
+
+
+def test_shutdown_of_an_idle_queue_is_immediate(qtbot, queue):
+    assert queue.shutdown(wait_ms=2000) is True
+    assert queue._thread.isFinished()
+
+
+def test_closing_the_window_during_a_run_waits_for_its_file(qtbot, window, monkeypatch):
+    from workbench.gui import worker
+
+    release, seen = threading.Event(), []
+    monkeypatch.setattr(worker, "execute", _slow_execute(release, seen))
+    window.show()
+    with qtbot.waitSignal(window.queue.started, timeout=5000):
+        window.queue.enqueue(_config())
+    window.close()
+    assert window.isVisible()                        # still open: the run is being cancelled
+    assert "closes once its file is closed" in window.statusBar().currentMessage()
+    assert window.queue.busy
+    release.set()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+    assert seen == [True] and not window.queue.busy
+
