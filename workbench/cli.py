@@ -30,12 +30,15 @@ def _common(p: argparse.ArgumentParser, settings=SETTINGS) -> None:
         if spec.name not in settings:
             continue
         flag, k = "--" + spec.name.replace("_", "-"), spec.knob
-        help_text = k.help + (f" {{{', '.join(k.choices)}}}" if k.choices else "") + (
-            f" (default: {P.format_value(spec.default)})" if spec.type is not bool and spec.default != "" else "")
+        default = P.format_value(spec.default)
+        if k.special and spec.default == k.min:
+            default = f"{default}, {k.special}"             # 0 = all samples, 0 = the recipe
+        help_text = k.help + (f" (default: {default})" if spec.type is not bool and spec.default != "" else "")
         if spec.type is bool:
             p.add_argument(flag, action="store_true", default=None, help=help_text)
         else:
-            p.add_argument(flag, default=None, metavar=spec.name.upper(), help=help_text)
+            metavar = "{" + ",".join(k.choices) + "}" if k.choices else "N" if spec.type is int else "PATH"
+            p.add_argument(flag, default=None, metavar=metavar, help=help_text)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 

@@ -43,8 +43,10 @@ class RunSettings:
     """How a run runs, whatever it compresses: declared once, from which come the CLI flags
     (`--device`, `--seed`, `--train-subset`, ...), the app's Run settings and the run file's config."""
 
+    DEVICES = ("auto", "cpu", "cuda", "mps")        # what core.devices.pick_device understands
+
     device: str = knob("auto", "Device", "auto: CUDA when present, else MPS where available, else CPU.",
-                       choices=("auto", "cpu", "cuda", "mps"))
+                       choices=DEVICES)
     seed: int = knob(0, "Seed", "Seeds the model's initialisation, the data order and the subsets.",
                      min=0, max=2**31 - 1)
     train_subset: int = knob(0, "Train samples", "Use only N training samples (seeded), for a quick look.",

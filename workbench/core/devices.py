@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from workbench.core.config import RunSettings
 from workbench.core.errors import WorkbenchError
 
-CHOICES = ("auto", "cpu", "cuda", "mps")
+CHOICES = RunSettings.DEVICES
 
 
 def pick_device(name: str = "auto") -> torch.device:
