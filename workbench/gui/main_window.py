@@ -33,6 +33,7 @@ from workbench.gui.compare_view import CompareView
 from workbench.gui.export_dialog import ExportDialog
 from workbench.gui.live_refresh import StaggeredRefresh
 from workbench.gui.method_panel import MethodPanel
+from workbench.gui.recent_files import RecentFiles
 from workbench.gui.plots import (
     CurvesPlot,
     HashingPlot,
@@ -47,7 +48,6 @@ from workbench.gui.run_trace import RunTrace
 from workbench.gui.setup_panel import SetupPanel
 from workbench.gui.worker import RunQueue, TaskSignals, run_in_pool
 
-MAX_RECENT = 10
 
 # The tabs beside the histogram, as (attribute, tab title, class). Each follows the histogram's layer and
 # point; with the histogram they are the per-layer plots of the focused run (MainWindow.layer_plots).
@@ -180,7 +180,7 @@ class MainWindow(QMainWindow):
         act = QAction("&Open runs…", self, shortcut=QKeySequence.Open)
         act.triggered.connect(self.open_runs_dialog)
         file_menu.addAction(act)
-        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent = RecentFiles(self.settings, file_menu.addMenu("Open &recent"), self.open_runs)
         file_menu.addSeparator()
         for text, slot in (("Export &model…", self.export_selected), ("Export &plot…", self.export_plot_dialog),
                            ("Export table as &CSV…", self.export_csv_dialog)):
@@ -191,7 +191,6 @@ class MainWindow(QMainWindow):
         act = QAction("&Quit", self, shortcut=QKeySequence.Quit)
         act.triggered.connect(self.close)
         file_menu.addAction(act)
-        self._refresh_recent()
 
     def _connect(self) -> None:
         self.run_button.clicked.connect(self.queue_current)
@@ -333,24 +332,8 @@ class MainWindow(QMainWindow):
         if self.focus_path not in self.traces:
             self.focus_path = path      # nothing shown yet: the opened run fills the per-layer plots
         self.compare.add_or_update(trace)
-        self._add_recent(path)
+        self.recent.add(path)
         self._show_traces()
-
-    def _add_recent(self, path: str) -> None:
-        recent = [p for p in self._recent() if p != path]
-        self.settings.setValue("recent", [path] + recent[: MAX_RECENT - 1])
-        self._refresh_recent()
-
-    def _recent(self) -> list[str]:
-        value = self.settings.value("recent", [])
-        return [value] if isinstance(value, str) else list(value or [])
-
-    def _refresh_recent(self) -> None:
-        self.recent_menu.clear()
-        for path in self._recent():
-            act = self.recent_menu.addAction(path)
-            act.triggered.connect(lambda checked=False, p=path: self.open_runs([p]))
-        self.recent_menu.setEnabled(bool(self._recent()))
 
     def _selection_changed(self, paths: list[str]) -> None:
         if paths:

@@ -1,4 +1,5 @@
-"""Reference architectures, checkpoints and the layer helpers the compression methods use."""
+"""Reference architectures, checkpoints, the replaced-layer structure (factors, thinned and hashed
+layers) and the layer helpers the compression methods use."""
 
 from workbench.models.checkpoint import LoadedModel, load_model_file, save_reference
 from workbench.models.layers import compressible_layers, count_params, layer_kind
