@@ -26,7 +26,7 @@ from workbench.models.layers import compressible_layers
 from workbench.models.structure import apply_structure
 
 METHODS = method_keys()
-MODELS = ["mlp_tiny", "cnn_tiny"]
+MODELS = ["mlp_tiny", "cnn_tiny", "bn_tiny"]     # bn_tiny: BatchNorm buffers, a depthwise conv, a residual add
 
 
 def _reference_model(config):
@@ -52,7 +52,10 @@ def _stored_model(path, model_key):
 @pytest.mark.parametrize("model_key", MODELS)
 @pytest.mark.parametrize("method", METHODS)
 def test_method_contract(method, model_key, tmp_path):
-    config = H.make_config(method, tmp_path / "runs", model=model_key)
+    params = None
+    if method == "funhash" and model_key == "bn_tiny":
+        params = {"ratio": 0.5}      # 338 weights: at the default ratio g's parameters leave no space
+    config = H.make_config(method, tmp_path / "runs", model=model_key, params=params)
     events = H.run_events(config)
 
     # --- event order ---
@@ -112,9 +115,14 @@ def test_method_contract(method, model_key, tmp_path):
     x, y = H.tiny_test_set()
     assert H.accuracy(model, x, y) == pytest.approx(s["test_accuracy"])
 
+    # --- export: the compact file is the accounted payload plus a small header and reloads to the same
+    # outputs; the dense file loads into the plain architecture with stock PyTorch ---
+    _check_exports(path, model, x, tmp_path, s["bits"])
+
     if method in H.PRUNING:
-        dense = sum(v.size for v in state.values())
-        nonzeros = sum(int(np.count_nonzero(v)) for v in state.values())
+        weights = [state[k] for k, _ in fresh.named_parameters()]     # buffers (BatchNorm) are not weights
+        dense = sum(v.size for v in weights)
+        nonzeros = sum(int(np.count_nonzero(v)) for v in weights)
         assert nonzeros < dense
         assert s["param_ratio"] == pytest.approx(dense / nonzeros)
         _check_pruned_where_expected(method, config, state, run)
@@ -132,17 +140,39 @@ def _check_pruned_where_expected(method, config, state, run):
             first = np.abs(w_ref) < 0.75 * std
             assert first.any()
             assert np.all(w[first] == 0)
-            assert np.all(state[f"{name}.bias"] != 0)       # biases are not pruned by default
+            if module.bias is not None:
+                assert np.all(state[f"{name}.bias"] != 0)   # biases are not pruned by default
         else:
             # c = 0: thr = mean|w| over the reference's nonzero weight and bias entries,
             # a_k = 0.9 thr. gamma = 0: the mask is updated after every step, so every weight that
             # survives has |w| >= a_k (it was >= a_k at the last update and W*T is stored).
-            both = np.abs(np.concatenate([w_ref.ravel(), module.bias.detach().numpy()]))
+            bias = module.bias.detach().numpy() if module.bias is not None else np.zeros(0)
+            both = np.abs(np.concatenate([w_ref.ravel(), bias]))
             a_k = 0.9 * float(both[both != 0].mean())
             stored_a = run.layers[name]["a_k"]
             assert stored_a[-1] == pytest.approx(a_k, rel=1e-5)
             assert run.layers[name]["b_k"][-1] == pytest.approx(a_k / 0.9 * 1.1, rel=1e-5)
-            for t in (w, state[f"{name}.bias"]):
+            for t in (w, state.get(f"{name}.bias", np.zeros(0))):
                 nz = np.abs(t[t != 0])
                 assert np.all(nz >= a_k * (1 - 1e-6))
             assert np.count_nonzero(w == 0) > 0
+
+
+def _check_exports(run_path, model, x, tmp_path, bits):
+    from safetensors.torch import load_file
+
+    from workbench.engine.export import export_run, load_compact
+
+    compact = export_run(run_path, "compact", tmp_path / "model.cwb")
+    assert compact.accounted_bytes == pytest.approx(bits / 8)
+    assert compact.size_bytes <= compact.accounted_bytes + compact.header_bytes + 64
+    reloaded = load_compact(compact.path).eval()
+    with torch.no_grad():
+        expected = model.eval()(x)
+        assert torch.allclose(reloaded(x), expected, atol=1e-5)
+    dense = export_run(run_path, "dense", tmp_path / "model.safetensors")
+    _, attrs = read_model(run_path)
+    plain = zoo.build_model(attrs["model_key"], tuple(attrs["input_shape"]), int(attrs["num_classes"])).eval()
+    plain.load_state_dict(load_file(str(dense.path)))
+    with torch.no_grad():
+        assert torch.allclose(plain(x), expected, atol=1e-4)

@@ -114,8 +114,11 @@ class RunWriter:
         for k, v in attrs.items():
             g.attrs[k] = v
         for key, value in state.items():
-            g.create_dataset(key.replace("/", "|"), data=value, compression="gzip", compression_opts=4,
-                             shuffle=True)
+            value = np.asarray(value)
+            # Chunked storage (compression, Fletcher-32 checksums) needs at least one element in one
+            # dimension; 0-d buffers such as BatchNorm's num_batches_tracked are stored as they are.
+            chunked = dict(compression="gzip", compression_opts=4, shuffle=True, fletcher32=True)
+            g.create_dataset(key.replace("/", "|"), data=value, **(chunked if value.ndim and value.size else {}))
         self.flush()
 
     def finish(self, status: str, summary: dict | None = None, error: str = "") -> None:

@@ -57,6 +57,12 @@ def encode_hashed(model: nn.Module, state: dict[str, torch.Tensor], huffman: boo
         else:
             e = encode_dense(key, owner or key, "other", values, is_param=key in params)
         out.append(e)
+    # A hashed layer without a bias in a shared space keeps no tensor of its own: its dense size is
+    # counted on the shared space's row, so the model's dense total stays whole (the ratio is honest).
+    missing = [name for name in layers if not any(e.layer == name for e in out)]
+    shared = next((e for e in out if e.layer == root and e.name != f"{root}.seed"), None)
+    if missing and shared is not None:
+        shared.dense_params += sum(structure.dense_params(layers[name]) for name in missing)
     return out
 
 

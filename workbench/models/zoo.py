@@ -179,6 +179,27 @@ class CnnTiny(nn.Module):
         return self.fc1(self.flatten(self.pool(F.relu(self.conv1(x)))))
 
 
+class BnTiny(nn.Module):
+    """Conv + BatchNorm, a residual block with a depthwise conv, and one fc layer: the layer kinds of a
+    small user CNN (BatchNorm buffers, a grouped convolution, an addition), for tests."""
+
+    def __init__(self, input_shape: Shape, num_classes: int):
+        super().__init__()
+        c, _, _ = input_shape
+        self.conv1 = nn.Conv2d(c, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.pw = nn.Conv2d(8, 8, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = x + self.pw(F.relu(self.bn2(self.dw(x))))
+        return self.fc(torch.flatten(self.pool(x), 1))
+
+
 _MODELS: dict[str, tuple[Callable[[Shape, int], nn.Module], Shape, ModelInfo]] = {
     "lenet300": (LeNet300, (1, 28, 28), ModelInfo(
         "lenet300", "LeNet-300-100", "Fully connected 784-300-100-10 network (LeCun et al. 1998).",
@@ -198,6 +219,10 @@ _MODELS: dict[str, tuple[Callable[[Shape, int], nn.Module], Shape, ModelInfo]] =
     "cnn_tiny": (CnnTiny, (1, 28, 28), ModelInfo(
         "cnn_tiny", "Tiny CNN", "One 3x3 conv (4 channels) and one fc layer, for tests and quick checks.",
         "tiny", "7,890 parameters at 1x28x28, 10 classes")),
+    "bn_tiny": (BnTiny, (1, 28, 28), ModelInfo(
+        "bn_tiny", "Tiny BatchNorm CNN", "Conv + BatchNorm, a residual block with a depthwise conv, one fc "
+        "layer: BatchNorm buffers and grouped convolutions in tests and quick checks.", "tiny",
+        "338 parameters at 1x28x28, 10 classes")),
 }
 
 ZOO_CLASSES: dict[type, str] = {entry[0]: key for key, entry in _MODELS.items()}  # type: ignore[misc]
