@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="compress a model with a method (or a preset pipeline)")
     r.add_argument("--model", help="zoo architecture (pretrained and cached if no --checkpoint)")
     r.add_argument("--checkpoint", help="a trained model file (state_dict, reference, TorchScript, .pt2)")
-    r.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow loading a checkpoint that contains Python objects (runs code from it)")
+    r.add_argument("--trust-code", "--trust-checkpoint", dest="trust_code", action="store_true",
+                   help="allow loading files that run code when loaded: pickled Python objects, TorchScript "
+                   "(only for files you trust; --trust-checkpoint is its old name)")
     r.add_argument("--dataset", help="mnist, fashion-mnist, cifar10, tiny, folder:PATH, arrays:PATH")
     r.add_argument("--method", help="method key (see `workbench methods`), or a pipeline of stages run "
                    "in order: magnitude,kmeans (Deep Compression: add --huffman)")
@@ -222,7 +223,7 @@ def config_from_args(args) -> RunConfig:
     settings["huffman"] = settings["huffman"] or bool(args.preset and get_preset(args.preset).get("huffman"))
     config = RunConfig(dataset=dataset, stages=stages, model=model, checkpoint=args.checkpoint,
                        out_dir=args.out, name=args.name, preset=args.preset,
-                       trust_checkpoint=args.trust_checkpoint, **settings)
+                       trust_code=args.trust_code, **settings)
     return complete(config)
 
 

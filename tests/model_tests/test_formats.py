@@ -51,7 +51,7 @@ def test_malicious_pickle_does_not_run(tmp_path, payload, writer):
         path.write_bytes(pickle.dumps(obj))
     else:
         torch.save(obj, path, _use_new_zipfile_serialization=(writer == "torch.save"))
-    with pytest.raises(CheckpointError, match="run code.*--trust-checkpoint"):
+    with pytest.raises(CheckpointError, match="run code.*--trust-code"):
         load_model_file(path)
     assert not marker.exists()
 
@@ -76,7 +76,7 @@ def test_malicious_pickle_inside_pt2_does_not_run(tmp_path, lenet300):
             zout.writestr(info, data)
     with zipfile.ZipFile(evil, "a") as zout:  # duplicate name: the reader takes the last one
         zout.writestr(evil_name, pickle.dumps(SystemCall(marker)))
-    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+    with pytest.raises(CheckpointError, match="--trust-code"):
         load_model_file(evil)
     assert not marker.exists()
 
@@ -84,7 +84,7 @@ def test_malicious_pickle_inside_pt2_does_not_run(tmp_path, lenet300):
 def test_pickled_module_needs_opt_in(tmp_path, lenet300):
     path = tmp_path / "model.pt"
     torch.save(lenet300, path)
-    with pytest.raises(CheckpointError, match="--trust-checkpoint"):
+    with pytest.raises(CheckpointError, match="--trust-code"):
         load_model_file(path)
     loaded = load_model_file(path, allow_code=True)
     assert (loaded.source, loaded.model_key, loaded.input_shape, loaded.num_classes) == (
@@ -92,10 +92,21 @@ def test_pickled_module_needs_opt_in(tmp_path, lenet300):
     assert same_outputs(lenet300, loaded.model)
 
 
+def test_torchscript_needs_the_opt_in(tmp_path, lenet300, monkeypatch):
+    """TorchScript is code: without the opt-in torch.jit.load is never called."""
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(lenet300), str(path))
+    called = []
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: called.append(a))
+    with pytest.raises(CheckpointError, match="TorchScript.*--trust-code"):
+        load_model_file(path)
+    assert called == []
+
+
 def test_torchscript_loads_into_zoo_model(tmp_path, lenet300):
     path = tmp_path / "scripted.pt"
     torch.jit.save(torch.jit.script(lenet300), str(path))
-    loaded = load_model_file(path)
+    loaded = load_model_file(path, allow_code=True)
     assert (loaded.source, loaded.model_key) == ("torchscript", "lenet300")
     assert type(loaded.model).__name__ == "LeNet300"
     assert same_outputs(lenet300, loaded.model)
@@ -105,7 +116,7 @@ def test_foreign_torchscript_is_refused(tmp_path):
     path = tmp_path / "foreign.pt"
     torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(4, 2))), str(path))
     with pytest.raises(CheckpointError, match="does not fit.*state_dict of one of its architectures"):
-        load_model_file(path)
+        load_model_file(path, allow_code=True)
 
 
 def test_torch_export_loads_into_zoo_model(tmp_path, lenet300):

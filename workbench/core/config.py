@@ -75,7 +75,7 @@ class RunConfig(RunSettings):
     out_dir: str = "runs"
     name: str | None = None
     preset: str | None = None
-    trust_checkpoint: bool = False
+    trust_code: bool = False            # the one opt-in for files that run code (pickles, TorchScript)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -84,6 +84,8 @@ class RunConfig(RunSettings):
     def from_json(cls, text: str) -> "RunConfig":
         d = json.loads(text)
         d["stages"] = [StageConfig(**s) for s in d["stages"]]
+        if "trust_checkpoint" in d:                      # its name before it covered every kind of code
+            d.setdefault("trust_code", d.pop("trust_checkpoint"))
         known = set(cls.__dataclass_fields__)
         # Files from before the settings were declared stored "none" as null (data_dir, subsets).
         defaults = {s.name: s.default for s in P.specs(RunSettings)}

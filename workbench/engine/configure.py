@@ -37,8 +37,8 @@ def cli_command(config: RunConfig) -> str:
         args += ["--checkpoint", config.checkpoint]
         if config.model:
             args += ["--model", config.model]
-        if config.trust_checkpoint:
-            args.append("--trust-checkpoint")
+        if config.trust_code:
+            args.append("--trust-code")
     else:
         args += ["--model", str(config.model)]
     args += ["--dataset", config.dataset, "--method", ",".join(s.method for s in config.stages)]

@@ -74,7 +74,7 @@ def load_user_checkpoint(config: RunConfig, dataset: data_mod.Dataset, device: t
     """The user's checkpoint on the device, checked against the data set; (model, meta)."""
     loaded = ckpt.load_model_file(config.checkpoint, model_key=config.model,
                                   input_shape=dataset.input_shape, num_classes=dataset.num_classes,
-                                  allow_code=config.trust_checkpoint)
+                                  allow_code=config.trust_code)
     model = loaded.model.to(device)
     _check_fits(model, dataset, config.checkpoint)
     meta = {"model_key": loaded.model_key, "source": f"{loaded.source}: {config.checkpoint}",

@@ -65,9 +65,11 @@ class SetupPanel(QWidget):
         self.checkpoint.setToolTip("A trained model: state_dict, workbench reference, TorchScript or .pt2. "
                                    "Drop a file here too.")
         form.addRow("Checkpoint", _path_row(self.checkpoint, self._browse_checkpoint))
-        self.trust = QCheckBox("Allow code in checkpoint")
-        self.trust.setToolTip("Loading a file that holds Python objects runs code from it: only for files "
-                              "you trust. Off by default (weights only).")
+        self.trust = QCheckBox("Allow code (trusted files only)")
+        self.trust.setToolTip("Some model files can only be loaded by running code stored in them: pickled "
+                              "Python objects and TorchScript. Such code can do anything your account can, "
+                              "so tick this only for files from a source you trust. Off: weights only, and "
+                              "such files are refused with the reason.\nCLI: --trust-code")
         form.addRow("", self.trust)
         # The run settings come from their one declaration (core.config.RunSettings), as the CLI's flags do.
         self.pretrain_form = ParamForm(RunSettings, fields=("pretrain_epochs",), flags=True)
@@ -109,7 +111,7 @@ class SetupPanel(QWidget):
     # --- API ----------------------------------------------------------------------------------
     def config_parts(self) -> dict:
         return {"model": self.model.currentData(), "checkpoint": self.checkpoint.text().strip() or None,
-                "trust_checkpoint": self.trust.isChecked(), "dataset": self.dataset.currentText().strip(),
+                "trust_code": self.trust.isChecked(), "dataset": self.dataset.currentText().strip(),
                 "data_dir": self.data_dir.text().strip(), **self.run_form.values(),
                 **self.pretrain_form.values()}
 

@@ -1,8 +1,9 @@
 """Reference checkpoints written by `workbench train`, and loading user model files safely.
 
-Safety rule: nothing in a user's file may run Python code unless the user opted in (`allow_code`, the
-CLI's --trust-checkpoint). torch.save files are read with `weights_only=True`; TorchScript archives hold
-TorchScript, not arbitrary Python; torch.export archives are read by `_pt2` without unpickling.
+Safety rule: nothing in a user's file may run code unless the user opted in (`allow_code`: the CLI's
+--trust-code, the app's "Allow code" box). torch.save files are read with `weights_only=True`;
+torch.export archives are read by `_pt2` without unpickling. TorchScript is code (PyTorch has no safe
+mode for `torch.jit.load`): it is loaded only with the opt-in.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from workbench.models.zoo import ZOO_CLASSES, check_input_shape, model_info, mod
 
 REFERENCE_FORMAT = "compression-workbench/reference"
 REFERENCE_VERSION = 1
-TRUST_HINT = "opt in with --trust-checkpoint only if you trust its source"
+TRUST_HINT = "opt in with --trust-code (the app's \"Allow code\" box) only if you trust its source"
 
 
 @dataclass
@@ -162,7 +163,7 @@ def _from_object(obj, name: str, model_key, input_shape, num_classes) -> LoadedM
     raise CheckpointError(f"{name} holds {_describe(obj)}, not a model state_dict")
 
 
-_NOT_ZOO = ("; the workbench needs a state_dict of one of its architectures, or (with --trust-checkpoint) "
+_NOT_ZOO = ("; the workbench needs a state_dict of one of its architectures, or (with --trust-code) "
             "a pickled nn.Module")
 
 
@@ -184,6 +185,9 @@ def load_model_file(path, *, model_key: str | None = None, input_shape=None, num
     if kind == "safetensors":
         return _load_safetensors(p, name, *args)
     if kind == "torchscript":
+        if not allow_code:
+            raise CheckpointError(f"{name} is a TorchScript archive: loading it runs the code stored in it; "
+                                  f"{TRUST_HINT}")
         try:
             with warnings.catch_warnings():  # torch.jit's deprecation notice is not the user's concern
                 warnings.simplefilter("ignore")
