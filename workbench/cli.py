@@ -64,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(t, TRAIN_SETTINGS)
 
     r = sub.add_parser("run", help="compress a model with a method (or a preset pipeline)")
-    r.add_argument("--model", help="zoo architecture (pretrained and cached if no --checkpoint)")
-    r.add_argument("--checkpoint", help="a trained model file (state_dict, reference, TorchScript, .pt2)")
+    r.add_argument("--model", help="a zoo architecture (pretrained and cached if no --checkpoint), a "
+                   "torch.export .pt2 or ONNX file (read without running anything in it), or FILE.py:NAME "
+                   "(a class or function returning the module: runs your code, needs --trust-code)")
+    r.add_argument("--checkpoint", help="a trained model file (state_dict, safetensors, reference, .pt2; "
+                   "TorchScript with --trust-code); with a model file: its weights")
     r.add_argument("--trust-code", "--trust-checkpoint", dest="trust_code", action="store_true",
                    help="allow loading files that run code when loaded: pickled Python objects, TorchScript "
                    "(only for files you trust; --trust-checkpoint is its old name)")
@@ -91,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--coding", choices=("run", "fixed", "huffman"), default="run",
                    help="compact only: index/code coding; 'run' follows the run's own --huffman setting")
+    e.add_argument("--trust-code", action="store_true",
+                   help="the run's model is Python code (FILE.py:NAME): allow running it to rebuild the model")
     e.add_argument("--json", action="store_true")
 
     d = sub.add_parser("demo", help="demo: LeNet-300-100 pruned by both papers' methods, in the app (or "
@@ -314,7 +319,8 @@ def cmd_export(args) -> int:
     from workbench.engine.export import export_run
 
     result = export_run(args.run, args.format, args.out,
-                        huffman={"run": None, "fixed": False, "huffman": True}[args.coding])
+                        huffman={"run": None, "fixed": False, "huffman": True}[args.coding],
+                        trust_code=args.trust_code)
     info = {"path": str(result.path), "format": args.format, "size_bytes": result.size_bytes,
             "accounted_bytes": result.accounted_bytes, "header_bytes": result.header_bytes}
     if args.json:

@@ -13,7 +13,9 @@ import shlex
 
 from workbench.core import params as P
 from workbench.core.config import RunConfig, RunSettings, TrainParams
+from workbench.core.errors import WorkbenchError
 from workbench.methods import get_method
+from workbench.models import architecture
 
 
 def complete(config: RunConfig) -> RunConfig:
@@ -23,6 +25,10 @@ def complete(config: RunConfig) -> RunConfig:
         if getattr(config, name) is None:           # "none" as older files and callers wrote it
             setattr(config, name, default)
     P.validate(config)                               # the run settings' knobs (RunSettings' fields)
+    if config.model:
+        architecture.parse_model_spec(config.model)  # a zoo key or a model file that exists
+    elif not config.checkpoint:
+        raise WorkbenchError("give --model (a zoo architecture or a model file) or --checkpoint")
     for stage in config.stages:
         stage.params = P.to_dict(P.build(get_method(stage.method).Params, stage.params))
         stage.train = P.to_dict(P.build(TrainParams, stage.train))
@@ -37,10 +43,10 @@ def cli_command(config: RunConfig) -> str:
         args += ["--checkpoint", config.checkpoint]
         if config.model:
             args += ["--model", config.model]
-        if config.trust_code:
-            args.append("--trust-code")
     else:
         args += ["--model", str(config.model)]
+    if config.trust_code:
+        args.append("--trust-code")
     args += ["--dataset", config.dataset, "--method", ",".join(s.method for s in config.stages)]
     for i, stage in enumerate(config.stages):
         prefix = f"{i + 1}." if len(config.stages) > 1 else ""

@@ -29,7 +29,7 @@ from workbench.core.encoding import decode
 from workbench.core.errors import CheckpointError, WorkbenchError
 from workbench.core.store import read_model
 from workbench.methods import get_method
-from workbench.models import structure, zoo
+from workbench.models import architecture, structure, zoo
 
 MAGIC = b"CWBC"
 VERSION = 1          # codebook and Huffman encodings are new encoding names, not a new container
@@ -45,12 +45,21 @@ class ExportResult:
     extra_paths: tuple[Path, ...] = ()
 
 
-def _rebuild(run_path: str | os.PathLike) -> tuple[nn.Module, dict, RunConfig]:
+def _rebuild(run_path: str | os.PathLike, trust_code: bool = False) -> tuple[nn.Module, dict, RunConfig]:
+    """The run's final model: its architecture built again (a zoo key, or the model file the run named:
+    a graph, or Python code only with the opt-in, asked again here rather than taken from the file), the
+    replaced layers replayed, the stored weights loaded."""
     state, attrs = read_model(run_path)
-    key = attrs.get("model_key")
-    if not key:
-        raise WorkbenchError("this run's model is not a zoo architecture, so it cannot be rebuilt for export")
-    model = zoo.build_model(key, tuple(int(v) for v in attrs["input_shape"]), int(attrs["num_classes"]))
+    key, spec = attrs.get("model_key"), attrs.get("model_spec")
+    shape, classes = tuple(int(v) for v in attrs["input_shape"]), int(attrs["num_classes"])
+    if key:
+        model = zoo.build_model(key, shape, classes)
+    elif spec:
+        model = architecture.build(architecture.parse_model_spec(spec), shape, classes, allow_code=trust_code).module
+        key = spec
+    else:
+        raise WorkbenchError("this run's model was loaded from a pickled module, so it cannot be rebuilt for "
+                             "export; bring it as a .pt2, an ONNX file or FILE.py:NAME")
     if attrs.get("structure"):
         structure.apply_structure(model, attrs["structure"])
     try:
@@ -68,12 +77,12 @@ def _final_method(config: RunConfig):
 
 
 def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike,
-               huffman: bool | None = None) -> ExportResult:
+               huffman: bool | None = None, trust_code: bool = False) -> ExportResult:
     """Write a run's model; `huffman` None follows the run's own setting, so the file matches the
     storage ratio the run reported."""
     if fmt not in FORMATS:
         raise WorkbenchError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    model, attrs, config = _rebuild(run_path)
+    model, attrs, config = _rebuild(run_path, trust_code)
     out = Path(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +97,8 @@ def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike,
 
 
 def _arch(attrs: dict) -> dict:
-    return {"model": attrs["model_key"], "input_shape": [int(v) for v in attrs["input_shape"]],
+    spec = {"model_spec": attrs["model_spec"]} if attrs.get("model_spec") else {}    # a user's model file
+    return {"model": attrs["model_key"], **spec, "input_shape": [int(v) for v in attrs["input_shape"]],
             "num_classes": int(attrs["num_classes"]), "mean": [float(v) for v in attrs.get("mean", [])],
             "std": [float(v) for v in attrs.get("std", [])]}
 
@@ -152,16 +162,23 @@ def read_compact(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
         raise CheckpointError(f"{path} is damaged ({type(exc).__name__})") from None
 
 
-def load_compact(path: str | os.PathLike) -> nn.Module:
+def load_compact(path: str | os.PathLike, trust_code: bool = False) -> nn.Module:
     """Rebuild the model from a compact file (zeros and shared values materialised; low-rank factors
-    and thinner layers as the stock modules the run ended with)."""
+    and thinner layers as the stock modules the run ended with). A user's architecture is built again
+    from the model file the header names (a graph; Python code only with the opt-in)."""
     header, state = read_compact(path)
-    model = zoo.build_model(header["model"], tuple(header["input_shape"]), header["num_classes"])
+    shape, classes = tuple(header["input_shape"]), header["num_classes"]
+    if header.get("model_spec"):
+        arch = architecture.parse_model_spec(header["model_spec"])
+        model = architecture.build(arch, shape, classes, allow_code=trust_code).module
+    else:
+        model = zoo.build_model(header["model"], shape, classes)
     if header.get("structure"):
         structure.apply_structure(model, header["structure"])
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path} does not fit {header['model']}: missing {missing[:3]}, "
+        what = header.get("model_spec") or header["model"]
+        raise CheckpointError(f"{path} does not fit {what}: missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}")
     return model.eval()
 

@@ -22,7 +22,7 @@ from workbench.engine.training import Clock, DeviceData, evaluate, train_epochs
 from workbench.methods.base import RunContext
 from workbench.methods.plain import PlainTraining
 from workbench.models import checkpoint as ckpt
-from workbench.models import zoo
+from workbench.models import architecture, zoo
 
 # Pretraining recipes measured on this project's CPU machine (see README, "Reference models").
 # SGD + Nesterov with a one-cycle schedule and no weight decay: decay shrinks the first layer's weights
@@ -69,6 +69,37 @@ def pretrain(model: nn.Module, dataset: data_mod.Dataset, train: TrainParams, de
     return accuracy
 
 
+def load_user_model(config: RunConfig, dataset: data_mod.Dataset, device: torch.device
+                    ) -> tuple[nn.Module, dict]:
+    """The model the user brought (a checkpoint, a graph file or a Python definition), on the device and
+    checked against the data set: (model, meta). Called before a run file exists, so a model that does not
+    fit is one line and no file."""
+    if config.model and architecture.is_model_file(config.model):
+        return _user_architecture(config, dataset, device)
+    return load_user_checkpoint(config, dataset, device)
+
+
+def _user_architecture(config: RunConfig, dataset: data_mod.Dataset, device: torch.device
+                       ) -> tuple[nn.Module, dict]:
+    arch = architecture.parse_model_spec(config.model)
+    built = architecture.build(arch, dataset.input_shape, dataset.num_classes, allow_code=config.trust_code)
+    model = built.module
+    source = f"{arch.kind}: {arch.spec}"
+    if config.checkpoint:
+        state = ckpt.load_state_dict_file(config.checkpoint, allow_code=config.trust_code)
+        ckpt.load_into(model, state, f"{Path(config.checkpoint).name} (weights for {arch.label})")
+        source += f", weights {config.checkpoint}"
+    model = model.to(device)
+    architecture.check_fits(model, tuple(dataset.input_shape), dataset.num_classes, dataset.name, arch.label,
+                            declared_shape=built.input_shape)
+    trained = built.pretrained or bool(config.checkpoint)
+    return model, {"model_key": "", "model_spec": arch.spec, "source": source, "trained": trained,
+                   "arch": arch,
+                   "message": f"loaded {arch.kind} model {arch.label}"
+                              + (f" with weights from {config.checkpoint}" if config.checkpoint else "")
+                              + ("" if trained else " (fresh weights: pretrained first)")}
+
+
 def load_user_checkpoint(config: RunConfig, dataset: data_mod.Dataset, device: torch.device
                          ) -> tuple[nn.Module, dict]:
     """The user's checkpoint on the device, checked against the data set; (model, meta)."""
@@ -88,10 +119,12 @@ def resolve_model(config: RunConfig, dataset: data_mod.Dataset, device: torch.de
                   cancel: CancelToken, preloaded: tuple[nn.Module, dict] | None = None
                   ) -> Iterator[object]:
     """Yields messages (and pretraining progress); returns (model on device, meta dict)."""
-    if config.checkpoint:
-        model, meta = preloaded or load_user_checkpoint(config, dataset, device)
+    if config.checkpoint or (config.model and architecture.is_model_file(config.model)):
+        model, meta = preloaded or load_user_model(config, dataset, device)
         yield Message(meta["message"])
-        return model, meta
+        if meta.get("trained", True):
+            return model, meta
+        return (yield from _pretrained_user_model(config, dataset, device, cancel, model, meta))
     if not config.model:
         raise WorkbenchError("give --model (a zoo architecture) or --checkpoint (a trained model)")
     model = zoo.build_model(config.model, dataset.input_shape, dataset.num_classes)
@@ -131,3 +164,31 @@ def _check_fits(model: nn.Module, dataset: data_mod.Dataset, path: str) -> None:
     if out.ndim != 2 or out.shape[1] != dataset.num_classes:
         raise CheckpointError(f"{path} predicts {out.shape[-1]} classes but {dataset.name} has "
                               f"{dataset.num_classes}")
+
+
+def _pretrained_user_model(config, dataset, device, cancel, model: nn.Module, meta: dict) -> Iterator[object]:
+    """A user architecture without weights: trained with the default recipe once, cached by the file's
+    contents, data and seed (plain tensors, read back with weights_only)."""
+    arch = meta["arch"]
+    train = recipe("", epochs=config.pretrain_epochs or None)
+    path = reference_path(f"user-{arch.digest().replace(':', '-')}", dataset, train, config.seed)
+    if path.exists():
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            ckpt.load_into(model, cached["state_dict"], str(path))
+            yield Message(f"using cached reference of {arch.label} ({float(cached['test_accuracy']):.2%}) "
+                          f"from {path}")
+            return model.to(device), {**meta, "source": f"{meta['source']}, reference {path}",
+                                      "test_accuracy": float(cached["test_accuracy"])}
+        except (OSError, KeyError, RuntimeError, CheckpointError, TypeError):
+            path.unlink(missing_ok=True)      # a damaged cache entry is rebuilt, not fatal
+    yield Message(f"pretraining {arch.label} on {dataset.name} for {train.epochs} epochs (cached for later "
+                  f"runs at {path})")
+    accuracy = yield from pretrain(model, dataset, train, device, cancel, config.seed)
+    try:
+        ckpt.save_tensors(path, {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                 "test_accuracy": float(accuracy)})
+    except WorkbenchError as exc:
+        yield Message(f"could not cache the reference model: {exc}")
+    return model.to(device), {**meta, "source": f"{meta['source']}, pretrained in this run",
+                              "test_accuracy": accuracy}

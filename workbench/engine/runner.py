@@ -26,11 +26,11 @@ from workbench.core.events import Cancelled, CancelToken, Evaluated, Finished, M
 from workbench.core.stats import hist_edges, layer_point
 from workbench.core.store import RunWriter
 from workbench.engine.configure import cli_command, complete
-from workbench.engine.reference import load_user_checkpoint, resolve_model
+from workbench.engine.reference import load_user_model, resolve_model
 from workbench.engine.training import Clock, DeviceData, evaluate, train_epochs
 from workbench.methods import get_method
 from workbench.methods.base import Method, RunContext
-from workbench.models import structure
+from workbench.models import architecture, structure
 from workbench.models.layers import compressible_layers, layer_kind
 
 
@@ -63,8 +63,9 @@ def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[ob
     trains = [train_params(s.train) for s in config.stages]
     device = pick_device(config.device)
     dataset = load_data(config)
-    # A bad checkpoint is bad input: refuse it before a run file exists.
-    preloaded = load_user_checkpoint(config, dataset, device) if config.checkpoint else None
+    # A bad checkpoint or a model that does not fit is bad input: refuse it before a run file exists.
+    brought = config.checkpoint or (config.model and architecture.is_model_file(config.model))
+    preloaded = load_user_model(config, dataset, device) if brought else None
     path = run_path_for(config)
     writer = RunWriter(path, {
         "config": config.to_json(), "method": config.method_label, "model": config.model or "",
@@ -100,8 +101,8 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
              ) -> Iterator[object]:
     torch.manual_seed(config.seed)
     model, meta = yield from resolve_model(config, dataset, device, cancel, preloaded)
-    writer.set_attrs(model=meta["model_key"] or "", model_source=meta["source"],
-                     reference_accuracy=meta.get("test_accuracy", float("nan")))
+    writer.set_attrs(model=meta["model_key"] or "", model_spec=meta.get("model_spec", ""),
+                     model_source=meta["source"], reference_accuracy=meta.get("test_accuracy", float("nan")))
     edges = {}
     for name, module in compressible_layers(model):
         edges[name] = hist_edges(module.weight)
@@ -167,7 +168,8 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
     }
     state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     spec = structure.structure_of(model)       # layers a method replaced, replayed when rebuilding
-    writer.save_model(state, model_key=meta["model_key"] or "", input_shape=list(dataset.input_shape),
+    writer.save_model(state, model_key=meta["model_key"] or "", model_spec=meta.get("model_spec", ""),
+                      input_shape=list(dataset.input_shape),
                       num_classes=dataset.num_classes, config=config.to_json(), mean=list(dataset.mean),
                       std=list(dataset.std), **({"structure": structure.to_json(spec)} if spec else {}))
     for k, v in summary.items():

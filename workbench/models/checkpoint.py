@@ -62,6 +62,11 @@ def save_reference(path, model: nn.Module, *, model_key: str, input_shape, num_c
         "dataset": str(dataset), "test_accuracy": float(test_accuracy), "extra": _plain(extra or {}, "extra"),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    save_tensors(path, payload)
+
+
+def save_tensors(path, payload: dict) -> None:
+    """torch.save of tensors and plain values (readable with weights_only=True), written atomically."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")  # same dir: os.replace is atomic
     try:
@@ -74,6 +79,57 @@ def save_reference(path, model: nn.Module, *, model_key: str, input_shape, num_c
             tmp.unlink(missing_ok=True)
     except OSError as exc:
         raise WorkbenchError(f"cannot write checkpoint {target}: {exc.strerror or exc}") from None
+
+
+def load_state_dict_file(path, *, allow_code: bool = False) -> dict[str, torch.Tensor]:
+    """The weights in a checkpoint meant for an architecture the user brought (not matched to the zoo): a
+    state_dict (torch.save, safetensors, a workbench reference, a .pt2's weights), read safely; pickled
+    modules and TorchScript only with the opt-in, as everywhere."""
+    p = Path(path)
+    name = p.name or str(p)
+    kind = sniff(p)
+    if kind in ("torch.save", "pickle"):
+        obj = _torch_load(p, name, allow_code, kind)
+        if isinstance(obj, nn.Module):
+            return obj.state_dict()
+        if isinstance(obj, dict) and obj.get("format") == REFERENCE_FORMAT:
+            obj = obj.get("state_dict")
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj, dict) and not _match.is_state_dict(obj) and key in obj:
+                obj = obj[key].state_dict() if isinstance(obj[key], nn.Module) else obj[key]
+        if _match.is_state_dict(obj):
+            return _match.strip_prefixes(obj)
+        raise CheckpointError(f"{name} holds {_describe(obj)}, not a model state_dict")
+    if kind == "safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p), device="cpu")
+        except Exception:
+            raise CheckpointError(f"{name} is damaged or not a safetensors file") from None
+    if kind == "torch.export":
+        return _match.strip_prefixes(_load_pt2(p, name, allow_code))
+    if kind == "torchscript":
+        if not allow_code:
+            raise CheckpointError(f"{name} is a TorchScript archive: loading it runs the code stored in it; "
+                                  f"{TRUST_HINT}")
+        return {k: v.detach().clone() for k, v in torch.jit.load(str(p), map_location="cpu").state_dict().items()}
+    raise CheckpointError(f"{name} is a zip archive but not a PyTorch checkpoint")
+
+
+def load_into(model: nn.Module, state: dict, what: str) -> None:
+    """Load weights strictly, with one line naming what is missing, unexpected or of another shape."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} (model: {tuple(own[k].shape)})" for k in own
+             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    problems = ([f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else "")] if missing else []) \
+        + ([f"not in the model {', '.join(extra[:3])}" + (" ..." if len(extra) > 3 else "")] if extra else []) \
+        + ([f"other shapes {', '.join(wrong[:2])}" + (" ..." if len(wrong) > 2 else "")] if wrong else [])
+    if problems:
+        raise CheckpointError(f"{what} do not fit the model: {'; '.join(problems)}")
+    model.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
 
 
 def _describe(obj) -> str:

@@ -1,0 +1,164 @@
+"""A user's own architecture as `FILE.py:NAME`: it is code, so it runs only with the opt-in; with it, the
+model runs through every stage of a run, is stored, and exports and reloads; a model that does not fit the
+data set is refused in one line before any run file exists."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.core.config import RunConfig, StageConfig
+from workbench.core.errors import CheckpointError, WorkbenchError
+from workbench.core.store import read_model, read_run
+from workbench.engine.export import export_run, load_compact
+from workbench.engine.runner import execute
+
+ARCH = '''
+import pathlib
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+pathlib.Path(__file__).with_name("ran.marker").write_text("the user's code ran")
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+
+class SmallResNet(nn.Module):
+    """A ResNet-style net: a stem, one residual block with BatchNorm, a linear head."""
+
+    def __init__(self, num_classes=10, in_channels=1):
+        super().__init__()
+        self.stem = nn.Conv2d(in_channels, 8, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.block = Block(8)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = self.block(F.relu(self.bn(self.stem(x))))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def three_channel(num_classes):
+    return SmallResNet(num_classes, in_channels=3)
+'''
+
+
+@pytest.fixture
+def arch_file(tmp_path) -> Path:
+    folder = tmp_path / "user"
+    folder.mkdir()
+    path = folder / "arch.py"
+    path.write_text(textwrap.dedent(ARCH))
+    return path
+
+
+def _config(spec, out, **kw) -> RunConfig:
+    return RunConfig(dataset="tiny", model=spec, out_dir=str(out), device="cpu", pretrain_epochs=1,
+                     stages=[StageConfig("dns", {"c_rate": 0.0, "gamma": 0.0}, {"epochs": 1})], **kw)
+
+
+def test_python_model_needs_the_opt_in_and_nothing_runs_without_it(arch_file, tmp_path):
+    out = tmp_path / "runs"
+    with pytest.raises(CheckpointError, match=r"arch.py:SmallResNet is Python code.*--trust-code"):
+        list(execute(_config(f"{arch_file}:SmallResNet", out)))
+    assert not (arch_file.parent / "ran.marker").exists()
+    assert not out.exists() or not any(out.iterdir())          # no run file either
+
+
+def test_python_model_runs_exports_and_reloads(arch_file, tmp_path):
+    events = list(execute(_config(f"{arch_file}:SmallResNet", tmp_path / "runs", trust_code=True)))
+    fin = events[-1]
+    assert fin.status == "completed", fin.error
+    run = read_run(fin.run_path)
+    assert run.attrs["model_spec"] == f"{arch_file}:SmallResNet"
+    assert "--trust-code" in run.attrs["cli"] and "arch.py:SmallResNet" in run.attrs["cli"]
+    state, attrs = read_model(fin.run_path)
+    assert "block.bn2.running_var" in state and attrs["model_spec"].endswith(":SmallResNet")
+    assert run.summary["param_ratio"] > 1                       # DNS pruned the user's convolutions
+
+    with pytest.raises(CheckpointError, match="--trust-code"):   # export builds the model again: code
+        export_run(fin.run_path, "compact", tmp_path / "m.cwb")
+    compact = export_run(fin.run_path, "compact", tmp_path / "m.cwb", trust_code=True)
+    assert compact.accounted_bytes == pytest.approx(run.summary["bits"] / 8)
+    model = load_compact(compact.path, trust_code=True)
+    x = torch.randn(5, 1, 8, 8)
+    from workbench.engine.export import _rebuild
+
+    stored, _, _ = _rebuild(fin.run_path, trust_code=True)
+    with torch.no_grad():
+        assert torch.allclose(model(x), stored(x), atol=1e-6)
+    dense = export_run(fin.run_path, "dense", tmp_path / "m.safetensors", trust_code=True)
+    from safetensors.torch import load_file
+
+    weights = load_file(str(dense.path))
+    assert set(weights) == set(stored.state_dict())
+
+
+def test_weights_from_a_checkpoint_and_one_line_when_they_do_not_fit(arch_file, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("user_arch_for_weights", arch_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(3)
+    trained = module.SmallResNet(num_classes=4)
+    weights = tmp_path / "weights.pt"
+    torch.save(trained.state_dict(), weights)
+    events = list(execute(_config(f"{arch_file}:SmallResNet", tmp_path / "runs", trust_code=True,
+                                  checkpoint=str(weights))))
+    assert events[-1].status == "completed", events[-1].error
+    first = next(e for e in events if type(e).__name__ == "Message")
+    assert "with weights from" in first.text                    # no pretraining: the given weights
+    bad = tmp_path / "bad.pt"
+    torch.save({k: v for k, v in trained.state_dict().items() if not k.startswith("head.")}, bad)
+    with pytest.raises(CheckpointError, match=r"do not fit the model: missing head\.weight"):
+        list(execute(_config(f"{arch_file}:SmallResNet", tmp_path / "runs2", trust_code=True,
+                             checkpoint=str(bad))))
+    assert not (tmp_path / "runs2").exists() or not any((tmp_path / "runs2").iterdir())
+
+
+def test_a_model_that_does_not_fit_the_data_is_one_line_before_any_file(arch_file, tmp_path):
+    out = tmp_path / "runs"
+    with pytest.raises(CheckpointError, match=r"three_channel does not take tiny inputs of shape \(1, 8, 8\)"):
+        list(execute(_config(f"{arch_file}:three_channel", out, trust_code=True)))
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("missing.py:Net", "no such file"),
+    ("{dir}/arch.py:Nope", "has no class or function 'Nope'; it defines"),
+    ("{dir}/arch.py", "name the class or function"),
+    ("model.tflite", "unknown model"),
+])
+def test_bad_model_specs_are_one_line(arch_file, tmp_path, spec, message):
+    with pytest.raises(WorkbenchError, match=message):
+        list(execute(_config(spec.format(dir=arch_file.parent), tmp_path / "runs", trust_code=True)))
+
+
+def test_the_cli_takes_a_model_file(arch_file, tmp_path, capsys):
+    from workbench.cli import main
+
+    code = main(["run", "--model", f"{arch_file}:SmallResNet", "--dataset", "tiny", "--method", "magnitude",
+                 "--epochs", "1", "--pretrain-epochs", "1", "--out", str(tmp_path / "runs"), "--quiet"])
+    assert code == 2 and "--trust-code" in capsys.readouterr().err
+    code = main(["run", "--model", f"{arch_file}:SmallResNet", "--dataset", "tiny", "--method", "magnitude",
+                 "--epochs", "1", "--pretrain-epochs", "1", "--out", str(tmp_path / "runs"), "--quiet",
+                 "--trust-code", "--json"])
+    assert code == 0
+    assert np.isfinite(float(capsys.readouterr().out.strip().splitlines()[-1].split('"param_ratio": ')[1]
+                             .split(",")[0]))
