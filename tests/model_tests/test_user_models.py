@@ -162,3 +162,75 @@ def test_the_cli_takes_a_model_file(arch_file, tmp_path, capsys):
     assert code == 0
     assert np.isfinite(float(capsys.readouterr().out.strip().splitlines()[-1].split('"param_ratio": ')[1]
                              .split(",")[0]))
+
+
+def _export_pt2(model, path, shape=(1, 8, 8)):
+    from torch.export import Dim, export, save
+
+    x = torch.randn(4, *shape)
+    save(export(model.eval(), (x,), dynamic_shapes=({0: Dim("batch")},)), str(path))
+    return path
+
+
+@pytest.fixture
+def resnet_pt2(arch_file, tmp_path):
+    """The user's ResNet-style net (BatchNorm, residual add), trained a little, as a torch.export file."""
+    import importlib.util
+
+    from workbench.data import load_dataset
+
+    spec = importlib.util.spec_from_file_location("user_arch_for_pt2", arch_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    model = module.SmallResNet(num_classes=4)
+    data = load_dataset("tiny")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model.train()(data.train_x[:256]), data.train_y[:256]).backward()
+        opt.step()
+    return _export_pt2(model, tmp_path / "resnet.pt2"), model
+
+
+@pytest.mark.parametrize("methods, params", [
+    (["dns"], [{"c_rate": 0.0, "gamma": 0.0}]),
+    (["magnitude", "kmeans"], [{"q_conv": 1.0, "q_fc": 1.0}, {"bits_conv": 4, "bits_fc": 4}]),
+])
+def test_a_pt2_model_runs_every_stage_and_exports_through_its_graph(resnet_pt2, tmp_path, methods, params):
+    path, original = resnet_pt2
+    stages = [StageConfig(m, p, {"epochs": 1}) for m, p in zip(methods, params)]
+    config = RunConfig(dataset="tiny", model=str(path), out_dir=str(tmp_path / "runs"), device="cpu",
+                       huffman=len(methods) > 1, stages=stages)
+    events = list(execute(config))
+    fin = events[-1]
+    assert fin.status == "completed", fin.error
+    run = read_run(fin.run_path)
+    # The graph's own weights are the reference: its accuracy is the trained model's.
+    from workbench.data import load_dataset
+
+    data = load_dataset("tiny")
+    with torch.no_grad():
+        acc = float((original.eval()(data.test_x).argmax(1) == data.test_y).float().mean())
+    assert run.summary["reference_accuracy"] == pytest.approx(acc)
+    assert run.summary["param_ratio"] > 1.2
+    assert "torch.export" in run.attrs["model_source"]
+    compact = export_run(fin.run_path, "compact", tmp_path / "m.cwb")     # a graph needs no opt-in
+    assert compact.accounted_bytes == pytest.approx(run.summary["bits"] / 8)
+    reloaded = load_compact(compact.path)
+    from workbench.engine.export import _rebuild
+
+    stored, _, _ = _rebuild(fin.run_path)
+    with torch.no_grad():
+        assert torch.allclose(reloaded(data.test_x), stored(data.test_x), atol=1e-5)
+        accuracy = float((reloaded(data.test_x).argmax(1) == data.test_y).float().mean())
+    assert accuracy == pytest.approx(run.summary["test_accuracy"])
+
+
+def test_a_pt2_model_for_other_inputs_is_one_line(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    path = _export_pt2(model, tmp_path / "rgb.pt2", shape=(3, 8, 8))
+    out = tmp_path / "runs"
+    with pytest.raises(CheckpointError, match=r"rgb.pt2 takes inputs of shape \(3, 8, 8\) but tiny has \(1, 8, 8\)"):
+        list(execute(RunConfig(dataset="tiny", model=str(path), out_dir=str(out), stages=[StageConfig("plain")])))
+    assert not out.exists() or not any(out.iterdir())
