@@ -56,10 +56,10 @@ from workbench.engine.export import load_compact, write_compact
 from workbench.engine.reference import pretrain
 from workbench.engine.training import Clock, DeviceData, evaluate, optimizer_for, train_epochs, train_step
 from workbench.methods.base import RunContext
-from workbench.methods.storage import encode_state
 from workbench.methods.hashing.funhash import FunctionalHashing
 from workbench.methods.hashing.hashednets import HashedNets
 from workbench.methods.plain import PlainTraining
+from workbench.methods.storage import encode_state
 from workbench.models import zoo
 from workbench.models.hashed.layers import hashed_layers
 

@@ -45,11 +45,11 @@ from workbench.engine.export import load_compact, write_compact, write_dense
 from workbench.engine.reference import recipe, reference_path, resolve_model
 from workbench.engine.training import Clock, DeviceData, evaluate, optimizer_for, train_epochs, train_step
 from workbench.methods.base import RunContext
-from workbench.methods.storage import encode_state
 from workbench.methods.factorize import compress
 from workbench.methods.lowrank import LowRank, choose_layers
 from workbench.methods.plain import PlainTraining
 from workbench.methods.proximal import svt_dense
+from workbench.methods.storage import encode_state
 from workbench.models import structure
 
 CPU = torch.device("cpu")

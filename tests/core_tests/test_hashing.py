@@ -18,9 +18,9 @@ from workbench.core.errors import ParamError
 from workbench.core.events import Cancelled
 from workbench.core.store import read_model, read_run
 from workbench.engine.export import export_run, load_compact, read_compact
-from workbench.methods.storage import encode_state
 from workbench.methods.hashing.funhash import FunctionalHashing
 from workbench.methods.hashing.hashednets import HashedNets
+from workbench.methods.storage import encode_state
 from workbench.models import structure, zoo
 from workbench.models.hashed import index, kernel, layers
 

@@ -17,10 +17,10 @@ from workbench.core.errors import CheckpointError, ParamError
 from workbench.core.events import Cancelled, Evaluated, Message
 from workbench.core.store import read_model, read_run
 from workbench.engine.export import export_run, load_compact, read_compact
-from workbench.methods.storage import encode_state
 from workbench.methods.factorize import compress
 from workbench.methods.lowrank import LowRank, SVDTruncation
 from workbench.methods.proximal import SVT, energy_curve, energy_rank, sparse_group_prox, svt_dense
+from workbench.methods.storage import encode_state
 from workbench.models import graph, structure, zoo
 
 

@@ -20,7 +20,6 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from workbench.core.errors import CheckpointError  # noqa: E402
 from workbench.models.onnx_graph import ALLOWED_OPS, GraphModel, load_onnx_model  # noqa: E402
 
-
 # ---- architectures (no torchvision) ---------------------------------------------------------------
 
 class Block(nn.Module):

@@ -21,8 +21,8 @@ from workbench.core.events import CancelToken, Message
 from workbench.engine.training import Clock, DeviceData, evaluate, train_epochs
 from workbench.methods.base import RunContext
 from workbench.methods.plain import PlainTraining
-from workbench.models import checkpoint as ckpt
 from workbench.models import architecture, zoo
+from workbench.models import checkpoint as ckpt
 
 # Pretraining recipes measured on this project's CPU machine (see README, "Reference models").
 # SGD + Nesterov with a one-cycle schedule and no weight decay: decay shrinks the first layer's weights

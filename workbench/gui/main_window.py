@@ -33,7 +33,6 @@ from workbench.gui.compare_view import CompareView
 from workbench.gui.export_dialog import ExportDialog
 from workbench.gui.live_refresh import StaggeredRefresh
 from workbench.gui.method_panel import MethodPanel
-from workbench.gui.recent_files import RecentFiles
 from workbench.gui.plots import (
     CurvesPlot,
     HashingPlot,
@@ -44,10 +43,10 @@ from workbench.gui.plots import (
     SpectrumPlot,
     export_plot,
 )
+from workbench.gui.recent_files import RecentFiles
 from workbench.gui.run_trace import RunTrace
 from workbench.gui.setup_panel import SetupPanel
 from workbench.gui.worker import RunQueue, TaskSignals, run_in_pool
-
 
 # The tabs beside the histogram, as (attribute, tab title, class). Each follows the histogram's layer and
 # point; with the histogram they are the per-layer plots of the focused run (MainWindow.layer_plots).

@@ -47,7 +47,8 @@ def _removable_units(weight: torch.Tensor, bias: torch.Tensor | None, succ: grap
     if succ.relu:
         const = const.clamp_min(0)
     # A nonzero constant can be folded only into a bias, and not through zero padding (borders differ).
-    can_fold = nxt.bias is not None and (isinstance(nxt, nn.Linear) or all(p == 0 for p in nxt.padding))
+    can_fold = getattr(nxt, "bias", None) is not None and (
+        isinstance(nxt, nn.Linear) or all(p == 0 for p in nxt.padding))
     removable = dead & ((const == 0) | can_fold)
     if bool(removable.all()):
         removable[0] = False          # keep one unit: a zero-width layer helps nobody
@@ -71,7 +72,8 @@ def compress(model: nn.Module, chosen: list[str], *, energy: float, energy_of: s
     the model untouched, since the layers are replaced only after every one has been worked out."""
     layers = dict(compressible_layers(model))
     weights = {n: m.weight.detach().clone() for n, m in layers.items()}
-    biases = {n: (m.bias.detach().clone() if m.bias is not None else None) for n, m in layers.items()}
+    biases = {n: (m.bias.detach().clone() if getattr(m, "bias", None) is not None else None)
+              for n, m in layers.items()}
     keep_out: dict[str, torch.Tensor] = {}
     keep_in: dict[str, torch.Tensor] = {}
     if remove_units:

@@ -170,7 +170,7 @@ class LowRank(Method):
     def prepare(self, model: nn.Module, ctx: RunContext) -> None:
         p = self.params
         _check_plain(model, self.key)
-        self.chosen = choose_layers(model, p.layers)
+        self.chosen = choose_layers(model, p.layers, ctx.log)
         layers = dict(compressible_layers(model))
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
         self.svt = SVT({n: layers[n].weight for n in self.chosen}, p.svd_solver, p.oversample,
@@ -278,7 +278,7 @@ class SVDTruncation(Method):
     def prepare(self, model: nn.Module, ctx: RunContext) -> None:
         p = self.params
         _check_plain(model, self.key)
-        self.chosen = choose_layers(model, p.layers)
+        self.chosen = choose_layers(model, p.layers, ctx.log)
         ctx.log(f"svd: truncating {', '.join(self.chosen)} to keep {p.energy:g} of sum "
                 f"{'sigma^2' if p.energy_of == 'sigma2' else 'sigma'}; the stage's epochs fine-tune the factors")
         compress(model, self.chosen, energy=p.energy, energy_of=p.energy_of, remove_units=p.remove_units,

@@ -65,8 +65,9 @@ class MagnitudePruning(Method):
 
     def _tensors(self, module: nn.Module) -> list[torch.Tensor]:
         ts = [module.weight]
-        if self.params.prune_bias and module.bias is not None:
-            ts.append(module.bias)
+        bias = getattr(module, "bias", None)       # nn.Embedding has none
+        if self.params.prune_bias and bias is not None:
+            ts.append(bias)
         return ts
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> None:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from workbench.core.errors import ParamError
-from workbench.models.layers import compressible_layers, layer_kind
+from workbench.models.layers import compressible_layers, layer_kind, layer_type
 
 
 def select_layers(model: nn.Module, kind: str = "all") -> list[tuple[str, nn.Module]]:
@@ -26,19 +26,37 @@ def select_layers(model: nn.Module, kind: str = "all") -> list[tuple[str, nn.Mod
     return [(n, m) for n, m in compressible_layers(model) if kind == "all" or layer_kind(m) == kind]
 
 
-def choose_layers(model: nn.Module, which: str) -> list[str]:
+def not_a_matrix(module: nn.Module) -> str | None:
+    """Why a factorising or hashing stage leaves this layer dense (None: it can act on it). Low rank and
+    hashing work on a plain Linear or a plain (groups = 1) Conv2d."""
+    if isinstance(module, nn.Linear):
+        return None
+    if isinstance(module, nn.Conv2d):
+        return None if module.groups == 1 else f"a {layer_type(module)} has no weight matrix to factorise or hash"
+    return f"{layer_type(module)} layers are not supported by this method yet"
+
+
+def choose_layers(model: nn.Module, which: str, log=None) -> list[str]:
     """Layers a factorising or hashing stage acts on: `all`, `fc`, `conv`, or names separated by commas.
-    Grouped convolutions (depthwise) are left out: they have no matrix to factorise or hash."""
-    layers = [(n, m) for n, m in compressible_layers(model)
-              if not (isinstance(m, nn.Conv2d) and m.groups != 1)]
+    Layers it cannot act on (`not_a_matrix`) stay dense; `log` hears each one with the reason."""
+    layers = [(n, m) for n, m in compressible_layers(model) if not_a_matrix(m) is None]
     which = which.strip()
     if which in ("all", "fc", "conv"):
+        if log is not None:
+            for n, m in compressible_layers(model):
+                why = not_a_matrix(m)
+                if why and (which == "all" or layer_kind(m) == which):
+                    log(f"{n} stays dense: {why}")
         chosen = [n for n, m in layers if which == "all" or layer_kind(m) == which]
         if not chosen:
-            raise ParamError(f"layers: {which!r} selects no layer of this model")
+            raise ParamError(f"layers: {which!r} selects no layer of this model this method can act on")
         return chosen
     names = [s.strip() for s in which.split(",") if s.strip()]
     known = [n for n, _ in layers]
+    refused = {n: not_a_matrix(m) for n, m in compressible_layers(model) if n in names and not_a_matrix(m)}
+    if refused:
+        name, why = next(iter(refused.items()))
+        raise ParamError(f"layers: {name}: {why}")
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise ParamError(f"layers: unknown layer(s) {', '.join(unknown) or which!r}; layers: {', '.join(known)}")

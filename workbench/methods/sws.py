@@ -384,7 +384,7 @@ class SoftWeightSharing(Method):
             self.tensors[name] = [getattr(module, n) for n in names if getattr(module, n, None) is not None]
         tensors = self.prior_tensors()
         if not tensors:
-            raise ParamError("soft weight-sharing needs at least one Linear or Conv2d layer")
+            raise ParamError("soft weight-sharing needs at least one Linear, Conv or Embedding layer")
         dev, dtype = ctx.device, tensors[0].dtype
         with torch.no_grad():
             flat = torch.cat([t.detach().reshape(-1) for t in tensors])

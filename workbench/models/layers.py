@@ -1,21 +1,41 @@
-"""Which layers the compression methods act on."""
+"""Which layers the compression methods act on, and what kind each is.
+
+Every weight matrix a method can prune, quantise or share: nn.Linear (attention's output projection
+included: nn.MultiheadAttention.out_proj is one), nn.Conv1d and nn.Conv2d (grouped and depthwise too) and
+nn.Embedding. Normalisation layers, biases and buffers stay dense and are counted as they are. A method
+that cannot act on some of these (low rank and hashing need a plain matrix-like layer) leaves them dense
+and says why (methods/per_layer.py).
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
+COMPRESSIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
+
 
 def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(qualified name, module) of every nn.Linear and nn.Conv2d, in definition order."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    """(qualified name, module) of every compressible layer, in definition order."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, COMPRESSIBLE)]
 
 
 def layer_kind(module: nn.Module) -> str:
-    if isinstance(module, nn.Linear):
+    """"fc" or "conv": the accounting's index width (Deep Compression: 5 bits for fc, 8 for conv). An
+    embedding table is a matrix read by rows, stored like an fc layer's."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
         return "fc"
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
         return "conv"
     raise TypeError(f"not a compressible layer: {type(module).__name__}")
+
+
+def layer_type(module: nn.Module) -> str:
+    """What to call the layer in tables and messages: Linear, Conv1d, Conv2d, depthwise Conv2d, Embedding."""
+    name = type(module).__name__ if type(module) in COMPRESSIBLE else next(
+        t.__name__ for t in COMPRESSIBLE if isinstance(module, t))
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.groups != 1:
+        return f"{'depthwise' if module.groups == module.in_channels else 'grouped'} {name}"
+    return name
 
 
 def count_params(model: nn.Module) -> int:

@@ -200,6 +200,26 @@ class BnTiny(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
+class SeqTiny(nn.Module):
+    """A sequence model over image rows: pixel values quantised to tokens and embedded (nn.Embedding), a
+    1-D convolution along the row, then one fc layer: Embedding and Conv1d layers in tests."""
+
+    TOKENS = 16
+
+    def __init__(self, input_shape: Shape, num_classes: int):
+        super().__init__()
+        c, h, w = input_shape
+        self.embed = nn.Embedding(self.TOKENS, 4)
+        self.conv = nn.Conv1d(4 * c * h, 8, 3, padding=1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = (x.clamp(0, 1) * (self.TOKENS - 1)).round().long()        # (b, c, h, w)
+        e = self.embed(tokens).permute(0, 1, 2, 4, 3).reshape(b, c * h * 4, w)   # rows' embeddings as channels
+        return self.fc(F.relu(self.conv(e)).mean(dim=2))
+
+
 _MODELS: dict[str, tuple[Callable[[Shape, int], nn.Module], Shape, ModelInfo]] = {
     "lenet300": (LeNet300, (1, 28, 28), ModelInfo(
         "lenet300", "LeNet-300-100", "Fully connected 784-300-100-10 network (LeCun et al. 1998).",
@@ -223,6 +243,9 @@ _MODELS: dict[str, tuple[Callable[[Shape, int], nn.Module], Shape, ModelInfo]] =
         "bn_tiny", "Tiny BatchNorm CNN", "Conv + BatchNorm, a residual block with a depthwise conv, one fc "
         "layer: BatchNorm buffers and grouped convolutions in tests and quick checks.", "tiny",
         "338 parameters at 1x28x28, 10 classes")),
+    "seq_tiny": (SeqTiny, (1, 28, 28), ModelInfo(
+        "seq_tiny", "Tiny sequence model", "Pixel tokens embedded (Embedding), a 1-D convolution along each "
+        "row and one fc layer: Embedding and Conv1d layers in tests.", "tiny", "for tests")),
 }
 
 ZOO_CLASSES: dict[type, str] = {entry[0]: key for key, entry in _MODELS.items()}  # type: ignore[misc]

@@ -105,10 +105,11 @@ def hashing_entry(cfg: HashConfig, sizes: dict) -> dict:
             "dual": sizes["dual"], "g": g}
 
 
-def convert(model: nn.Module, cfg: HashConfig, seed: int) -> tuple[list[str], dict, dict]:
+def convert(model: nn.Module, cfg: HashConfig, seed: int, log=None) -> tuple[list[str], dict, dict]:
     """Replace the chosen layers by hashed ones (fresh values). Returns (names, dense targets: the flat
-    weight (+ hashed bias) each layer had, dense biases that stay dense)."""
-    names = choose_layers(model, cfg.layers)
+    weight (+ hashed bias) each layer had, dense biases that stay dense). Layers hashing cannot take stay
+    dense, each told to `log` with the reason."""
+    names = choose_layers(model, cfg.layers, log)
     modules = dict(compressible_layers(model))
     targets, biases, elements = {}, {}, {}
     for name in names:
@@ -301,7 +302,7 @@ class HashingMethod(Method):
                              "(factorised, thinned or hashed)")
         cfg = self.hash_config()
         seed = cfg.seed if cfg.seed >= 0 else int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator))
-        self.names, targets, biases = convert(model, cfg, seed)
+        self.names, targets, biases = convert(model, cfg, seed, ctx.log)
         self._occupancy = None
         ctx.check_cancelled()
         if cfg.init == "pretrained":
