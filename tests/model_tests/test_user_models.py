@@ -234,3 +234,30 @@ def test_a_pt2_model_for_other_inputs_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match=r"rgb.pt2 takes inputs of shape \(3, 8, 8\) but tiny has \(1, 8, 8\)"):
         list(execute(RunConfig(dataset="tiny", model=str(path), out_dir=str(out), stages=[StageConfig("plain")])))
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_onnx_model_runs_and_exports_through_its_graph(resnet_pt2, tmp_path):
+    """The same trained net as ONNX (BatchNorm kept: the exporter preserves training-mode layers):
+    DNS runs on it from the file's weights, and the compact export reloads through the same graph."""
+    pytest.importorskip("onnx")
+    _, original = resnet_pt2
+    path = tmp_path / "resnet.onnx"
+    torch.onnx.export(original.eval(), (torch.randn(2, 1, 8, 8),), str(path), input_names=["x"],
+                      output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+                      dynamo=False, training=torch.onnx.TrainingMode.PRESERVE)
+    config = RunConfig(dataset="tiny", model=str(path), out_dir=str(tmp_path / "runs"), device="cpu",
+                       stages=[StageConfig("dns", {"c_rate": 0.0, "gamma": 0.0}, {"epochs": 1})])
+    fin = list(execute(config))[-1]
+    assert fin.status == "completed", fin.error
+    run = read_run(fin.run_path)
+    from workbench.data import load_dataset
+
+    data = load_dataset("tiny")
+    with torch.no_grad():
+        acc = float((original.eval()(data.test_x).argmax(1) == data.test_y).float().mean())
+    assert run.summary["reference_accuracy"] == pytest.approx(acc)
+    assert run.summary["param_ratio"] > 1.2 and "onnx" in run.attrs["model_source"]
+    reloaded = load_compact(export_run(fin.run_path, "compact", tmp_path / "m.cwb").path)
+    with torch.no_grad():
+        accuracy = float((reloaded(data.test_x).argmax(1) == data.test_y).float().mean())
+    assert accuracy == pytest.approx(run.summary["test_accuracy"])
