@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write a checkpoint from a run file")
     e.add_argument("run")
-    e.add_argument("--format", required=True, choices=("compact", "dense", "onnx"))
+    e.add_argument("--format", required=True, choices=("compact", "dense", "onnx", "pt2"),
+                   help="compact: the accounted small file; dense: safetensors + JSON; onnx; pt2: a "
+                   "torch.export archive (for a model brought as .pt2, the format it came in)")
     e.add_argument("--out", required=True)
     e.add_argument("--coding", choices=("run", "fixed", "huffman"), default="run",
                    help="compact only: index/code coding; 'run' follows the run's own --huffman setting")

@@ -261,3 +261,30 @@ def test_an_onnx_model_runs_and_exports_through_its_graph(resnet_pt2, tmp_path):
     with torch.no_grad():
         accuracy = float((reloaded(data.test_x).argmax(1) == data.test_y).float().mean())
     assert accuracy == pytest.approx(run.summary["test_accuracy"])
+
+
+def test_a_pt2_model_exports_back_as_pt2_and_onnx(resnet_pt2, tmp_path):
+    """Dense exports in the format the model came in: a .pt2 that stock torch.export.load opens (and the
+    safe loader too) and an ONNX file onnxruntime runs, both giving the compressed model's outputs."""
+    path, _ = resnet_pt2
+    config = RunConfig(dataset="tiny", model=str(path), out_dir=str(tmp_path / "runs"), device="cpu",
+                       stages=[StageConfig("magnitude", {"q_conv": 1.0, "q_fc": 1.0}, {"epochs": 1})])
+    fin = list(execute(config))[-1]
+    assert fin.status == "completed", fin.error
+    from workbench.engine.export import _rebuild
+    from workbench.models.pt2_graph import load_pt2_model
+
+    stored, _, _ = _rebuild(fin.run_path)
+    x = torch.randn(7, 1, 8, 8)
+    with torch.no_grad():
+        expected = stored(x)
+    out = export_run(fin.run_path, "pt2", tmp_path / "compressed.pt2")
+    stock = torch.export.load(str(out.path)).module()        # our own file: stock loading is fine here
+    with torch.no_grad():
+        assert torch.allclose(stock(x), expected, atol=1e-5)
+        assert torch.allclose(load_pt2_model(out.path).module.eval()(x), expected, atol=1e-5)
+    ort = pytest.importorskip("onnxruntime")
+    onnx_out = export_run(fin.run_path, "onnx", tmp_path / "compressed.onnx")
+    session = ort.InferenceSession(str(onnx_out.path))
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)

@@ -33,7 +33,7 @@ from workbench.models import architecture, structure, zoo
 
 MAGIC = b"CWBC"
 VERSION = 1          # codebook and Huffman encodings are new encoding names, not a new container
-FORMATS = ("compact", "dense", "onnx")
+FORMATS = ("compact", "dense", "onnx", "pt2")
 
 
 @dataclass
@@ -50,16 +50,8 @@ def _rebuild(run_path: str | os.PathLike, trust_code: bool = False) -> tuple[nn.
     a graph, or Python code only with the opt-in, asked again here rather than taken from the file), the
     replaced layers replayed, the stored weights loaded."""
     state, attrs = read_model(run_path)
-    key, spec = attrs.get("model_key"), attrs.get("model_spec")
-    shape, classes = tuple(int(v) for v in attrs["input_shape"]), int(attrs["num_classes"])
-    if key:
-        model = zoo.build_model(key, shape, classes)
-    elif spec:
-        model = architecture.build(architecture.parse_model_spec(spec), shape, classes, allow_code=trust_code).module
-        key = spec
-    else:
-        raise WorkbenchError("this run's model was loaded from a pickled module, so it cannot be rebuilt for "
-                             "export; bring it as a .pt2, an ONNX file or FILE.py:NAME")
+    model = _fresh(attrs, trust_code)
+    key = attrs.get("model_key") or attrs.get("model_spec")
     if attrs.get("structure"):
         structure.apply_structure(model, attrs["structure"])
     try:
@@ -68,6 +60,19 @@ def _rebuild(run_path: str | os.PathLike, trust_code: bool = False) -> tuple[nn.
         raise CheckpointError(f"{run_path}: the stored model does not fit {key} "
                               f"({str(exc).splitlines()[1].strip() if chr(10) in str(exc) else exc})") from None
     return model.eval(), attrs, RunConfig.from_json(attrs["config"])
+
+
+def _fresh(attrs: dict, trust_code: bool = False) -> nn.Module:
+    """The run's architecture as it was before compression: a zoo model, or the model file the run named
+    built again (a graph; Python code only with the opt-in, asked here rather than taken from the file)."""
+    key, spec = attrs.get("model_key"), attrs.get("model_spec")
+    shape, classes = tuple(int(v) for v in attrs["input_shape"]), int(attrs["num_classes"])
+    if key:
+        return zoo.build_model(key, shape, classes)
+    if spec:
+        return architecture.build(architecture.parse_model_spec(spec), shape, classes, allow_code=trust_code).module
+    raise WorkbenchError("this run's model was loaded from a pickled module, so it cannot be rebuilt for "
+                         "export; bring it as a .pt2, an ONNX file or FILE.py:NAME")
 
 
 def _final_method(config: RunConfig):
@@ -91,7 +96,9 @@ def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike,
                                  config.huffman if huffman is None else huffman)
         if fmt == "dense":
             return write_dense(model, attrs, out)
-        return write_onnx(_materialised(model, attrs), attrs, out)
+        if fmt == "pt2":
+            return write_pt2(_materialised(model, attrs, trust_code), attrs, out)
+        return write_onnx(_materialised(model, attrs, trust_code), attrs, out)
     except OSError as exc:
         raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
 
@@ -167,12 +174,8 @@ def load_compact(path: str | os.PathLike, trust_code: bool = False) -> nn.Module
     and thinner layers as the stock modules the run ended with). A user's architecture is built again
     from the model file the header names (a graph; Python code only with the opt-in)."""
     header, state = read_compact(path)
-    shape, classes = tuple(header["input_shape"]), header["num_classes"]
-    if header.get("model_spec"):
-        arch = architecture.parse_model_spec(header["model_spec"])
-        model = architecture.build(arch, shape, classes, allow_code=trust_code).module
-    else:
-        model = zoo.build_model(header["model"], shape, classes)
+    model = _fresh({"model_key": header["model"], "model_spec": header.get("model_spec"),
+                    "input_shape": header["input_shape"], "num_classes": header["num_classes"]}, trust_code)
     if header.get("structure"):
         structure.apply_structure(model, header["structure"])
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -195,14 +198,30 @@ def write_dense(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
     return ExportResult(out, out.stat().st_size, dense_bits / 8, extra_paths=(sidecar,))
 
 
-def _materialised(model: nn.Module, attrs: dict) -> nn.Module:
+def _materialised(model: nn.Module, attrs: dict, trust_code: bool = False) -> nn.Module:
     """Hashed layers multiplied out into the plain architecture: other runtimes get stock layers (the
     virtual weights come from workbench code, which an ONNX graph cannot call)."""
     if structure.hashed_spec(model) is None:
         return model
-    plain = zoo.build_model(attrs["model_key"], tuple(int(v) for v in attrs["input_shape"]), int(attrs["num_classes"]))
+    plain = _fresh(attrs, trust_code)
     plain.load_state_dict(structure.dense_state_dict(model))
     return plain.eval()
+
+
+def write_pt2(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
+    """A torch.export archive that stock `torch.export.load` opens (and the workbench's safe loader
+    too): the compressed model's graph with its weights, batch size free where the model allows it."""
+    from torch.export import Dim, export, save
+
+    dummy = torch.zeros((2, *attrs["input_shape"]))
+    model = model.eval()
+    try:
+        program = export(model, (dummy,), dynamic_shapes=({0: Dim("batch", min=1)},))
+    except Exception:  # noqa: BLE001 - a model with fixed sizes in its code: export at batch 2 as it is
+        program = export(model, (dummy,))
+    save(program, str(out))
+    dense_bits = sum(v.numel() for v in model.parameters()) * 32
+    return ExportResult(out, out.stat().st_size, dense_bits / 8)
 
 
 def write_onnx(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
