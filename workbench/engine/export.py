@@ -179,6 +179,10 @@ def load_compact(path: str | os.PathLike, trust_code: bool = False) -> nn.Module
     if header.get("structure"):
         structure.apply_structure(model, header["structure"])
     missing, unexpected = model.load_state_dict(state, strict=False)
+    # Integer buffers (a graph's shape constants, BatchNorm's step counter) are not needed for inference
+    # and are not stored (storage.encode_state): the freshly built architecture already holds them.
+    own = model.state_dict()
+    missing = [k for k in missing if own[k].is_floating_point()]
     if missing or unexpected:
         what = header.get("model_spec") or header["model"]
         raise CheckpointError(f"{path} does not fit {what}: missing {missing[:3]}, "

@@ -234,14 +234,14 @@ ALLOWED_OPS = frozenset({
     "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "HardSigmoid", "HardSwish",
     "Identity", "LayerNormalization", "LeakyRelu", "Less", "Log", "LogSoftmax", "MatMul", "MaxPool",
     "Mod", "Mul", "Neg", "Not", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceSum",
-    "Relu", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub",
+    "Relu", "Reshape", "Round", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub",
     "Tanh", "Transpose", "Unsqueeze", "Where",
 })
 
 _UNARY = {
     "Relu": torch.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Erf": torch.erf, "Sqrt": torch.sqrt,
     "Exp": torch.exp, "Log": torch.log, "Neg": operator.neg, "Abs": torch.abs, "Reciprocal": torch.reciprocal,
-    "Not": torch.logical_not,
+    "Not": torch.logical_not, "Round": torch.round,     # ONNX Round is half-to-even, as torch.round
 }
 _BINARY = {
     "Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": onnx_div, "Pow": torch.pow,
