@@ -56,11 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
 
     t = sub.add_parser("train", help="pretrain a reference model")
-    t.add_argument("--model", required=True)
+    t.add_argument("--model", required=True, help="a zoo architecture, a .pt2 / ONNX file, or FILE.py:NAME")
     t.add_argument("--dataset", required=True)
     t.add_argument("--epochs", type=int)
     t.add_argument("--set", action="append", default=[], metavar="K=V", help="training knob")
     t.add_argument("--out", required=True)
+    t.add_argument("--trust-code", action="store_true",
+                   help="--model is FILE.py:NAME: allow running it (only for code you trust)")
     _common(t, TRAIN_SETTINGS)
 
     r = sub.add_parser("run", help="compress a model with a method (or a preset pipeline)")
@@ -267,8 +269,8 @@ def cmd_train(args) -> int:
     from workbench.core.devices import describe, pick_device
     from workbench.engine.reference import pretrain, recipe
     from workbench.engine.runner import load_data
+    from workbench.models import architecture, zoo
     from workbench.models import checkpoint as ckpt
-    from workbench.models import zoo
 
     out = Path(args.out)
     if out.is_dir():
@@ -284,7 +286,13 @@ def cmd_train(args) -> int:
     import torch
 
     torch.manual_seed(config.seed)
-    model = zoo.build_model(args.model, dataset.input_shape, dataset.num_classes)
+    user = architecture.is_model_file(args.model)
+    if user:           # a user's architecture: fresh weights from its file (Python only with the opt-in)
+        arch = architecture.parse_model_spec(args.model)
+        model = architecture.build(arch, dataset.input_shape, dataset.num_classes, allow_code=args.trust_code).module
+        architecture.check_fits(model, tuple(dataset.input_shape), dataset.num_classes, dataset.name, arch.label)
+    else:
+        model = zoo.build_model(args.model, dataset.input_shape, dataset.num_classes)
     printer = Printer(args.quiet)
     if not args.quiet:
         print(f"pretraining {args.model} on {dataset.name} ({dataset.source}) for {train.epochs} epochs "
@@ -297,9 +305,14 @@ def cmd_train(args) -> int:
         except StopIteration as stop:
             accuracy = stop.value
             break
-    ckpt.save_reference(out, model.cpu(), model_key=args.model, input_shape=dataset.input_shape,
-                        num_classes=dataset.num_classes, dataset=dataset.name, test_accuracy=accuracy,
-                        extra={"recipe": json.dumps(P.to_dict(train)), "seed": config.seed})
+    if user:           # plain tensors and values: the weights for `run --model FILE --checkpoint OUT`
+        ckpt.save_tensors(out, {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                "model_spec": args.model, "dataset": dataset.name, "test_accuracy": float(accuracy),
+                                "recipe": json.dumps(P.to_dict(train)), "seed": config.seed})
+    else:
+        ckpt.save_reference(out, model.cpu(), model_key=args.model, input_shape=dataset.input_shape,
+                            num_classes=dataset.num_classes, dataset=dataset.name, test_accuracy=accuracy,
+                            extra={"recipe": json.dumps(P.to_dict(train)), "seed": config.seed})
     result = {"checkpoint": str(out), "model": args.model, "dataset": dataset.name,
               "test_accuracy": accuracy}
     print(json.dumps(result) if args.json else

@@ -288,3 +288,24 @@ def test_a_pt2_model_exports_back_as_pt2_and_onnx(resnet_pt2, tmp_path):
     session = ort.InferenceSession(str(onnx_out.path))
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+
+
+def test_train_pretrains_a_user_architecture_for_a_later_run(arch_file, tmp_path, capsys):
+    """`workbench train --model FILE.py:NAME` writes plain weights that `run --model FILE --checkpoint`
+    takes; without the opt-in nothing is imported."""
+    from workbench.cli import main
+
+    out = tmp_path / "ref.pt"
+    args = ["train", "--model", f"{arch_file}:SmallResNet", "--dataset", "tiny", "--epochs", "1", "--out", str(out),
+            "--quiet", "--json"]
+    assert main(args) == 2 and not (arch_file.parent / "ran.marker").exists() and not out.exists()
+    capsys.readouterr()
+    assert main(args + ["--trust-code"]) == 0
+    assert out.is_file()
+    state = torch.load(out, weights_only=True)                # plain tensors and values: no code
+    assert "block.bn1.running_mean" in state["state_dict"]
+    events = list(execute(_config(f"{arch_file}:SmallResNet", tmp_path / "runs", trust_code=True,
+                                  checkpoint=str(out))))
+    assert events[-1].status == "completed", events[-1].error
+    run = read_run(events[-1].run_path)
+    assert run.summary["reference_accuracy"] == pytest.approx(state["test_accuracy"])
