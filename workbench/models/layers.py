@@ -12,11 +12,20 @@ from __future__ import annotations
 from torch import nn
 
 COMPRESSIBLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding)
+FUSED = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 
 
 def compressible_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(qualified name, module) of every compressible layer, in definition order."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, COMPRESSIBLE)]
+    """(qualified name, module) of every compressible layer, in definition order.
+
+    Not the layers inside torch's fused attention modules (nn.MultiheadAttention, nn.Transformer*Layer):
+    they read their layers' weights themselves (and in evaluation may take a fused fast path) instead of
+    calling the layers, so a method's forward hook or replacement layer would not take effect there
+    (measured: k-means training failed, a hashed layer broke the forward). A model brought as a graph
+    (.pt2, ONNX) calls them as plain linear layers, which are compressed."""
+    inside = {f"{name}.{sub}" if name else sub for name, m in model.named_modules() if isinstance(m, FUSED)
+              for sub, _ in m.named_modules() if sub}
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, COMPRESSIBLE) and name not in inside]
 
 
 def layer_kind(module: nn.Module) -> str:
