@@ -33,6 +33,7 @@ from workbench.gui.compare_view import CompareView
 from workbench.gui.export_dialog import ExportDialog
 from workbench.gui.live_refresh import StaggeredRefresh
 from workbench.gui.method_panel import MethodPanel
+from workbench.gui.model_layers import ModelLayers
 from workbench.gui.plots import (
     CurvesPlot,
     HashingPlot,
@@ -97,6 +98,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("ready", 3000)
         self._connect()
         self._restore()
+        self.model_layers.set_stages(self.methods.stages())
+        self._model_changed()
         self._update_run_button()
 
     # --- layout -----------------------------------------------------------------------------------
@@ -133,6 +136,8 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(live, "Live")
         self.tabs.addTab(compare, "Compare")
+        self.model_layers = ModelLayers()    # the chosen model's layers and what each stage does with them
+        self.tabs.addTab(self.model_layers, "Layers")
         _cache_axes(self.tabs)
         return self.tabs
 
@@ -196,6 +201,10 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.queue.cancel)
         self.methods.validity_changed.connect(lambda ok, msg: self._update_run_button())
         self.setup.changed.connect(self._update_run_button)
+        self.setup.changed.connect(self._model_changed)
+        self.setup.model_chosen.connect(self._model_chosen)
+        self.methods.changed.connect(lambda: self.model_layers.set_stages(self.methods.stages()))
+        self.model_layers.inspected.connect(self.setup.set_model_inspection)
         self.setup.open_runs.connect(self.open_runs)
         self.methods.preset_chosen.connect(self._preset_chosen)
         self.queue.started.connect(self._run_started)
@@ -219,6 +228,15 @@ class MainWindow(QMainWindow):
         """A preset names the model and data it was measured on, and whether storage is Huffman coded."""
         self.setup.set_parts({"model": preset.get("model"), "dataset": preset.get("dataset"),
                               "huffman": bool(preset.get("huffman", False))})
+
+    def _model_changed(self) -> None:
+        """The Layers tab follows the model field (built in the thread pool when it changed)."""
+        parts = self.setup.config_parts()
+        self.model_layers.set_model(parts["model"], parts["dataset"], parts["trust_code"])
+
+    def _model_chosen(self, spec: str) -> None:
+        if not self.queue.busy:               # a run's live plots stay in front while it runs
+            self.tabs.setCurrentWidget(self.model_layers)
 
     def validation_error(self) -> str:
         return self.setup.error() or self.methods.error()

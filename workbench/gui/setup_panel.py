@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -22,11 +23,56 @@ from PySide6.QtWidgets import (
 from workbench import data as data_mod
 from workbench.core import params as P
 from workbench.core.config import RunSettings
+from workbench.core.errors import WorkbenchError
 from workbench.gui.forms import ParamForm
+from workbench.gui.model_layers import dataset_shape, shape_text
+from workbench.gui.worker import TaskSignals, run_in_pool
 from workbench.models import zoo
+from workbench.models._sniff import code_globals, sniff
+from workbench.models.architecture import GRAPH_SUFFIXES, is_model_file, parse_model_spec
 
 RUN_BOX = ("device", "seed", "train_subset", "test_subset", "huffman")   # the Run box's settings
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.pt2 *.safetensors *.ckpt *.bin);;All files (*)"
+MODEL_FILTER = "Model files (*.pt2 *.onnx *.py);;All files (*)"
+MODEL_SUFFIXES = (*GRAPH_SUFFIXES, ".py")   # dropped files of these kinds go to the model field
+MODEL_FILE = "\x00file"                      # the Architecture combo's data for "a model file"
+TRUST_ASK = "tick Allow code only if you trust this file"
+
+
+def python_names(path: str) -> list[str]:
+    """The module-level classes and functions of a Python file, read with `ast` (parsing runs none of
+    it); subclasses of something called Module first."""
+    p = Path(path)
+    try:
+        tree = ast.parse(p.read_text(encoding="utf-8"), filename=p.name)
+    except SyntaxError as exc:
+        raise WorkbenchError(f"{p.name} does not parse: line {exc.lineno}: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkbenchError(f"cannot read {p.name}: {getattr(exc, 'strerror', None) or exc}") from None
+    modules, others = [], []
+    for node in tree.body:
+        if not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
+            continue
+        if isinstance(node, ast.ClassDef):
+            is_module = any(ast.unparse(b).rsplit(".", 1)[-1] == "Module" for b in node.bases)
+            (modules if is_module else others).append(node.name)
+        else:
+            others.append(node.name)
+    return modules + others
+
+
+def checkpoint_code(path: str) -> str:
+    """'' when the checkpoint loads without running code, else what would run (one line). Reads the file's
+    headers and pickle opcodes only (models._sniff): nothing in it runs."""
+    p = Path(path)
+    kind = sniff(p)
+    if kind == "torchscript":
+        return f"{p.name} is TorchScript: loading it runs the code stored in it"
+    if kind in ("torch.save", "pickle"):
+        culprit = code_globals(p, kind, Exception(""))
+        if culprit:
+            return f"{p.name} holds pickled Python objects ({culprit}): loading it runs their code"
+    return ""
 
 
 def _path_row(edit: QLineEdit, browse) -> QHBoxLayout:
@@ -41,14 +87,23 @@ def _path_row(edit: QLineEdit, browse) -> QHBoxLayout:
 
 
 class SetupPanel(QWidget):
-    """Zoo model or user checkpoint, data set, device and seed."""
+    """Zoo model or model file (FILE.pt2, FILE.onnx, FILE.py:NAME), checkpoint, data set, device and seed."""
 
     changed = Signal()
     open_runs = Signal(list)       # run files dropped on the panel
+    model_chosen = Signal(str)     # the user picked a model file (dialog or drop): its spec
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setAcceptDrops(True)
+        self._names: dict[str, list[str]] = {}        # .py path -> its classes and functions (ast)
+        self._names_error: dict[str, str] = {}        # .py path -> why it does not parse
+        self._names_read: dict[str, int] = {}         # .py path -> the mtime its names were read at
+        self._checkpoint_code: dict[tuple, str] = {}  # (path, mtime) -> what loading it would run
+        self._inspection: tuple = ("", "", None, "")  # what the Layers tab found: see set_model_inspection
+        self._tasks = TaskSignals(self)
+        self._tasks.done.connect(self._task_done)
+        self._tasks.failed.connect(self._task_failed)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
 
@@ -59,7 +114,29 @@ class SetupPanel(QWidget):
             info = zoo.model_info(key)
             self.model.addItem(f"{info.label} ({key})", key)
             self.model.setItemData(self.model.count() - 1, info.description, Qt.ToolTipRole)
+        self.model.insertSeparator(self.model.count())
+        self.model.addItem("Model file (.pt2, .onnx, .py)…", MODEL_FILE)
+        self.model.setItemData(self.model.count() - 1, "Your own architecture: a torch.export .pt2 or ONNX file "
+                               "(read without running it), or FILE.py:NAME (a class or function that returns "
+                               "the module; runs the file, so only with Allow code).\nCLI: --model FILE",
+                               Qt.ToolTipRole)
         form.addRow("Architecture", self.model)
+        self.model_file = QLineEdit()
+        self.model_file.setPlaceholderText(".pt2, .onnx or .py file (or drop one here)")
+        self.model_file.setToolTip("A torch.export .pt2 or an ONNX file (its graph and weights, read without "
+                                   "running any code), or a Python file with a class or function that "
+                                   "returns the module.\nCLI: --model FILE.pt2 | FILE.onnx | FILE.py:NAME")
+        self._file_row = form.rowCount()
+        form.addRow("Model file", _path_row(self.model_file, self._browse_model))
+        self.model_name = QComboBox()
+        self.model_name.setEditable(True)
+        self.model_name.setInsertPolicy(QComboBox.NoInsert)
+        self.model_name.lineEdit().setPlaceholderText("class or function in the file")
+        self.model_name.setToolTip("NAME in FILE.py:NAME: the class (or function) that builds the model. The list "
+                                   "is what the file defines at module level, read without running it. Its "
+                                   "input_shape / num_classes arguments, if any, get the data set's.")
+        self._name_row = form.rowCount()
+        form.addRow("Name", self.model_name)
         self.checkpoint = QLineEdit()
         self.checkpoint.setPlaceholderText("none: pretrain the architecture (cached)")
         self.checkpoint.setToolTip("A trained model: state_dict, workbench reference, TorchScript or .pt2. "
@@ -71,6 +148,16 @@ class SetupPanel(QWidget):
                               "so tick this only for files from a source you trust. Off: weights only, and "
                               "such files are refused with the reason.\nCLI: --trust-code")
         form.addRow("", self.trust)
+        self.code_note = QLabel()           # what "Allow code" would let run, in one line
+        self.code_note.setWordWrap(True)
+        self._code_row = form.rowCount()
+        form.addRow("", self.code_note)
+        self.model_status = QLabel()        # the model does not fit the data set, or its file is unreadable
+        self.model_status.setWordWrap(True)
+        self.model_status.setStyleSheet("color: #b00020;")
+        self._status_row = form.rowCount()
+        form.addRow("", self.model_status)
+        self._model_form = form
         # The run settings come from their one declaration (core.config.RunSettings), as the CLI's flags do.
         self.pretrain_form = ParamForm(RunSettings, fields=("pretrain_epochs",), flags=True)
         form.addRow(self.pretrain_form)
@@ -101,25 +188,108 @@ class SetupPanel(QWidget):
 
         for form in (self.run_form, self.pretrain_form):
             form.changed.connect(self._edited)
-        for w in (self.model, self.dataset):
+        for w in (self.model, self.dataset, self.model_name):
             w.currentIndexChanged.connect(self._edited)
+        self.model.activated.connect(self._model_activated)
         self.dataset.editTextChanged.connect(self._edited)
-        for w in (self.checkpoint, self.data_dir):
+        for w in (self.checkpoint, self.data_dir, self.model_name.lineEdit()):
             w.editingFinished.connect(self._edited)
+        self.model_file.editingFinished.connect(self._model_file_edited)
+        self.trust.toggled.connect(self._edited)
         self._edited()
 
     # --- API ----------------------------------------------------------------------------------
+    def model_spec(self) -> str:
+        """What `--model` takes: a zoo key, FILE.pt2, FILE.onnx or FILE.py:NAME ('' for no file yet)."""
+        key = self.model.currentData()
+        if key != MODEL_FILE:
+            return key
+        path = self.model_file.text().strip()
+        name = self.model_name.currentText().strip()
+        return f"{path}:{name}" if path.endswith(".py") and name else path
+
+    def set_model_spec(self, spec: str) -> None:
+        """Show a zoo key or a model file spec (FILE.py:NAME split into the file and the name)."""
+        spec = (spec or "").strip()
+        if spec in zoo.model_keys():
+            self.model.setCurrentIndex(self.model.findData(spec))
+            return
+        if not spec or not is_model_file(spec):
+            return                   # e.g. a zoo key this version does not have: keep the current model
+        file, sep, name = spec.rpartition(":")
+        path, name = (file, name) if sep and file.endswith(".py") else (spec, "")
+        for w in (self.model, self.model_name):
+            w.blockSignals(True)
+        try:
+            self.model.setCurrentIndex(self.model.findData(MODEL_FILE))
+            self.model_file.setText(path)
+            self.model_name.setCurrentText(name)
+        finally:
+            for w in (self.model, self.model_name):
+                w.blockSignals(False)
+        self._fill_names(path)
+        self._read_names()
+        self._edited()
+
+    def set_model_inspection(self, spec: str, built_for: str, input_shape, error: str) -> None:
+        """What the Layers tab found building `spec` (for data set `built_for`; '' for a graph file, which
+        brings its own shape, or a data set of unknown shape): a graph's own input shape, or why it failed."""
+        self._inspection = (spec, built_for, tuple(input_shape) if input_shape else None, error or "")
+        self._edited()
+
+    def code_reason(self) -> str:
+        """What Run would execute from the user's files, in one line ('' when nothing)."""
+        lines = []
+        spec = self.model_spec()
+        if self.model.currentData() == MODEL_FILE and ".py:" in spec:
+            try:
+                arch = parse_model_spec(spec)
+            except WorkbenchError:
+                arch = None
+            if arch is not None and arch.runs_code:
+                lines.append(f"{arch.path.name} will be imported and {arch.name}() called")
+        checkpoint = self.checkpoint.text().strip()
+        if checkpoint:
+            reason = self._checkpoint_code.get(self._checkpoint_key(checkpoint), "")
+            if reason:
+                lines.append(reason)
+        return "; ".join(lines) + f": {TRUST_ASK}" if lines else ""
+
+    def model_problem(self) -> str:
+        """Why the chosen model cannot run on the chosen data set, in one line ('' when it can, or when
+        that is known only once the data set is loaded)."""
+        spec = self.model_spec()
+        dataset = self.dataset.currentText().strip()
+        seen, built_for, shape, error = self._inspection
+        if self.model.currentData() != MODEL_FILE:     # a zoo model too small for the data set's images
+            return error if error and seen == spec and built_for == dataset else ""
+        if not spec:
+            return "choose a model file: a .pt2, an .onnx, or a .py file and the class or function in it"
+        if self._names_error.get(self.model_file.text().strip()):
+            return self._names_error[self.model_file.text().strip()]
+        try:
+            arch = parse_model_spec(spec)
+        except WorkbenchError as exc:
+            return str(exc)
+        if seen != spec:
+            return ""
+        if error and (arch.kind in GRAPH_SUFFIXES.values() or built_for == dataset):
+            return error if arch.path.name in error else f"{arch.path.name}: {error}"
+        known = dataset_shape(dataset)
+        if shape and known and tuple(shape) != tuple(known[0]):
+            return (f"{arch.label} takes inputs of shape {shape_text(shape)} but {dataset} has "
+                    f"{shape_text(known[0])}: choose a data set of that shape")
+        return ""
+
     def config_parts(self) -> dict:
-        return {"model": self.model.currentData(), "checkpoint": self.checkpoint.text().strip() or None,
+        return {"model": self.model_spec(), "checkpoint": self.checkpoint.text().strip() or None,
                 "trust_code": self.trust.isChecked(), "dataset": self.dataset.currentText().strip(),
                 "data_dir": self.data_dir.text().strip(), **self.run_form.values(),
                 **self.pretrain_form.values()}
 
     def set_parts(self, parts: dict) -> None:
         if parts.get("model"):
-            i = self.model.findData(parts["model"])
-            if i >= 0:
-                self.model.setCurrentIndex(i)
+            self.set_model_spec(parts["model"])
         if parts.get("dataset"):
             self.dataset.setCurrentText(parts["dataset"])
         if "checkpoint" in parts:
@@ -136,6 +306,11 @@ class SetupPanel(QWidget):
         parts = self.config_parts()
         if not parts["dataset"]:
             return "choose a data set"
+        problem = self.model_problem()
+        if problem:
+            return problem
+        if self.code_reason() and not self.trust.isChecked():
+            return self.code_reason()
         for form in (self.run_form, self.pretrain_form):
             if form.error():
                 return form.error()
@@ -145,6 +320,7 @@ class SetupPanel(QWidget):
 
     # --- internals -------------------------------------------------------------------------------
     def _edited(self, *args) -> None:
+        self._show_model()
         name = self.dataset.currentText().strip()
         if name in data_mod.dataset_names() and name != "tiny":
             where = data_mod.find_dataset(name, self.data_dir.text().strip() or None)
@@ -156,6 +332,113 @@ class SetupPanel(QWidget):
         else:
             self.data_status.setText("")
         self.changed.emit()
+
+    def _show_model(self) -> None:
+        """The rows and lines that depend on the model: file and name rows, the code note, the problem."""
+        file_mode = self.model.currentData() == MODEL_FILE
+        path = self.model_file.text().strip()
+        form = self._model_form
+        form.setRowVisible(self._file_row, file_mode)
+        form.setRowVisible(self._name_row, file_mode and path.endswith(".py"))
+        if file_mode and path.endswith(".py"):
+            self._read_names()
+        kind = Path(path).suffix.lower() if file_mode else ""
+        self.checkpoint.setPlaceholderText(
+            "none: the file's own weights" if kind in GRAPH_SUFFIXES else
+            "none: fresh weights, pretrained first" if kind == ".py" else "none: pretrain the architecture (cached)")
+        self._check_checkpoint()
+        reason = self.code_reason()
+        if reason and self.trust.isChecked():
+            self.code_note.setText("Allowed: " + reason.removesuffix(f": {TRUST_ASK}"))
+            self.code_note.setStyleSheet("color: #555555;")
+        else:
+            self.code_note.setText(reason)
+            self.code_note.setStyleSheet("color: #b00020;")
+        form.setRowVisible(self._code_row, bool(reason))
+        problem = self.model_problem() if path or not file_mode else ""
+        self.model_status.setText(problem)
+        form.setRowVisible(self._status_row, bool(problem))
+
+    def _model_activated(self, index: int) -> None:
+        """The user chose "Model file…" with no file yet: ask for one."""
+        if self.model.itemData(index) == MODEL_FILE and not self.model_file.text().strip():
+            self._browse_model()
+
+    def _model_file_edited(self) -> None:
+        text = self.model_file.text().strip()
+        file, sep, name = text.rpartition(":")
+        if sep and file.endswith(".py"):           # FILE.py:NAME typed into the file field
+            self.model_file.setText(file)
+            self.model_name.setCurrentText(name)
+        self._edited()
+
+    def _read_names(self) -> None:
+        """Fill the Name list from the .py file, parsed (not run) in the thread pool."""
+        path = self.model_file.text().strip()
+        if not path.endswith(".py"):
+            return
+        stamp = self._checkpoint_key(path)[1]          # read again once the file changed
+        if stamp is None or self._names_read.get(path) == stamp:
+            return
+        self._names_read[path] = stamp
+        self._names_error.pop(path, None)
+        run_in_pool(lambda: python_names(path), ("names", path), self._tasks)
+
+    @staticmethod
+    def _checkpoint_key(path: str) -> tuple:
+        try:
+            return (path, Path(path).stat().st_mtime_ns)
+        except OSError:
+            return (path, None)
+
+    def _check_checkpoint(self) -> None:
+        """Whether loading the checkpoint would run code: its pickle opcodes scanned in the thread pool."""
+        path = self.checkpoint.text().strip()
+        key = self._checkpoint_key(path) if path else None
+        if key is None or key[1] is None or key in self._checkpoint_code:
+            return
+        self._checkpoint_code[key] = ""
+        run_in_pool(lambda: checkpoint_code(path), ("checkpoint", *key), self._tasks)
+
+    def _fill_names(self, path: str) -> None:
+        """The Name list from the file's parse; with no name chosen yet, its first model class."""
+        names = self._names.get(path)
+        if not names or self.model_file.text().strip() != path:
+            return
+        current = self.model_name.currentText().strip()
+        self.model_name.blockSignals(True)
+        try:
+            self.model_name.clear()
+            self.model_name.addItems(names)
+            self.model_name.setCurrentText(current or names[0])
+        finally:
+            self.model_name.blockSignals(False)
+
+    def _task_done(self, key, result) -> None:
+        if key[0] == "names":
+            self._names[key[1]] = result
+            self._fill_names(key[1])
+        else:
+            self._checkpoint_code[tuple(key[1:])] = result
+        self._edited()
+
+    def _task_failed(self, key, message: str) -> None:
+        if key[0] == "names":
+            self._names_error[key[1]] = message
+            self._edited()
+        # a checkpoint that cannot be read: the run says so in one line before any file exists
+
+    def _browse_model(self) -> None:
+        start = str(Path(self.model_file.text().strip()).parent) if self.model_file.text().strip() else ""
+        path, _ = QFileDialog.getOpenFileName(self, "Open model file", start, MODEL_FILTER)
+        if path:
+            self._choose_model_file(path)
+        elif not self.model_file.text().strip():
+            self.model.setCurrentIndex(0)         # cancelled with no file: back to a zoo model
+
+    def _choose_model_file(self, path: str) -> None:
+        self.set_model_spec(path)        # a .py file: its first model class is offered as NAME
+        self.model_chosen.emit(self.model_spec())
 
     def _browse_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", "", CHECKPOINT_FILTER)
@@ -176,7 +459,10 @@ class SetupPanel(QWidget):
     def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
         paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         runs = [p for p in paths if p.endswith(".h5")]
-        others = [p for p in paths if not p.endswith(".h5")]
+        models = [p for p in paths if p.lower().endswith(MODEL_SUFFIXES)]
+        others = [p for p in paths if not p.endswith(".h5") and p not in models]
+        if models:
+            self._choose_model_file(models[0])
         if others:
             self.checkpoint.setText(others[0])
             self._edited()
