@@ -26,7 +26,8 @@ from workbench.models.layers import compressible_layers
 from workbench.models.structure import apply_structure
 
 METHODS = method_keys()
-MODELS = ["mlp_tiny", "cnn_tiny", "bn_tiny", "seq_tiny"]   # bn_tiny: BatchNorm, depthwise conv, residual add; seq_tiny: Embedding, Conv1d
+# bn_tiny: BatchNorm, depthwise conv, residual add; seq_tiny: Embedding, Conv1d; attn_tiny: attention, LayerNorm
+MODELS = ["mlp_tiny", "cnn_tiny", "bn_tiny", "seq_tiny", "attn_tiny"]
 
 
 def _reference_model(config):

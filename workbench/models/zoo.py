@@ -220,6 +220,32 @@ class SeqTiny(nn.Module):
         return self.fc(F.relu(self.conv(e)).mean(dim=2))
 
 
+class AttnTiny(nn.Module):
+    """A one-block transformer over image rows written with plain layers: a linear token embedding,
+    LayerNorm, single-head self-attention (q, k, v and output projections are nn.Linear), a GELU MLP and
+    a linear head: attention projections and LayerNorm in tests."""
+
+    def __init__(self, input_shape: Shape, num_classes: int, dim: int = 16):
+        super().__init__()
+        c, _, w = input_shape
+        self.embed = nn.Linear(c * w, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp1 = nn.Linear(dim, 2 * dim)
+        self.mlp2 = nn.Linear(2 * dim, dim)
+        self.fc = nn.Linear(dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        t = self.embed(x.permute(0, 2, 1, 3).reshape(b, h, c * w))           # one token per row
+        n = self.norm1(t)
+        att = torch.softmax(self.q(n) @ self.k(n).transpose(1, 2) / math.sqrt(n.shape[-1]), dim=-1)
+        t = t + self.out(att @ self.v(n))
+        t = t + self.mlp2(F.gelu(self.mlp1(self.norm2(t))))
+        return self.fc(t.mean(dim=1))
+
+
 _MODELS: dict[str, tuple[Callable[[Shape, int], nn.Module], Shape, ModelInfo]] = {
     "lenet300": (LeNet300, (1, 28, 28), ModelInfo(
         "lenet300", "LeNet-300-100", "Fully connected 784-300-100-10 network (LeCun et al. 1998).",
@@ -246,6 +272,10 @@ _MODELS: dict[str, tuple[Callable[[Shape, int], nn.Module], Shape, ModelInfo]] =
     "seq_tiny": (SeqTiny, (1, 28, 28), ModelInfo(
         "seq_tiny", "Tiny sequence model", "Pixel tokens embedded (Embedding), a 1-D convolution along each "
         "row and one fc layer: Embedding and Conv1d layers in tests.", "tiny", "for tests")),
+    "attn_tiny": (AttnTiny, (1, 28, 28), ModelInfo(
+        "attn_tiny", "Tiny attention model", "One transformer block over image rows written with plain "
+        "layers (q, k, v, output projections, LayerNorm, GELU MLP): attention layers in tests.", "tiny",
+        "for tests")),
 }
 
 ZOO_CLASSES: dict[type, str] = {entry[0]: key for key, entry in _MODELS.items()}  # type: ignore[misc]
