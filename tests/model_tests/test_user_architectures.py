@@ -22,7 +22,7 @@ from user_model_files import KINDS, model_file  # noqa: E402
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("name", list(A.ARCHITECTURES))
+@pytest.mark.parametrize("name", [*A.ARCHITECTURES, "resnet20"])
 def test_architecture_format_runs_compresses_and_reloads(name, kind, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
     if kind == "onnx":

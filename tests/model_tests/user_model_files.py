@@ -16,12 +16,20 @@ def model_file(kind: str, name: str, folder: Path, num_classes: int = 4, shape=(
                model: torch.nn.Module | None = None) -> str:
     """The architecture `name` as a model spec of the given kind (`model`: these weights, else seeded
     fresh ones). ONNX keeps BatchNorm as BatchNorm (training mode preserved) and needs the onnx package."""
-    cls = A.ARCHITECTURES[name]
-    if kind == "py":
-        return f"{FILE}:{cls.__name__}"
-    if model is None:
+    if name == "resnet20":          # the zoo's ResNet-20 brought as a user would: its class takes (shape, classes)
+        from workbench.models import zoo
+
+        if kind == "py":
+            return f"{Path(zoo.__file__).resolve()}:ResNet20"
         torch.manual_seed(0)
-        model = cls(num_classes=num_classes, in_channels=shape[0])
+        model = model or zoo.build_model("resnet20", shape, num_classes)
+    else:
+        cls = A.ARCHITECTURES[name]
+        if kind == "py":
+            return f"{FILE}:{cls.__name__}"
+        if model is None:
+            torch.manual_seed(0)
+            model = cls(num_classes=num_classes, in_channels=shape[0])
     model = model.eval()
     x = torch.randn(3, *shape)
     if kind == "pt2":

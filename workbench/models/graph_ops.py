@@ -88,7 +88,7 @@ _INPLACE = {"relu_.default": F.relu, "silu_.default": F.silu, "hardswish_.defaul
 # Functional ops called as the ATen operator itself (exact semantics, still traceable by torch.fx).
 _ATEN = {
     "t.default", "matmul.default", "bmm.default", "gelu.default", "hardtanh.default",
-    "clamp.default", "round.default", "to.dtype", "_to_copy.default",
+    "clamp.default", "round.default", "to.dtype", "_to_copy.default", "pad.default", "constant_pad_nd.default",
     "softmax.int", "_softmax.default", "log_softmax.int", "_log_softmax.default",
     "add.Scalar", "mul.Scalar", "sub.Scalar", "div.Scalar", "rsub.Scalar", "div.Tensor_mode", "neg.default",
     "sqrt.default", "rsqrt.default", "pow.Tensor_Scalar", "exp.default", "erf.default",

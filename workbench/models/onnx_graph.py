@@ -145,15 +145,24 @@ def onnx_slice(x, starts, ends, axes=None, steps=None):
     axes = list(range(len(starts))) if axes is None else _ints(axes)
     steps = [1] * len(starts) if steps is None else _ints(steps)
     index = [slice(None)] * x.dim()
+    backwards = []
     for s, e, a, st in zip(starts, ends, axes, steps):
         a = a + x.dim() if a < 0 else a
         n = x.shape[a]
-        if st <= 0:
-            raise RuntimeError("Slice with a step below 1 is not supported")
+        if st == 0:
+            raise RuntimeError("Slice with a step of 0")
+        if st < 0:
+            # Negative steps (torch's exporter reverses a pads list this way): ONNX clamps as Python's
+            # slicing of range(n) does, and torch indexing has no negative steps, so select the indices.
+            backwards.append((a, list(range(n))[s:e:st]))
+            continue
         s = max(0, min(n, s + n if s < 0 else s))
         e = max(0, min(n, e + n if e < 0 else e))
         index[a] = slice(s, e, st)
-    return x[tuple(index)]
+    x = x[tuple(index)]
+    for a, idx in backwards:
+        x = x.index_select(a, torch.tensor(idx, dtype=torch.long, device=x.device))
+    return x
 
 
 def onnx_gather(data, indices, axis: int = 0):
@@ -233,7 +242,7 @@ ALLOWED_OPS = frozenset({
     "ConstantOfShape", "Conv", "Div", "Dropout", "Equal", "Erf", "Exp", "Expand", "Flatten", "Gather",
     "Gelu", "Gemm", "GlobalAveragePool", "GlobalMaxPool", "Greater", "HardSigmoid", "HardSwish",
     "Identity", "LayerNormalization", "LeakyRelu", "Less", "Log", "LogSoftmax", "MatMul", "MaxPool",
-    "Mod", "Mul", "Neg", "Not", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceSum",
+    "Mod", "Mul", "Neg", "Not", "Pad", "Pow", "Range", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceSum",
     "Relu", "Reshape", "Round", "Shape", "Sigmoid", "Slice", "Softmax", "Split", "Sqrt", "Squeeze", "Sub",
     "Tanh", "Transpose", "Unsqueeze", "Where",
 })
@@ -587,6 +596,30 @@ class _Converter:
             if lo is None and hi is None:
                 return x
             return self.call(torch.clamp, x, lo, hi)
+        if op == "Pad":
+            # ONNX pads are [x1_begin, ..., xn_begin, x1_end, ..., xn_end]; F.pad takes (begin, end) pairs
+            # from the last dimension backwards.
+            if self.opset >= 11 and not isinstance(ins[1], torch.Tensor):
+                raise _Refuse("has pads computed in the graph")
+            pads = _ints(ins[1]) if self.opset >= 11 else [int(p) for p in a.get("pads", [])]
+            value = opt(2) if self.opset >= 11 else a.get("value", 0.0)
+            value = float(value.item()) if isinstance(value, torch.Tensor) else float(value or 0.0)
+            n = len(pads) // 2
+            axes = _ints(opt(3)) if self.opset >= 18 and opt(3) is not None else list(range(n))
+            rank = self.rank(node.input[0])
+            if rank is None:
+                raise _Refuse("pads an input of unknown rank")
+            axes = [ax % rank for ax in axes]
+            torch_pads = []
+            for dim in range(rank - 1, min(axes) - 1, -1):
+                i = axes.index(dim) if dim in axes else None
+                torch_pads += [pads[i], pads[i + n]] if i is not None else [0, 0]
+            mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}.get(
+                a.get("mode", b"constant").decode() if isinstance(a.get("mode"), bytes) else a.get("mode", "constant"))
+            if mode is None:
+                raise _Refuse(f"uses pad mode {a.get('mode')!r}")
+            return self.call(F.pad, x, tuple(torch_pads), mode, value) if mode == "constant" else \
+                self.call(F.pad, x, tuple(torch_pads), mode)
         if op == "Gelu":
             return self.call(F.gelu, x, approximate=a.get("approximate", "none"))
         if op in ("Softmax", "LogSoftmax"):
