@@ -193,17 +193,32 @@ def resnet_pt2(arch_file, tmp_path):
     return _export_pt2(model, tmp_path / "resnet.pt2"), model
 
 
+def _graph_file(kind: str, model, folder: Path) -> Path:
+    """The trained net as the user would bring it: a .pt2, or ONNX with BatchNorm kept as BatchNorm
+    (the exporter preserves training-mode layers)."""
+    if kind == "pt2":
+        return _export_pt2(model, folder / "resnet.pt2")
+    pytest.importorskip("onnx")
+    path = folder / "resnet.onnx"
+    torch.onnx.export(model.eval(), (torch.randn(2, 1, 8, 8),), str(path), input_names=["x"],
+                      output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+                      dynamo=False, training=torch.onnx.TrainingMode.PRESERVE)
+    return path
+
+
+@pytest.mark.parametrize("kind, source", [("pt2", "torch.export"), ("onnx", "onnx")])
 @pytest.mark.parametrize("methods, params", [
     (["dns"], [{"c_rate": 0.0, "gamma": 0.0}]),
     (["magnitude", "kmeans"], [{"q_conv": 1.0, "q_fc": 1.0}, {"bits_conv": 4, "bits_fc": 4}]),
 ])
-def test_a_pt2_model_runs_every_stage_and_exports_through_its_graph(resnet_pt2, tmp_path, methods, params):
-    path, original = resnet_pt2
+def test_a_graph_model_runs_every_stage_and_exports_through_its_graph(resnet_pt2, tmp_path, methods, params,
+                                                                      kind, source):
+    _, original = resnet_pt2
+    path = _graph_file(kind, original, tmp_path)
     stages = [StageConfig(m, p, {"epochs": 1}) for m, p in zip(methods, params)]
     config = RunConfig(dataset="tiny", model=str(path), out_dir=str(tmp_path / "runs"), device="cpu",
                        huffman=len(methods) > 1, stages=stages)
-    events = list(execute(config))
-    fin = events[-1]
+    fin = list(execute(config))[-1]
     assert fin.status == "completed", fin.error
     run = read_run(fin.run_path)
     # The graph's own weights are the reference: its accuracy is the trained model's.
@@ -214,7 +229,7 @@ def test_a_pt2_model_runs_every_stage_and_exports_through_its_graph(resnet_pt2, 
         acc = float((original.eval()(data.test_x).argmax(1) == data.test_y).float().mean())
     assert run.summary["reference_accuracy"] == pytest.approx(acc)
     assert run.summary["param_ratio"] > 1.2
-    assert "torch.export" in run.attrs["model_source"]
+    assert source in run.attrs["model_source"]
     compact = export_run(fin.run_path, "compact", tmp_path / "m.cwb")     # a graph needs no opt-in
     assert compact.accounted_bytes == pytest.approx(run.summary["bits"] / 8)
     reloaded = load_compact(compact.path)
@@ -234,33 +249,6 @@ def test_a_pt2_model_for_other_inputs_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match=r"rgb.pt2 takes inputs of shape \(3, 8, 8\) but tiny has \(1, 8, 8\)"):
         list(execute(RunConfig(dataset="tiny", model=str(path), out_dir=str(out), stages=[StageConfig("plain")])))
     assert not out.exists() or not any(out.iterdir())
-
-
-def test_an_onnx_model_runs_and_exports_through_its_graph(resnet_pt2, tmp_path):
-    """The same trained net as ONNX (BatchNorm kept: the exporter preserves training-mode layers):
-    DNS runs on it from the file's weights, and the compact export reloads through the same graph."""
-    pytest.importorskip("onnx")
-    _, original = resnet_pt2
-    path = tmp_path / "resnet.onnx"
-    torch.onnx.export(original.eval(), (torch.randn(2, 1, 8, 8),), str(path), input_names=["x"],
-                      output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
-                      dynamo=False, training=torch.onnx.TrainingMode.PRESERVE)
-    config = RunConfig(dataset="tiny", model=str(path), out_dir=str(tmp_path / "runs"), device="cpu",
-                       stages=[StageConfig("dns", {"c_rate": 0.0, "gamma": 0.0}, {"epochs": 1})])
-    fin = list(execute(config))[-1]
-    assert fin.status == "completed", fin.error
-    run = read_run(fin.run_path)
-    from workbench.data import load_dataset
-
-    data = load_dataset("tiny")
-    with torch.no_grad():
-        acc = float((original.eval()(data.test_x).argmax(1) == data.test_y).float().mean())
-    assert run.summary["reference_accuracy"] == pytest.approx(acc)
-    assert run.summary["param_ratio"] > 1.2 and "onnx" in run.attrs["model_source"]
-    reloaded = load_compact(export_run(fin.run_path, "compact", tmp_path / "m.cwb").path)
-    with torch.no_grad():
-        accuracy = float((reloaded(data.test_x).argmax(1) == data.test_y).float().mean())
-    assert accuracy == pytest.approx(run.summary["test_accuracy"])
 
 
 def test_a_pt2_model_exports_back_as_pt2_and_onnx(resnet_pt2, tmp_path):
