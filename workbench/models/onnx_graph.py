@@ -59,6 +59,31 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from workbench.core.errors import CheckpointError
+from workbench.models.onnx_ops import (
+    HELPERS,
+    ints,
+    onnx_cast,
+    onnx_cast_like,
+    onnx_constant_of_shape,
+    onnx_div,
+    onnx_expand,
+    onnx_flatten,
+    onnx_gather,
+    onnx_gemm,
+    onnx_global_pool,
+    onnx_mod,
+    onnx_range,
+    onnx_reduce,
+    onnx_reduce_max,
+    onnx_reshape,
+    onnx_shape,
+    onnx_slice,
+    onnx_softmax_2d,
+    onnx_split,
+    onnx_squeeze,
+    onnx_transpose,
+    onnx_unsqueeze,
+)
 
 
 @dataclass
@@ -71,168 +96,6 @@ class GraphModel:
     source: str = "onnx"
 
 
-# --------------------------------------------------------------------------------------------------
-# Runtime helpers with ONNX semantics. They are leaves for torch.fx (fx.wrap here, and nodes marked
-# "is_wrapped" so the GraphModule's generated code wraps them too), so a traced copy keeps them as calls.
-
-def _ints(v) -> list[int]:
-    if isinstance(v, torch.Tensor):
-        return [int(i) for i in v.reshape(-1).tolist()]
-    return [int(i) for i in v]
-
-
-def onnx_div(a, b):
-    if isinstance(a, torch.Tensor) and not a.is_floating_point() and not (
-            isinstance(b, torch.Tensor) and b.is_floating_point()):
-        return torch.div(a, b, rounding_mode="trunc")
-    return torch.true_divide(a, b)
-
-
-def onnx_mod(a, b, fmod: int = 0):
-    return torch.fmod(a, b) if fmod else torch.remainder(a, b)
-
-
-def onnx_cast(x, dtype: torch.dtype):
-    return x.to(dtype)
-
-
-def onnx_cast_like(x, like):
-    return x.to(like.dtype)
-
-
-def onnx_flatten(x, axis: int):
-    axis = axis + x.dim() if axis < 0 else axis
-    lead = 1
-    for d in x.shape[:axis]:
-        lead *= d
-    return x.reshape(lead, -1)
-
-
-def onnx_reshape(x, shape, allowzero: int = 0):
-    shape = _ints(shape)
-    if not allowzero:
-        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
-    return torch.reshape(x, shape)
-
-
-def onnx_transpose(x):
-    return x.permute(*reversed(range(x.dim())))
-
-
-def onnx_unsqueeze(x, axes):
-    axes = _ints(axes)
-    rank = x.dim() + len(axes)
-    for a in sorted(a + rank if a < 0 else a for a in axes):
-        x = x.unsqueeze(a)
-    return x
-
-
-def onnx_squeeze(x, axes=None):
-    if axes is None:
-        return x.squeeze()
-    axes = [a + x.dim() if a < 0 else a for a in _ints(axes)]
-    for a in sorted(axes, reverse=True):
-        x = x.squeeze(a)
-    return x
-
-
-def onnx_shape(x, start: int = 0, end: int | None = None):
-    return torch.tensor(list(x.shape)[start:end], dtype=torch.int64)
-
-
-def onnx_slice(x, starts, ends, axes=None, steps=None):
-    starts, ends = _ints(starts), _ints(ends)
-    axes = list(range(len(starts))) if axes is None else _ints(axes)
-    steps = [1] * len(starts) if steps is None else _ints(steps)
-    index = [slice(None)] * x.dim()
-    backwards = []
-    for s, e, a, st in zip(starts, ends, axes, steps):
-        a = a + x.dim() if a < 0 else a
-        n = x.shape[a]
-        if st == 0:
-            raise RuntimeError("Slice with a step of 0")
-        if st < 0:
-            # Negative steps (torch's exporter reverses a pads list this way): ONNX clamps as Python's
-            # slicing of range(n) does, and torch indexing has no negative steps, so select the indices.
-            backwards.append((a, list(range(n))[s:e:st]))
-            continue
-        s = max(0, min(n, s + n if s < 0 else s))
-        e = max(0, min(n, e + n if e < 0 else e))
-        index[a] = slice(s, e, st)
-    x = x[tuple(index)]
-    for a, idx in backwards:
-        x = x.index_select(a, torch.tensor(idx, dtype=torch.long, device=x.device))
-    return x
-
-
-def onnx_gather(data, indices, axis: int = 0):
-    axis = axis + data.dim() if axis < 0 else axis
-    n = data.shape[axis]
-    idx = indices.long()
-    idx = torch.where(idx < 0, idx + n, idx)
-    out = data.index_select(axis, idx.reshape(-1))
-    return out.reshape(list(data.shape[:axis]) + list(indices.shape) + list(data.shape[axis + 1:]))
-
-
-def onnx_split(x, split=None, axis: int = 0, num_outputs: int = 0):
-    if split is not None:
-        return tuple(torch.split(x, _ints(split), dim=axis))
-    n = x.shape[axis]
-    size = -(-n // num_outputs)
-    return tuple(torch.split(x, size, dim=axis))
-
-
-def onnx_expand(x, shape):
-    return x.expand(torch.broadcast_shapes(tuple(x.shape), tuple(_ints(shape))))
-
-
-def onnx_constant_of_shape(shape, value):
-    return torch.full(_ints(shape), value.reshape(-1)[0].item(), dtype=value.dtype, device=value.device)
-
-
-def onnx_range(start, limit, delta):
-    return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype, device=start.device)
-
-
-def onnx_reduce(x, kind: str, axes=None, keepdims: int = 1, noop: int = 0):
-    if axes is not None:
-        axes = _ints(axes)
-    if not axes:
-        if noop:
-            return x
-        axes = list(range(x.dim()))
-    fn = torch.mean if kind == "mean" else torch.sum
-    return fn(x, dim=axes, keepdim=bool(keepdims))
-
-
-def onnx_reduce_max(x, axes=None, keepdims: int = 1):
-    axes = list(range(x.dim())) if not axes else _ints(axes)
-    return torch.amax(x, dim=axes, keepdim=bool(keepdims))
-
-
-def onnx_softmax_2d(x, axis: int, log: int = 0):
-    """Softmax of opsets below 13: over all dims from `axis` on, flattened."""
-    shape = x.shape
-    flat = x.reshape(*shape[:axis], -1) if axis > 0 else x.reshape(1, -1)
-    out = torch.log_softmax(flat, -1) if log else torch.softmax(flat, -1)
-    return out.reshape(shape)
-
-
-def onnx_global_pool(x, kind: str):
-    dims = list(range(2, x.dim()))
-    return x.mean(dim=dims, keepdim=True) if kind == "avg" else torch.amax(x, dim=dims, keepdim=True)
-
-
-def onnx_gemm(a, b, c=None, alpha: float = 1.0, beta: float = 1.0, trans_a: int = 0, trans_b: int = 0):
-    a = a.transpose(0, 1) if trans_a else a
-    b = b.transpose(0, 1) if trans_b else b
-    out = alpha * (a @ b)
-    return out if c is None else out + beta * c
-
-
-_HELPERS = [name for name in list(globals()) if name.startswith("onnx_")]
-for _name in _HELPERS:
-    fx.wrap(_name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -488,7 +351,7 @@ class _Converter:
         args, kwargs = fx.node.map_aggregate(
             (args, kwargs), lambda a: self.const_node(a) if isinstance(a, torch.Tensor) else a)
         node = self.graph.call_function(fn, tuple(args), dict(kwargs))
-        if getattr(fn, "__name__", "") in _HELPERS:
+        if getattr(fn, "__name__", "") in HELPERS:
             node.meta["is_wrapped"] = True     # the generated code fx.wraps it: a leaf when traced again
         return node
 
@@ -601,11 +464,11 @@ class _Converter:
             # from the last dimension backwards.
             if self.opset >= 11 and not isinstance(ins[1], torch.Tensor):
                 raise _Refuse("has pads computed in the graph")
-            pads = _ints(ins[1]) if self.opset >= 11 else [int(p) for p in a.get("pads", [])]
+            pads = ints(ins[1]) if self.opset >= 11 else [int(p) for p in a.get("pads", [])]
             value = opt(2) if self.opset >= 11 else a.get("value", 0.0)
             value = float(value.item()) if isinstance(value, torch.Tensor) else float(value or 0.0)
             n = len(pads) // 2
-            axes = _ints(opt(3)) if self.opset >= 18 and opt(3) is not None else list(range(n))
+            axes = ints(opt(3)) if self.opset >= 18 and opt(3) is not None else list(range(n))
             rank = self.rank(node.input[0])
             if rank is None:
                 raise _Refuse("pads an input of unknown rank")
@@ -652,7 +515,7 @@ class _Converter:
         if op == "Reshape":
             shape = ins[1]
             if isinstance(shape, torch.Tensor):
-                s = _ints(shape)
+                s = ints(shape)
                 if 0 not in s or a.get("allowzero", 0):
                     return self.call(torch.reshape, x, tuple(s))
                 return self.call(onnx_reshape, x, s, int(a.get("allowzero", 0)))
@@ -664,7 +527,7 @@ class _Converter:
         if op in ("Unsqueeze", "Squeeze"):
             axes = a.get("axes") if self.opset < 13 else opt(1)
             if isinstance(axes, torch.Tensor):
-                axes = _ints(axes)
+                axes = ints(axes)
             elif axes is not None and not isinstance(axes, fx.Node):
                 axes = [int(v) for v in axes]
             if op == "Unsqueeze":
@@ -700,7 +563,7 @@ class _Converter:
             axes_as_input = self.opset >= (13 if op == "ReduceSum" else 18)
             axes = opt(1) if axes_as_input else a.get("axes")
             if isinstance(axes, torch.Tensor):
-                axes = _ints(axes)
+                axes = ints(axes)
             keep = int(a.get("keepdims", 1))
             if op == "ReduceMax":
                 return self.call(onnx_reduce_max, x, axes, keep)
