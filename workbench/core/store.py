@@ -13,7 +13,11 @@ Layout (DESIGN.md):
                     replaced layers by thinner or low-rank ones; the source for `workbench export`
 
 Only the run's worker writes its file, and it flushes after every evaluation point, so a killed process
-leaves a readable file whose status says `running`.
+leaves a readable file whose status says `running`. A run file is created exclusively: an existing file
+is never truncated (RunFileExists), so two processes that chose the same name cannot destroy each other's
+run. Every chunked dataset (/metrics, /layers, /model) carries a Fletcher-32 checksum; reading one that
+fails it is a one-line error, never wrong numbers. Files from before the /metrics and /layers checksums
+read as they are.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ SCHEMA_VERSION = 1
 STATUSES = ("running", "completed", "cancelled", "failed")
 
 
+class RunFileExists(WorkbenchError):
+    """The run file's name was taken (by another process, since the name was chosen)."""
+
+
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
@@ -43,7 +51,7 @@ def _append(group: h5py.Group, name: str, value, points: int) -> None:
     value = np.asarray(value, dtype=np.float64)
     if name not in group:
         group.create_dataset(name, shape=(0,) + value.shape, maxshape=(None,) + value.shape,
-                             dtype=np.float64, chunks=(64,) + value.shape, fillvalue=np.nan)
+                             dtype=np.float64, chunks=(64,) + value.shape, fillvalue=np.nan, fletcher32=True)
     ds = group[name]
     if ds.shape[1:] != value.shape:
         raise ValueError(f"series {name} changed shape {ds.shape[1:]} -> {value.shape}")
@@ -63,7 +71,9 @@ class RunWriter:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.f = h5py.File(self.path, "w")
+            self.f = h5py.File(self.path, "x")     # never truncate a file that is there (another run's)
+        except FileExistsError:
+            raise RunFileExists(f"run file {self.path} already exists") from None
         except OSError as exc:
             raise WorkbenchError(f"cannot write run file {self.path}: {exc.strerror or exc}") from None
         self.points = 0
@@ -91,7 +101,7 @@ class RunWriter:
         g.attrs["dense_params"] = int(dense_params)
         if "hist_edges" in g:
             del g["hist_edges"]
-        g.create_dataset("hist_edges", data=np.asarray(hist_edges, dtype=np.float64))
+        g.create_dataset("hist_edges", data=np.asarray(hist_edges, dtype=np.float64), fletcher32=True)
 
     def append_point(self, metrics: dict[str, float], layers: dict[str, dict]) -> None:
         """One evaluation point: scalars for /metrics, per-layer series (hist_counts, nonzeros, ...)."""
@@ -168,6 +178,15 @@ def _plain(value):
     return value
 
 
+def _read(ds: h5py.Dataset, path) -> np.ndarray:
+    try:
+        return ds[()]
+    except OSError as exc:
+        # A Fletcher-32 mismatch reaches h5py as "filter returned failure during read".
+        what = "fails its checksum" if "filter" in str(exc) else f"cannot be read ({exc})"
+        raise WorkbenchError(f"{path} is damaged: {ds.name} {what}") from None
+
+
 def read_run(path: str | os.PathLike) -> RunData:
     path = Path(path)
     try:
@@ -175,11 +194,11 @@ def read_run(path: str | os.PathLike) -> RunData:
             if "schema_version" not in f.attrs:
                 raise WorkbenchError(f"{path} is an HDF5 file but not a workbench run")
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
-            metrics = {k: ds[()] for k, ds in f["metrics"].items()}
+            metrics = {k: _read(ds, path) for k, ds in f["metrics"].items()}
             layers = {}
             for name, g in f["layers"].items():
                 entry = {k: _plain(v) for k, v in g.attrs.items()}
-                entry.update({k: ds[()] for k, ds in g.items()})
+                entry.update({k: _read(ds, path) for k, ds in g.items()})
                 layers[name] = entry
             summary = {k: _plain(v) for k, v in f["summary"].attrs.items()}
             return RunData(path, attrs, metrics, layers, summary, has_model="model" in f)
@@ -197,8 +216,11 @@ def read_model(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     if not run.has_model:
         raise WorkbenchError(f"{path} holds no final model (status {run.status}); only finished runs "
                              "can be exported")
-    with h5py.File(path, "r", locking=False) as f:
-        g = f["model"]
-        state = {k.replace("|", "/"): ds[()] for k, ds in g.items()}
-        attrs = {k: _plain(v) for k, v in g.attrs.items()}
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            g = f["model"]
+            state = {k.replace("|", "/"): _read(ds, path) for k, ds in g.items()}
+            attrs = {k: _plain(v) for k, v in g.attrs.items()}
+    except (OSError, KeyError, TypeError) as exc:       # a Group where a tensor belongs: TypeError
+        raise WorkbenchError(f"{path} is damaged: its model cannot be read ({exc})".splitlines()[0]) from None
     return state, attrs

@@ -6,15 +6,25 @@ Compact file layout (little-endian):
 The header names the architecture and, per tensor, its encoding, shape, decoder facts and the byte
 ranges of its arrays in the payload. The payload is exactly the arrays the accounting counted (packed
 relative indices, values), so its size is `bits / 8` up to byte rounding per array; the header is the
-fixed overhead on top. Nothing in the file is executable: loading it never runs code from it.
+fixed overhead on top. The header holds `payload_crc32` (zlib.crc32 of the payload), checked before
+decoding; the zlib stream of the header carries its own Adler-32, which decompressing checks. Files from
+before the CRC field load without the check. Nothing in the file is executable: loading it never runs
+code from it.
+
+Every format is written to a temporary file in the target's folder and renamed onto the target only when
+complete, so a failed export (a full disk, an error in the exporter) leaves no partial file and an older
+file at the target as it was.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import struct
+import uuid
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +60,14 @@ def _rebuild(run_path: str | os.PathLike, trust_code: bool = False) -> tuple[nn.
     a graph, or Python code only with the opt-in, asked again here rather than taken from the file), the
     replaced layers replayed, the stored weights loaded."""
     state, attrs = read_model(run_path)
+    try:              # a damaged file's attributes are one line here, not a traceback from deeper down
+        config = RunConfig.from_json(attrs["config"])
+        sizes = [int(v) for v in attrs["input_shape"]] + [int(attrs["num_classes"])]
+        if not len(sizes) > 1 or min(sizes) < 1:
+            raise ValueError(f"input shape {sizes[:-1]}, {sizes[-1]} classes")
+    except (ValueError, KeyError, TypeError) as exc:    # JSONDecodeError is a ValueError
+        raise WorkbenchError(f"{run_path} is damaged: its model attributes cannot be read "
+                             f"({type(exc).__name__}: {exc})".splitlines()[0]) from None
     model = _fresh(attrs, trust_code)
     key = attrs.get("model_key") or attrs.get("model_spec")
     if attrs.get("structure"):
@@ -59,7 +77,7 @@ def _rebuild(run_path: str | os.PathLike, trust_code: bool = False) -> tuple[nn.
     except RuntimeError as exc:
         raise CheckpointError(f"{run_path}: the stored model does not fit {key} "
                               f"({str(exc).splitlines()[1].strip() if chr(10) in str(exc) else exc})") from None
-    return model.eval(), attrs, RunConfig.from_json(attrs["config"])
+    return model.eval(), attrs, config
 
 
 def _fresh(attrs: dict, trust_code: bool = False) -> nn.Module:
@@ -90,6 +108,8 @@ def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike,
     model, attrs, config = _rebuild(run_path, trust_code)
     out = Path(out)
     try:
+        if out.parent.exists() and not out.parent.is_dir():    # mkdir would say only "File exists"
+            raise WorkbenchError(f"cannot write {out}: {out.parent} is a file, not a folder")
         out.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "compact":
             return write_compact(model, _final_method(config), attrs, out,
@@ -117,6 +137,26 @@ def _structure_header(model: nn.Module) -> dict:
     return {"structure": spec} if spec else {}
 
 
+@contextmanager
+def _atomic(out: Path):
+    """A temporary path that becomes `out` only when the block completes; on any failure it is removed and
+    `out`, an older file there included, stays as it was. It lies in a hidden folder inside `out`'s folder
+    (the same file system, so os.replace is atomic) under `out`'s own name, which writers may record (a
+    .pt2 archive names its root folder after the file)."""
+    tmp_dir = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp_dir.mkdir()
+    try:
+        yield tmp_dir / out.name
+        os.replace(tmp_dir / out.name, out)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _write_parts(path: Path, *parts: bytes | bytearray) -> None:
+    with open(path, "xb") as f:
+        f.writelines(parts)
+
+
 def write_compact(model: nn.Module, method, attrs: dict, out: Path, huffman: bool = False) -> ExportResult:
     encoded = method.encode(model, huffman=huffman)
     report = account(encoded)
@@ -130,13 +170,11 @@ def write_compact(model: nn.Module, method, attrs: dict, out: Path, huffman: boo
             payload += raw
         tensors.append({"name": e.name, "encoding": e.encoding, "shape": list(e.shape), "info": e.info,
                         "arrays": arrays})
-    header = zlib.compress(json.dumps({**_arch(attrs), **_structure_header(model), "tensors": tensors},
+    header = zlib.compress(json.dumps({**_arch(attrs), **_structure_header(model), "tensors": tensors,
+                                       "payload_crc32": zlib.crc32(payload)},
                                       separators=(",", ":")).encode(), 9)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + struct.pack("<BI", VERSION, len(header)) + header)
-        f.write(payload)
-    os.replace(tmp, out)
+    with _atomic(out) as tmp:
+        _write_parts(tmp, MAGIC + struct.pack("<BI", VERSION, len(header)) + header, payload)
     return ExportResult(out, out.stat().st_size, report.bits / 8, header_bytes=len(header) + 9)
 
 
@@ -153,8 +191,11 @@ def read_compact(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
         version, length = struct.unpack("<BI", blob[4:9])
         if version != VERSION:
             raise CheckpointError(f"{path} has compact format version {version}; this build reads {VERSION}")
-        header = json.loads(zlib.decompress(blob[9:9 + length]))
+        header = json.loads(zlib.decompress(blob[9:9 + length]))      # zlib checks the header's Adler-32
         payload = memoryview(blob)[9 + length:]
+        crc = header.get("payload_crc32")
+        if crc is not None and zlib.crc32(payload) != crc:                # absent in older files: no check
+            raise CheckpointError(f"{path} is damaged: checksum mismatch")
         state = {}
         for t in header["tensors"]:
             arrays = {}
@@ -165,7 +206,10 @@ def read_compact(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
             value = decode(t["info"], tuple(t["shape"]), t["encoding"], arrays)
             state[t["name"]] = torch.from_numpy(value.copy())
         return header, state
-    except (ValueError, KeyError, TypeError, zlib.error, struct.error) as exc:
+    # A file without the CRC (or a damaged header that still inflates) reaches the decoder with whatever
+    # it holds: out-of-range indices and sizes are damage too, not bugs.
+    except (ValueError, KeyError, TypeError, IndexError, OverflowError, MemoryError, AttributeError,
+            zlib.error, struct.error) as exc:
         raise CheckpointError(f"{path} is damaged ({type(exc).__name__})") from None
 
 
@@ -195,9 +239,12 @@ def write_dense(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
 
     # Factorised / thinned layers are multiplied out to the original architecture's shapes.
     state = {k: v.detach().contiguous() for k, v in structure.dense_state_dict(model).items()}
-    save_file(state, str(out))
     sidecar = out.with_suffix(".json")
-    sidecar.write_text(json.dumps({"format": "compression-workbench/dense", **_arch(attrs)}, indent=1))
+    # Both are complete before either is renamed (the sidecar first): a failure leaves both as they were.
+    with _atomic(out) as tmp, _atomic(sidecar) as tmp_sidecar:
+        save_file(state, str(tmp))
+        _write_parts(tmp_sidecar, json.dumps({"format": "compression-workbench/dense", **_arch(attrs)},
+                                             indent=1).encode())
     dense_bits = structure.dense_param_count(model) * 32
     return ExportResult(out, out.stat().st_size, dense_bits / 8, extra_paths=(sidecar,))
 
@@ -223,7 +270,8 @@ def write_pt2(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
         program = export(model, (dummy,), dynamic_shapes=({0: Dim("batch", min=1)},))
     except Exception:  # noqa: BLE001 - a model with fixed sizes in its code: export at batch 2 as it is
         program = export(model, (dummy,))
-    save(program, str(out))
+    with _atomic(out) as tmp:
+        save(program, str(tmp))
     dense_bits = sum(v.numel() for v in model.parameters()) * 32
     return ExportResult(out, out.stat().st_size, dense_bits / 8)
 
@@ -231,8 +279,9 @@ def write_pt2(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
 def write_onnx(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
     dummy = torch.zeros((1, *attrs["input_shape"]))
     try:
-        torch.onnx.export(model, (dummy,), str(out), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+        with _atomic(out) as tmp:
+            torch.onnx.export(model, (dummy,), str(tmp), input_names=["input"], output_names=["logits"],
+                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
     except ImportError as exc:
         raise WorkbenchError(f"ONNX export needs the onnx package ({exc.name} missing): pip install onnx") from None
     dense_bits = sum(v.numel() for v in model.parameters()) * 32

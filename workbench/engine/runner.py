@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Collection, Iterator
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from workbench.core.devices import describe, pick_device
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import Cancelled, CancelToken, Evaluated, Finished, Message, RunStarted
 from workbench.core.stats import hist_edges, layer_point
-from workbench.core.store import RunWriter
+from workbench.core.store import RunFileExists, RunWriter
 from workbench.engine.configure import cli_command, complete
 from workbench.engine.reference import load_user_model, resolve_model
 from workbench.engine.training import Clock, DeviceData, evaluate, train_epochs
@@ -44,12 +44,14 @@ def load_data(config: RunConfig) -> data_mod.Dataset:
 POINT_KINDS = ("reference", "epoch", "finalized")   # /metrics/point_kind stores the index
 
 
-def run_path_for(config: RunConfig) -> Path:
+def run_path_for(config: RunConfig, tried: Collection[Path] = ()) -> Path:
+    """The first free run-file name, NAME.h5, NAME-2.h5, ...; also past the names in `tried`: ones found
+    free but taken (by another process) before the run file could be created."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = config.name or f"{stamp}-{config.model or 'model'}-{config.method_label}-s{config.seed}"
     path = Path(config.out_dir) / f"{base}.h5"
     i = 1
-    while path.exists():
+    while path.exists() or path in tried:
         i += 1
         path = Path(config.out_dir) / f"{base}-{i}.h5"
     return path
@@ -66,11 +68,17 @@ def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[ob
     # A bad checkpoint or a model that does not fit is bad input: refuse it before a run file exists.
     brought = config.checkpoint or (config.model and architecture.is_model_file(config.model))
     preloaded = load_user_model(config, dataset, device) if brought else None
-    path = run_path_for(config)
-    writer = RunWriter(path, {
-        "config": config.to_json(), "method": config.method_label, "model": config.model or "",
-        "dataset": dataset.name, "dataset_source": dataset.source, "device": describe(device),
-        "seed": config.seed, "preset": config.preset or "", "cli": cli_command(config)})
+    attrs = {"config": config.to_json(), "method": config.method_label, "model": config.model or "",
+             "dataset": dataset.name, "dataset_source": dataset.source, "device": describe(device),
+             "seed": config.seed, "preset": config.preset or "", "cli": cli_command(config)}
+    path, tried = run_path_for(config), []
+    while True:
+        try:
+            writer = RunWriter(path, attrs)
+            break
+        except RunFileExists:       # created by another process since the name was chosen: the next one
+            tried.append(path)
+            path = run_path_for(config, tried)
     status, error, summary = "failed", "", {}
     try:
         yield from _execute(config, cancel, methods, trains, device, dataset, writer, preloaded)
