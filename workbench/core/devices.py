@@ -10,6 +10,17 @@ from workbench.core.errors import WorkbenchError
 CHOICES = RunSettings.DEVICES
 
 
+def unavailable(name: str) -> str:
+    """Why a device choice cannot run here ('' when it can): the app greys such choices out."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        return "no usable CUDA device on this machine"
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            return "Apple's MPS is not available on this machine"
+    return ""
+
+
 def pick_device(name: str = "auto") -> torch.device:
     name = (name or "auto").lower()
     if name == "auto":
@@ -19,16 +30,10 @@ def pick_device(name: str = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise WorkbenchError("CUDA was asked for but this machine has no usable CUDA device "
-                                 "(use --device auto or cpu)")
+    if unavailable(name):
+        raise WorkbenchError(f"device {name}: {unavailable(name)}; choose auto or cpu")
+    if name.startswith("cuda") or name == "mps":
         return torch.device(name)
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise WorkbenchError("MPS was asked for but is not available here")
-        return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")
     raise WorkbenchError(f"unknown device {name!r}; choose one of {', '.join(CHOICES)}")

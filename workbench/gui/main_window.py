@@ -10,6 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QSettings, Qt, QThreadPool
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QGraphicsItem,
@@ -47,6 +48,7 @@ from workbench.gui.plots import (
 from workbench.gui.recent_files import RecentFiles
 from workbench.gui.run_trace import RunTrace
 from workbench.gui.setup_panel import SetupPanel
+from workbench.gui.wheel_guard import WheelGuard
 from workbench.gui.worker import RunQueue, TaskSignals, run_in_pool
 
 # The tabs beside the histogram, as (attribute, tab title, class). Each follows the histogram's layer and
@@ -98,6 +100,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("ready", 3000)
         self._connect()
         self._restore()
+        self._wheel_guard = WheelGuard(self)            # scrolling a panel never changes a setting
+        QApplication.instance().installEventFilter(self._wheel_guard)
         self.model_layers.set_stages(self.methods.stages())
         self._model_changed()
         self._update_run_button()

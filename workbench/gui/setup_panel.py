@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench import data as data_mod
+from workbench.core import devices
 from workbench.core import params as P
 from workbench.core.config import RunSettings
 from workbench.core.errors import WorkbenchError
@@ -84,6 +85,17 @@ def _path_row(edit: QLineEdit, browse) -> QHBoxLayout:
     row.addWidget(edit)
     row.addWidget(button)
     return row
+
+
+def _grey_out_absent_devices(combo) -> None:
+    """Devices this machine does not have stay listed (a run file may name them) but cannot be chosen;
+    the tooltip says why."""
+    model = combo.model()
+    for i in range(combo.count()):
+        why = devices.unavailable(combo.itemText(i))
+        if why:
+            model.item(i).setEnabled(False)
+            combo.setItemData(i, why, Qt.ToolTipRole)
 
 
 class SetupPanel(QWidget):
@@ -183,6 +195,7 @@ class SetupPanel(QWidget):
         run_box = QGroupBox("Run")
         box = QVBoxLayout(run_box)
         self.run_form = ParamForm(RunSettings, fields=RUN_BOX, flags=True)
+        _grey_out_absent_devices(self.run_form.editors["device"])
         box.addWidget(self.run_form)
         layout.addWidget(run_box)
 
