@@ -60,7 +60,18 @@ def test_wrong_magic(tmp_path, write_idx_set):
 def test_images_and_labels_swapped(tmp_path, write_idx_set, idx_bytes):
     arrays = write_idx_set(tmp_path, gz=False)
     (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_bytes(arrays["train-labels-idx1-ubyte"]))
-    with pytest.raises(DataError, match="expected IDX images"):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: expected IDX images \(3-D ubyte\), but "
+                                        r"this file holds IDX labels \(1-D ubyte, 30\); are the images"):
+        load_dataset("mnist", tmp_path)
+
+
+def test_labels_file_holding_images_says_which_is_which(tmp_path, write_idx_set, idx_bytes):
+    # The message once read "expected IDX labels (ubyte, 3 dims), got uint8 with 3 dims".
+    arrays = write_idx_set(tmp_path, gz=False)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(arrays["t10k-images-idx3-ubyte"]))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: expected IDX labels \(1-D ubyte\), but "
+                                        r"this file holds IDX images \(3-D ubyte, 12x5x5\); are the images "
+                                        r"and labels files swapped\?"):
         load_dataset("mnist", tmp_path)
 
 

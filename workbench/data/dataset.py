@@ -28,7 +28,8 @@ class Dataset:
         return tuple(self.train_x.shape[1:])
 
     def subset(self, train: int | None, test: int | None, seed: int = 0) -> Dataset:
-        """A random subset (None keeps a split whole); sizes above the split's size keep it whole."""
+        """A random subset. None or 0 keeps a split whole (0 is "all" in RunSettings), as does a size
+        above the split's size: a subset is never empty."""
         gen = torch.Generator().manual_seed(seed)
         train_x, train_y = _pick(self.train_x, self.train_y, train, gen, "train")
         test_x, test_y = _pick(self.test_x, self.test_y, test, gen, "test")
@@ -36,10 +37,10 @@ class Dataset:
 
 
 def _pick(x: torch.Tensor, y: torch.Tensor, n: int | None, gen: torch.Generator, what: str):
-    if n is None or n >= len(x):
-        return x, y
-    if n < 0:
+    if n is not None and n < 0:
         raise ParamError(f"{what} subset size must be >= 0, got {n}")
+    if not n or n >= len(x):
+        return x, y
     # Sorted so a subset keeps the original order; the choice itself is random.
     idx = torch.randperm(len(x), generator=gen)[:n].sort().values
     return x[idx], y[idx]
@@ -57,26 +58,50 @@ def to_nchw(x: np.ndarray, what: str) -> np.ndarray:
     raise DataError(f"{what}: images must be 3-D or 4-D, got shape {x.shape}")
 
 
-def to_labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
+# Labels make the class list when a source names no classes; one stray huge label would make a
+# list (and an output layer) of billions. No real set comes near this.
+MAX_CLASSES = 100_000
+
+
+def to_labels(y: np.ndarray, n: int, what: str, images: str = "the images") -> np.ndarray:
+    """Labels as int64 (N,), checked: one per image, whole numbers, >= 0 and not absurdly large."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or len(y) != n:
-        raise DataError(f"{what}: expected {n} labels, got shape {y.shape}")
-    if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
+        got = f"{len(y)} labels" if y.ndim == 1 else f"labels of shape {y.shape}"
+        raise DataError(f"{what} has {got}; expected {n} labels, one per image in {images}")
+    if y.dtype.kind == "f":
+        odd = y[~(np.isfinite(y) & (np.mod(y, 1) == 0))]
+        if len(odd):
+            raise DataError(f"{what} holds label {odd[0]}; labels must be whole numbers 0..classes-1")
         y = y.astype(np.int64)
     if y.dtype.kind not in "iu":
-        raise DataError(f"{what}: labels must be integers, got {y.dtype}")
+        raise DataError(f"{what} holds {y.dtype} values; labels must be integers 0..classes-1")
+    # Checked in the array's own dtype: uint64 beyond int64 would turn negative when converted.
     if n and y.min() < 0:
-        raise DataError(f"{what}: labels must be >= 0")
+        raise DataError(f"{what} holds label {int(y.min())}; labels must be 0..classes-1")
+    if n and y.max() >= MAX_CLASSES:
+        raise DataError(f"{what} holds label {int(y.max())}; labels must be class indices "
+                        f"0..classes-1 (at most {MAX_CLASSES} classes)")
     return y.astype(np.int64)
 
 
-def _scaled(x: np.ndarray) -> torch.Tensor:
+def _scaled(x: np.ndarray, what: str) -> torch.Tensor:
     if x.dtype.kind not in "uif" and x.dtype != np.bool_:
-        raise DataError(f"images must be numeric, got {x.dtype}")
+        raise DataError(f"{what}: images must be numeric, got {x.dtype}")
     # astype copies: normalising happens in place and must never reach a caller's (or cached) array.
-    t = torch.from_numpy(np.ascontiguousarray(x).astype(np.float32))
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused below
+        t = torch.from_numpy(np.ascontiguousarray(x).astype(np.float32))
+    if x.dtype.kind == "f":
+        # Checked here, after the float32 cast, so that values beyond float32 count as infinite: a NaN
+        # pixel would otherwise surface mid-training as a NaN loss, blamed on the learning rate.
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            nan = int(torch.isnan(t).sum())
+            parts = [f"{nan} NaN"] * bool(nan) + [f"{bad - nan} infinite"] * bool(bad - nan)
+            raise DataError(f"{what} holds {' and '.join(parts)} value{'s' * (bad > 1)}; "
+                            f"pixels must be finite numbers")
     return t.div_(255.0) if x.dtype == np.uint8 else t
 
 
@@ -99,21 +124,33 @@ def make_dataset(
     classes: list[str] | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    parts: tuple[str, str, str, str] = ("train images", "train labels", "test images", "test labels"),
 ) -> Dataset:
-    """NCHW arrays (uint8 is scaled to 0..1) -> normalised Dataset; mean/std from train if not given."""
-    train_x, test_x = _scaled(train[0]), _scaled(test[0])
+    """NCHW arrays (uint8 is scaled to 0..1) -> normalised Dataset; mean/std from train if not given.
+
+    Every source comes through here, so this is where a set is checked: finite pixels, images with
+    pixels, both splits non-empty, one integer label 0..classes-1 per image. `parts` names the four
+    arrays in messages as the source calls them (e.g. x_train, y_train, x_test, y_test)."""
+    x_train, y_train, x_test, y_test = (f"{name}: {p}" for p in parts)
+    if len(train[0]) == 0:
+        raise DataError(f"{name} has no training samples ({parts[0]} is empty)")
+    if len(test[0]) == 0:
+        raise DataError(f"{name} has no test samples ({parts[2]} is empty)")
+    train_x, test_x = _scaled(train[0], x_train), _scaled(test[0], x_test)
     if train_x.shape[1:] != test_x.shape[1:]:
-        raise DataError(f"{name}: train images {tuple(train_x.shape[1:])} and test images "
+        raise DataError(f"{name}: {parts[0]} {tuple(train_x.shape[1:])} and {parts[2]} "
                         f"{tuple(test_x.shape[1:])} differ in shape")
-    if len(train_x) == 0:
-        raise DataError(f"{name}: the training split is empty")
-    train_y = to_labels(train[1], len(train_x), f"{name} train")
-    test_y = to_labels(test[1], len(test_x), f"{name} test")
-    top = int(max(train_y.max(), test_y.max() if len(test_y) else 0)) + 1
+    if 0 in train_x.shape[1:]:
+        raise DataError(f"{name}: images of shape {tuple(train_x.shape[1:])} have no pixels")
+    train_y = to_labels(train[1], len(train_x), y_train, parts[0])
+    test_y = to_labels(test[1], len(test_x), y_test, parts[2])
+    top = int(max(train_y.max(), test_y.max())) + 1
     if classes is None:
         classes = [str(i) for i in range(top)]
     elif top > len(classes):
-        raise DataError(f"{name}: label {top - 1} is out of range for {len(classes)} classes")
+        which = y_train if train_y.max() + 1 == top else y_test
+        raise DataError(f"{which} holds label {top - 1}; labels must be 0..{len(classes) - 1} "
+                        f"for {len(classes)} classes")
     if mean is None or std is None:
         mean, std = channel_stats(train_x)
     m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)

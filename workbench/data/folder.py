@@ -69,7 +69,8 @@ def load_folder(root: str | Path) -> Dataset:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"image folder not found: {root}")
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    given_split = (root / "train").is_dir() and (root / "test").is_dir()
+    if given_split:
         by_class = _images_by_class(root / "train")
         test_by_class = _images_by_class(root / "test")
         unknown = sorted(set(test_by_class) - set(by_class))
@@ -85,6 +86,10 @@ def load_folder(root: str | Path) -> Dataset:
     if not by_class:
         raise DataError(f"{root}: no class sub-folders with .png/.jpg/.jpeg/.bmp images")
     x = _read([f for f, _ in train] + [f for f, _ in test])
+    if not test and not given_split:
+        # make_dataset would refuse it too, but only this loader knows why the test split is empty.
+        raise DataError(f"{root}: no image left for testing: each class folder holds a single image "
+                        f"(a class needs two or more to be split; or give train/ and test/ folders)")
     y = np.array([label for _, label in train + test], dtype=np.int64)
     n = len(train)
     return make_dataset(f"folder:{root}", str(root), (x[:n], y[:n]), (x[n:], y[n:]),

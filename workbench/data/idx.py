@@ -70,11 +70,15 @@ def read_idx(path: str | Path, kind: str | None = None) -> np.ndarray:
     except OSError:
         raise DataError(f"missing file: {path}") from None
     arr = _read_idx_cached(str(path), st.st_mtime_ns, st.st_size)
-    if kind is not None:
-        magic = (0x08 << 8) | arr.ndim
-        if arr.dtype != np.uint8 or magic != _MAGIC[kind]:
-            raise DataError(f"{path}: expected IDX {kind} (ubyte, {magic & 0xFF} dims), "
-                            f"got {arr.dtype} with {arr.ndim} dims")
+    if kind is not None and (arr.dtype != np.uint8 or (0x08 << 8) | arr.ndim != _MAGIC[kind]):
+        # Says what the file holds, so images and labels files swapped (or misnamed) read as such.
+        want = _MAGIC[kind] & 0xFF
+        shape = "x".join(str(d) for d in arr.shape)
+        held = {1: "labels", 3: "images"}.get(arr.ndim) if arr.dtype == np.uint8 else None
+        what = f"IDX {held} ({arr.ndim}-D ubyte, {shape})" if held else \
+            f"an IDX array of {arr.dtype} ({arr.ndim}-D, {shape})"
+        hint = "; are the images and labels files swapped?" if held else ""
+        raise DataError(f"{path}: expected IDX {kind} ({want}-D ubyte), but this file holds {what}{hint}")
     return arr
 
 

@@ -101,6 +101,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def check_finite(loss: float, step: int, epoch: int, stage: int) -> None:
+    # Pixels are checked finite when a data set is loaded (data.dataset.make_dataset), so a loss that
+    # is not comes from training itself: the learning rate is the likely cause.
     if not math.isfinite(loss):
         raise FloatingPointError(f"training loss became {loss} at step {step} (stage {stage + 1}, "
                                  f"epoch {epoch + 1}); try a lower learning rate")
