@@ -67,15 +67,50 @@ def test_shutdown_of_an_idle_queue_is_immediate(qtbot, queue):
     assert queue._thread.isFinished()
 
 
+def _answer(monkeypatch, answer):
+    """Stand in for the 'A run is in progress' question; returns the list of questions asked."""
+    from PySide6.QtWidgets import QMessageBox
+
+    asked = []
+
+    def question(parent, title, text, *args):
+        asked.append(text)
+        return getattr(QMessageBox.StandardButton, answer)
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    return asked
+
+
+def test_closing_the_window_during_a_run_asks_and_no_keeps_it_running(qtbot, window, monkeypatch):
+    from workbench.gui import worker
+
+    release, seen = threading.Event(), []
+    monkeypatch.setattr(worker, "execute", _slow_execute(release, seen))
+    asked = _answer(monkeypatch, "No")
+    window.show()
+    with qtbot.waitSignal(window.queue.started, timeout=5000):
+        window.queue.enqueue(_config())
+    window.close()
+    assert len(asked) == 1 and "Cancel it and close?" in asked[0]
+    assert window.isVisible() and window.queue.busy and not window.queue._token.cancelled
+    release.set()
+    qtbot.waitUntil(lambda: not window.queue.busy, timeout=5000)
+    assert seen == [False]                           # the run was never cancelled
+    window.close()                                   # idle now: closes without asking
+    assert len(asked) == 1 and not window.isVisible()
+
+
 def test_closing_the_window_during_a_run_waits_for_its_file(qtbot, window, monkeypatch):
     from workbench.gui import worker
 
     release, seen = threading.Event(), []
     monkeypatch.setattr(worker, "execute", _slow_execute(release, seen))
+    asked = _answer(monkeypatch, "Yes")
     window.show()
     with qtbot.waitSignal(window.queue.started, timeout=5000):
         window.queue.enqueue(_config())
     window.close()
+    assert len(asked) == 1
     assert window.isVisible()                        # still open: the run is being cancelled
     assert "closes once its file is closed" in window.statusBar().currentMessage()
     assert window.queue.busy

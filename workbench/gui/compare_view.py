@@ -66,6 +66,7 @@ def key_params(trace: RunTrace) -> str:
 
 class CompareView(QWidget):
     selection_changed = Signal(list)    # selected run paths
+    status = Signal(str)                # one line for the status bar (e.g. what was copied)
     export_requested = Signal(str)      # run path
     open_requested = Signal()
 
@@ -153,8 +154,12 @@ class CompareView(QWidget):
 
     def copy_cli(self) -> None:
         paths = self.selected_paths()
-        if paths:
-            QApplication.clipboard().setText("\n".join(self.cli_command(p) for p in paths))
+        if not paths:
+            self.status.emit("select runs in the table to copy their command lines")
+            return
+        QApplication.clipboard().setText("\n".join(self.cli_command(p) for p in paths))
+        self.status.emit(f"copied the command line{'s' if len(paths) > 1 else ''} of {len(paths)} "
+                         f"run{'s' if len(paths) > 1 else ''} to the clipboard")
 
     def _export(self) -> None:
         paths = self.selected_paths()

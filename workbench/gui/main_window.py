@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -32,6 +33,7 @@ from workbench.core.events import Finished, Progress, RunStarted
 from workbench.core.store import read_run
 from workbench.gui.compare_view import CompareView
 from workbench.gui.export_dialog import ExportDialog
+from workbench.gui.help_menu import add_help_menu
 from workbench.gui.live_refresh import StaggeredRefresh
 from workbench.gui.method_panel import MethodPanel
 from workbench.gui.model_layers import ModelLayers
@@ -199,6 +201,25 @@ class MainWindow(QMainWindow):
         act = QAction("&Quit", self, shortcut=QKeySequence.Quit)
         act.triggered.connect(self.close)
         file_menu.addAction(act)
+        run_menu = self.menuBar().addMenu("&Run")
+        for text, key, slot in (("&Run the current settings", "F5", self.queue_current),
+                                ("&Cancel the running run", "Shift+F5", self.queue.cancel)):
+            act = QAction(text, self, shortcut=QKeySequence(key))
+            act.triggered.connect(slot)
+            run_menu.addAction(act)
+        add_help_menu(self)
+
+    def _fit_to_screen(self) -> None:
+        """Sizes saved on a larger screen, and the first default size, are clamped to the screen the
+        window opens on, so it never opens larger than the screen (measured: 1500x950 on 1280x800)."""
+        screen = (self.screen() or QApplication.primaryScreen()).availableGeometry()
+        frame = self.frameGeometry()
+        width, height = min(self.width(), screen.width() - 16), min(self.height(), screen.height() - 40)
+        if (width, height) != (self.width(), self.height()):
+            self.resize(max(width, 320), max(height, 240))
+        x = min(max(frame.x(), screen.x()), screen.right() - self.frameGeometry().width() + 1)
+        y = min(max(frame.y(), screen.y()), screen.bottom() - self.frameGeometry().height() + 1)
+        self.move(max(x, screen.x()), max(y, screen.y()))
 
     def _connect(self) -> None:
         self.run_button.clicked.connect(self.queue_current)
@@ -219,6 +240,7 @@ class MainWindow(QMainWindow):
         self.queue.finished.connect(self._run_finished)
         self.queue.queue_changed.connect(self._queue_changed)
         self.compare.selection_changed.connect(self._selection_changed)
+        self.compare.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self.compare.export_requested.connect(self.export_run)
         self.compare.open_requested.connect(self.open_runs_dialog)
 
@@ -403,6 +425,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1500, 950)
+        self._fit_to_screen()
         state = self.settings.value("window_state")
         if state is not None:
             self.restoreState(state)
@@ -424,6 +447,15 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         self.settings.setValue("setup", json.dumps(self.setup.config_parts()))
         self.settings.setValue("method", self.methods.current_method())
+        if self.queue.busy and not self._closing:
+            answer = QMessageBox.question(
+                self, "A run is in progress",
+                "A run is in progress. Cancel it and close? Its file keeps everything recorded so far; "
+                "queued runs are dropped.", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No)
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
         if self.queue.busy:
             # Cancel, stay open (and responsive) until the run has closed its file, then close: the
             # run's `finished` signal comes back here (_run_finished).
