@@ -81,15 +81,22 @@ def _answer(monkeypatch, answer):
     return asked
 
 
-def test_closing_the_window_during_a_run_asks_and_no_keeps_it_running(qtbot, window, monkeypatch):
+def _running_window(qtbot, window, monkeypatch, answer: str):
+    """The window showing, a run started that only ends when `release` is set, and the close question
+    answered `answer`: (release, what the run saw of the cancel, the questions asked)."""
     from workbench.gui import worker
 
     release, seen = threading.Event(), []
     monkeypatch.setattr(worker, "execute", _slow_execute(release, seen))
-    asked = _answer(monkeypatch, "No")
+    asked = _answer(monkeypatch, answer)
     window.show()
     with qtbot.waitSignal(window.queue.started, timeout=5000):
         window.queue.enqueue(_config())
+    return release, seen, asked
+
+
+def test_closing_the_window_during_a_run_asks_and_no_keeps_it_running(qtbot, window, monkeypatch):
+    release, seen, asked = _running_window(qtbot, window, monkeypatch, "No")
     window.close()
     assert len(asked) == 1 and "Cancel it and close?" in asked[0]
     assert window.isVisible() and window.queue.busy and not window.queue._token.cancelled
@@ -101,14 +108,7 @@ def test_closing_the_window_during_a_run_asks_and_no_keeps_it_running(qtbot, win
 
 
 def test_closing_the_window_during_a_run_waits_for_its_file(qtbot, window, monkeypatch):
-    from workbench.gui import worker
-
-    release, seen = threading.Event(), []
-    monkeypatch.setattr(worker, "execute", _slow_execute(release, seen))
-    asked = _answer(monkeypatch, "Yes")
-    window.show()
-    with qtbot.waitSignal(window.queue.started, timeout=5000):
-        window.queue.enqueue(_config())
+    release, seen, asked = _running_window(qtbot, window, monkeypatch, "Yes")
     window.close()
     assert len(asked) == 1
     assert window.isVisible()                        # still open: the run is being cancelled
@@ -117,4 +117,3 @@ def test_closing_the_window_during_a_run_waits_for_its_file(qtbot, window, monke
     release.set()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
     assert seen == [True] and not window.queue.busy
-
