@@ -149,3 +149,18 @@ def test_safetensors_without_sidecar_is_inferred(tmp_path, lenet300):
     save_file(lenet300.state_dict(), str(tmp_path / "w.safetensors"))
     loaded = load_model_file(tmp_path / "w.safetensors")
     assert loaded.model_key == "lenet300" and same_outputs(lenet300, loaded.model)
+
+
+def test_torchscript_weights_for_a_user_model_need_the_opt_in(tmp_path, lenet300, monkeypatch):
+    """The weights path of a user architecture (load_state_dict_file) asks the same opt-in, and a damaged
+    archive with the opt-in is one line."""
+    from workbench.models.checkpoint import load_state_dict_file
+
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(lenet300), str(path))
+    with pytest.raises(CheckpointError, match="TorchScript.*--trust-code"):
+        load_state_dict_file(path)
+    assert set(load_state_dict_file(path, allow_code=True)) == set(lenet300.state_dict())
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("bad archive")))
+    with pytest.raises(CheckpointError, match="damaged or not a PyTorch checkpoint"):
+        load_state_dict_file(path, allow_code=True)

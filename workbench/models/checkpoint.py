@@ -110,10 +110,7 @@ def load_state_dict_file(path, *, allow_code: bool = False) -> dict[str, torch.T
     if kind == "torch.export":
         return _match.strip_prefixes(_load_pt2(p, name, allow_code))
     if kind == "torchscript":
-        if not allow_code:
-            raise CheckpointError(f"{name} is a TorchScript archive: loading it runs the code stored in it; "
-                                  f"{TRUST_HINT}")
-        return {k: v.detach().clone() for k, v in torch.jit.load(str(p), map_location="cpu").state_dict().items()}
+        return _torchscript_state_dict(p, name, allow_code)
     raise CheckpointError(f"{name} is a zip archive but not a PyTorch checkpoint")
 
 
@@ -241,20 +238,25 @@ def load_model_file(path, *, model_key: str | None = None, input_shape=None, num
     if kind == "safetensors":
         return _load_safetensors(p, name, *args)
     if kind == "torchscript":
-        if not allow_code:
-            raise CheckpointError(f"{name} is a TorchScript archive: loading it runs the code stored in it; "
-                                  f"{TRUST_HINT}")
-        try:
-            with warnings.catch_warnings():  # torch.jit's deprecation notice is not the user's concern
-                warnings.simplefilter("ignore")
-                scripted = torch.jit.load(str(p), map_location="cpu")
-            sd = {k: v.detach().clone() for k, v in scripted.state_dict().items()}
-        except Exception:
-            raise CheckpointError(f"{name} is damaged or not a PyTorch checkpoint (TorchScript archive)") from None
-        return _fit_and_load(sd, name, "torchscript", {}, *args, hint=_NOT_ZOO)
+        return _fit_and_load(_torchscript_state_dict(p, name, allow_code), name, "torchscript", {}, *args,
+                             hint=_NOT_ZOO)
     if kind == "torch.export":
         return _fit_and_load(_load_pt2(p, name, allow_code), name, "torch.export", {}, *args, hint=_NOT_ZOO)
     raise CheckpointError(f"{name} is a zip archive but not a PyTorch checkpoint")
+
+
+def _torchscript_state_dict(p: Path, name: str, allow_code: bool) -> dict:
+    """TorchScript is code (PyTorch has no safe mode for torch.jit.load): only with the opt-in."""
+    if not allow_code:
+        raise CheckpointError(f"{name} is a TorchScript archive: loading it runs the code stored in it; "
+                              f"{TRUST_HINT}")
+    try:
+        with warnings.catch_warnings():  # torch.jit's deprecation notice is not the user's concern
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.load(str(p), map_location="cpu")
+        return {k: v.detach().clone() for k, v in scripted.state_dict().items()}
+    except Exception:
+        raise CheckpointError(f"{name} is damaged or not a PyTorch checkpoint (TorchScript archive)") from None
 
 
 def _load_pt2(p: Path, name: str, allow_code: bool) -> dict:
