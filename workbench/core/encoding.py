@@ -21,10 +21,12 @@ The encoder picks the cheapest representation, as a real exporter would.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 
 from workbench.core import huffman as hf
+from workbench.core.errors import CheckpointError
 
 # Per-tensor metadata in bits: encoding tag, ndim, each dimension, entry count, order flag.
 TAG_BITS, NDIM_BITS, DIM_BITS, COUNT_BITS, ORDER_BITS = 8, 8, 32, 32, 1
@@ -267,33 +269,83 @@ def encode_auto(name: str, layer: str, kind: str, t: np.ndarray, *, index_bits: 
     return min(candidates, key=lambda c: c.bits)    # ties keep the simpler (earlier) form
 
 
+class Damaged(CheckpointError):
+    """Encoded data that cannot be what an encoder wrote: a size, index or code out of place. The decoder
+    checks each before use, so damage is this one line, never an out-of-bounds read or a wrong tensor
+    of the right size."""
+
+
+def _require(ok, what: str) -> None:
+    if not ok:
+        raise Damaged(what)
+
+
+def _count(info: dict, key: str) -> int:
+    value = info.get(key)
+    _require(isinstance(value, Integral) and not isinstance(value, bool) and value >= 0,
+             f"{key} {value!r} is not a count")
+    return value
+
+
 def _stream(info: dict, arrays: dict, name: str, width_key: str) -> np.ndarray:
-    count = int(info["entries"])
+    count = _count(info, "entries")
+    buf = np.asarray(arrays.get(name), dtype=np.uint8)
     if info.get(f"{name}_coding") == "huffman":
-        return hf.decode(arrays[name], arrays[f"{name}_lengths"], count)
-    return unpack_bits(arrays[name], int(info[width_key]), count).astype(np.int64)
+        lengths = np.asarray(arrays.get(f"{name}_lengths"), dtype=np.uint8)
+        _require(lengths.ndim == 1 and lengths.size > 0, f"{name}: no Huffman code lengths")
+        _require(buf.ndim == 1 and buf.size * 8 >= count, f"{name}: {buf.size} bytes hold fewer than {count} "
+                 "Huffman codes")          # each code word is at least one bit
+        try:
+            return hf.decode(buf, lengths, count)
+        except ValueError as exc:                    # a stream that ends early or holds no code word
+            raise Damaged(f"{name}: {exc}") from None
+    width = _count(info, width_key)
+    _require(1 <= width <= 32, f"{name}: width {width} bits")
+    _require(buf.ndim == 1 and buf.size * 8 >= count * width, f"{name}: {buf.size} bytes hold fewer than "
+             f"{count} entries of {width} bits")
+    return unpack_bits(buf, width, count).astype(np.int64)
+
+
+def _shape(shape) -> tuple[int, int]:
+    _require(all(isinstance(d, Integral) and not isinstance(d, bool) and d >= 0 for d in shape),
+             f"shape {list(shape)} is not a list of sizes")
+    return tuple(shape), int(np.prod(shape, dtype=np.int64))
+
+
+def _sized(values, size: int, what: str) -> np.ndarray:
+    values = np.asarray(values)
+    _require(values.ndim == 1 and values.size == size, f"{what}: {values.size} values for {size} entries")
+    return values
 
 
 def decode(info: dict, shape: tuple[int, ...], encoding: str, arrays: dict) -> np.ndarray:
-    """Inverse of the encoders: the dense float32 tensor."""
+    """Inverse of the encoders: the dense float32 tensor (int64 for "uint"). Every size, position and code
+    read from the data is checked against what it indexes first; `Damaged` (a CheckpointError) says
+    which did not fit."""
+    _require(isinstance(info, dict) and isinstance(arrays, dict), "tensor record is not a mapping")
+    shape, size = _shape(shape)
     if encoding == "dense":
-        return np.asarray(arrays["values"]).astype(np.float32).reshape(shape)
+        return _sized(arrays.get("values"), size, "values").astype(np.float32).reshape(shape)
     if encoding == "uint":
-        return np.asarray(arrays["values"]).astype(np.int64).reshape(shape)
-    if encoding not in ("sparse", "dense_cb", "sparse_cb"):
-        raise ValueError(f"unknown encoding {encoding!r}")
+        return _sized(arrays.get("values"), size, "values").astype(np.int64).reshape(shape)
+    _require(encoding in ("sparse", "dense_cb", "sparse_cb"), f"unknown encoding {encoding!r}")
+    entries = _count(info, "entries")
     if encoding == "sparse":
-        values = np.asarray(arrays["values"]).astype(np.float32)
+        values = _sized(arrays.get("values"), entries, "values").astype(np.float32)
     else:
-        book = np.asarray(arrays["codebook"]).astype(np.float32)
+        book = np.asarray(arrays.get("codebook"))
+        _require(book.ndim == 1 and book.dtype.kind == "f", "codebook is not a list of values")
         codes = _stream(info, arrays, "codes", "code_bits")
-        if len(codes) and codes.max() >= len(book):
-            raise ValueError("code outside the codebook")
-        values = book[codes]
+        _require(not len(codes) or (codes.min() >= 0 and codes.max() < len(book)), "code outside the codebook")
+        values = book.astype(np.float32)[codes]
     if encoding == "dense_cb":
+        _require(entries == size, f"{entries} codes for {size} entries")
         return values.reshape(shape)
+    order = info.get("order")
+    _require(order in ("row", "col"), f"order {order!r}")
     gaps = _stream(info, arrays, "index", "index_bits")
     positions = np.cumsum(gaps + 1) - 1
-    flat = np.zeros(int(np.prod(shape)), dtype=np.float32)
+    _require(not len(positions) or positions[-1] < size, f"entries run past the tensor's {size} positions")
+    flat = np.zeros(size, dtype=np.float32)
     flat[positions] = values
-    return _unordered(flat, shape, info["order"])
+    return _unordered(flat, shape, order)

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import shlex
 
+from torch import nn
+
 from workbench.core import params as P
 from workbench.core.config import RunConfig, RunSettings, TrainParams
 from workbench.core.errors import WorkbenchError
 from workbench.methods import get_method
-from workbench.models import architecture
+from workbench.methods.per_layer import check_named_layers
+from workbench.models import architecture, zoo
+from workbench.models.layers import compressible_layers
+
+SELECTIONS = ("all", "fc", "conv")       # a `layers` knob's kinds; anything else is a list of names
 
 
 def complete(config: RunConfig) -> RunConfig:
@@ -32,7 +38,37 @@ def complete(config: RunConfig) -> RunConfig:
     for stage in config.stages:
         stage.params = P.to_dict(P.build(get_method(stage.method).Params, stage.params))
         stage.train = P.to_dict(P.build(TrainParams, stage.train))
+    if config.model and not architecture.is_model_file(config.model) and _named_layers(config):
+        # A zoo architecture's layer names do not depend on the data set's image size or classes, so its
+        # default shape tells them now, before a run file exists (a model file or a checkpoint is checked
+        # where it is loaded, also before: engine.reference.load_user_model).
+        check_layer_names(config, zoo.build_model(config.model, zoo.default_input_shape(config.model)))
     return config
+
+
+def _named_layers(config: RunConfig) -> list[tuple[int, str, list[str]]]:
+    """(stage index, knob, layer names) of every knob that names layers: per-layer maps (`q_layers=fc1=2`)
+    and a `layers` knob given as names (`layers=fc1,fc2`)."""
+    out = []
+    for i, stage in enumerate(config.stages):
+        for spec in P.specs(get_method(stage.method).Params):
+            value = stage.params.get(spec.name)
+            if spec.type is P.LayerMap and value:
+                out.append((i, spec.name, [str(k) for k in value]))
+            elif spec.name == "layers" and isinstance(value, str) and value.strip() not in SELECTIONS:
+                out.append((i, spec.name, [n.strip() for n in value.split(",") if n.strip()]))
+    return out
+
+
+def check_layer_names(config: RunConfig, model: nn.Module) -> None:
+    """Every layer a stage's knobs name is a compressible layer of `model` (the run's model before its
+    first stage); one ParamError listing the layers there are otherwise. Called before the run file is
+    created, so a mistyped name costs no file and no pretraining."""
+    known = [n for n, _ in compressible_layers(model)]
+    several = len(config.stages) > 1
+    for i, knob, names in _named_layers(config):
+        where = f"stage {i + 1} ({config.stages[i].method}): " if several else ""
+        check_named_layers(knob, names, known, replaced=i > 0, where=where)
 
 
 def cli_command(config: RunConfig) -> str:

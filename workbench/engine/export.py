@@ -40,10 +40,12 @@ from workbench.core.errors import CheckpointError, WorkbenchError
 from workbench.core.store import read_model
 from workbench.methods import get_method
 from workbench.models import architecture, structure, zoo
+from workbench.models.checkpoint import nonfinite
 
 MAGIC = b"CWBC"
 VERSION = 1          # codebook and Huffman encodings are new encoding names, not a new container
 FORMATS = ("compact", "dense", "onnx", "pt2")
+SUFFIXES = {"compact": ".cwbc", "dense": ".safetensors", "onnx": ".onnx", "pt2": ".pt2"}
 
 
 @dataclass
@@ -60,12 +62,13 @@ def _rebuild(run_path: str | os.PathLike, trust_code: bool = False) -> tuple[nn.
     a graph, or Python code only with the opt-in, asked again here rather than taken from the file), the
     replaced layers replayed, the stored weights loaded."""
     state, attrs = read_model(run_path)
+    config = _stored_config(attrs, run_path)
     try:              # a damaged file's attributes are one line here, not a traceback from deeper down
-        config = RunConfig.from_json(attrs["config"])
         sizes = [int(v) for v in attrs["input_shape"]] + [int(attrs["num_classes"])]
         if not len(sizes) > 1 or min(sizes) < 1:
             raise ValueError(f"input shape {sizes[:-1]}, {sizes[-1]} classes")
-    except (ValueError, KeyError, TypeError) as exc:    # JSONDecodeError is a ValueError
+        _arch(attrs)                                   # what every export writes about the architecture
+    except (ValueError, KeyError, TypeError) as exc:
         raise WorkbenchError(f"{run_path} is damaged: its model attributes cannot be read "
                              f"({type(exc).__name__}: {exc})".splitlines()[0]) from None
     model = _fresh(attrs, trust_code)
@@ -78,6 +81,23 @@ def _rebuild(run_path: str | os.PathLike, trust_code: bool = False) -> tuple[nn.
         raise CheckpointError(f"{run_path}: the stored model does not fit {key} "
                               f"({str(exc).splitlines()[1].strip() if chr(10) in str(exc) else exc})") from None
     return model.eval(), attrs, config
+
+
+def _stored_config(attrs: dict, run_path) -> RunConfig:
+    """The run's config as the file stores it: JSON of an object with at least one stage."""
+    text = attrs.get("config")
+    try:
+        d = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        raise WorkbenchError(f"{run_path} is damaged: its stored run config is not valid JSON") from None
+    if not isinstance(d, dict) or not isinstance(d.get("stages"), list) or not d["stages"]:
+        raise WorkbenchError(f"{run_path} is damaged: its stored run config is not a run's config "
+                             "(an object with a list of stages)")
+    try:
+        return RunConfig.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WorkbenchError(f"{run_path} is damaged: its stored run config cannot be read "
+                             f"({type(exc).__name__}: {exc})".splitlines()[0]) from None
 
 
 def _fresh(attrs: dict, trust_code: bool = False) -> nn.Module:
@@ -106,7 +126,16 @@ def export_run(run_path: str | os.PathLike, fmt: str, out: str | os.PathLike,
     if fmt not in FORMATS:
         raise WorkbenchError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     model, attrs, config = _rebuild(run_path, trust_code)
+    problem = nonfinite(model.state_dict())
+    if problem:           # other runtimes would load such a file without a word; say it here instead
+        raise WorkbenchError(f"{problem}; nothing written")
     out = Path(out)
+    for target in (out, out.with_suffix(".json")) if fmt == "dense" else (out,):
+        if target.is_dir():       # found now, not when renaming, so the dense sidecar is not left behind
+            raise WorkbenchError(f"cannot write {target}: it is a folder; give a file name such as "
+                                 f"{target / ('model' + SUFFIXES[fmt])}")
+    if fmt == "onnx":
+        _need_onnx()
     try:
         if out.parent.exists() and not out.parent.is_dir():    # mkdir would say only "File exists"
             raise WorkbenchError(f"cannot write {out}: {out.parent} is a file, not a folder")
@@ -138,18 +167,47 @@ def _structure_header(model: nn.Module) -> dict:
 
 
 @contextmanager
-def _atomic(out: Path):
-    """A temporary path that becomes `out` only when the block completes; on any failure it is removed and
-    `out`, an older file there included, stays as it was. It lies in a hidden folder inside `out`'s folder
-    (the same file system, so os.replace is atomic) under `out`'s own name, which writers may record (a
-    .pt2 archive names its root folder after the file)."""
-    tmp_dir = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
-    tmp_dir.mkdir()
+def _atomic(*outs: Path):
+    """Temporary paths (one per target) that become the targets only when the block completes; on any
+    failure they are removed and each target, an older file there included, stays as it was. Each lies in
+    a hidden folder inside its target's folder (the same file system, so os.replace is atomic) under the
+    target's own name, which writers may record (a .pt2 archive names its root folder after the file).
+    Yields the one path for one target, else the list. Several targets are renamed in order; should a
+    later rename fail, the earlier ones are undone (an older file comes back from a hard link or copy)."""
+    dirs: list[Path] = []
     try:
-        yield tmp_dir / out.name
-        os.replace(tmp_dir / out.name, out)
+        for out in outs:
+            dirs.append(out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+            dirs[-1].mkdir()
+        tmps = [d / out.name for d, out in zip(dirs, outs)]
+        yield tmps[0] if len(tmps) == 1 else tmps
+        done: list[tuple[Path, Path | None]] = []        # (target, its older file kept aside, or None)
+        try:
+            for out, d, tmp in zip(outs, dirs, tmps):
+                older = None
+                if len(outs) > 1 and os.path.isfile(out):
+                    older = d / ".older"
+                    _keep(out, older)
+                os.replace(tmp, out)
+                done.append((out, older))
+        except BaseException:
+            for out, older in reversed(done):
+                if older is None:
+                    out.unlink(missing_ok=True)
+                else:
+                    os.replace(older, out)
+            raise
     finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _keep(path: Path, copy: Path) -> None:
+    """A copy of `path`'s bytes at `copy`: a hard link where the file system has them."""
+    try:
+        os.link(path, copy)
+    except OSError:
+        shutil.copy2(path, copy)
 
 
 def _write_parts(path: Path, *parts: bytes | bytearray) -> None:
@@ -200,10 +258,13 @@ def read_compact(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
         for t in header["tensors"]:
             arrays = {}
             for name, (offset, nbytes, dtype) in t["arrays"].items():
-                if offset + nbytes > len(payload):
+                if min(offset, nbytes) < 0 or offset + nbytes > len(payload):
                     raise CheckpointError(f"{path} is truncated")
                 arrays[name] = np.frombuffer(payload[offset:offset + nbytes], dtype=np.dtype(dtype))
-            value = decode(t["info"], tuple(t["shape"]), t["encoding"], arrays)
+            try:
+                value = decode(t["info"], tuple(t["shape"]), t["encoding"], arrays)
+            except CheckpointError as exc:       # the decoder's own word on what is out of place
+                raise CheckpointError(f"{path} is damaged: {t['name']}: {exc}") from None
             state[t["name"]] = torch.from_numpy(value.copy())
         return header, state
     # A file without the CRC (or a damaged header that still inflates) reaches the decoder with whatever
@@ -241,7 +302,7 @@ def write_dense(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
     state = {k: v.detach().contiguous() for k, v in structure.dense_state_dict(model).items()}
     sidecar = out.with_suffix(".json")
     # Both are complete before either is renamed (the sidecar first): a failure leaves both as they were.
-    with _atomic(out) as tmp, _atomic(sidecar) as tmp_sidecar:
+    with _atomic(sidecar, out) as (tmp_sidecar, tmp):
         save_file(state, str(tmp))
         _write_parts(tmp_sidecar, json.dumps({"format": "compression-workbench/dense", **_arch(attrs)},
                                              indent=1).encode())
@@ -271,18 +332,28 @@ def write_pt2(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
     except Exception:  # noqa: BLE001 - a model with fixed sizes in its code: export at batch 2 as it is
         program = export(model, (dummy,))
     with _atomic(out) as tmp:
-        save(program, str(tmp))
+        if tmp.suffix == ".pt2":
+            save(program, str(tmp))
+        else:                   # an open file: torch would log a warning for a name without .pt2
+            with open(tmp, "xb") as f:
+                save(program, f)
     dense_bits = sum(v.numel() for v in model.parameters()) * 32
     return ExportResult(out, out.stat().st_size, dense_bits / 8)
 
 
-def write_onnx(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
-    dummy = torch.zeros((1, *attrs["input_shape"]))
+def _need_onnx() -> None:
+    """torch's exporter imports onnx only part-way through (then raises its own multi-line error)."""
     try:
-        with _atomic(out) as tmp:
-            torch.onnx.export(model, (dummy,), str(tmp), input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
-    except ImportError as exc:
-        raise WorkbenchError(f"ONNX export needs the onnx package ({exc.name} missing): pip install onnx") from None
+        import onnx  # noqa: F401
+    except ImportError:
+        raise WorkbenchError("ONNX export needs the onnx package: pip install onnx") from None
+
+
+def write_onnx(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
+    _need_onnx()
+    dummy = torch.zeros((1, *attrs["input_shape"]))
+    with _atomic(out) as tmp:
+        torch.onnx.export(model, (dummy,), str(tmp), input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
     dense_bits = sum(v.numel() for v in model.parameters()) * 32
     return ExportResult(out, out.stat().st_size, dense_bits / 8)

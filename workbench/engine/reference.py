@@ -18,6 +18,7 @@ from workbench.core import params as P
 from workbench.core.config import RunConfig, TrainParams
 from workbench.core.errors import CheckpointError, WorkbenchError
 from workbench.core.events import CancelToken, Message
+from workbench.engine.configure import check_layer_names
 from workbench.engine.training import Clock, DeviceData, evaluate, train_epochs
 from workbench.methods.base import RunContext
 from workbench.methods.plain import PlainTraining
@@ -72,11 +73,14 @@ def pretrain(model: nn.Module, dataset: data_mod.Dataset, train: TrainParams, de
 def load_user_model(config: RunConfig, dataset: data_mod.Dataset, device: torch.device
                     ) -> tuple[nn.Module, dict]:
     """The model the user brought (a checkpoint, a graph file or a Python definition), on the device and
-    checked against the data set: (model, meta). Called before a run file exists, so a model that does not
-    fit is one line and no file."""
+    checked against the data set and against the layers the stages' knobs name: (model, meta). Called
+    before a run file exists, so a model that does not fit is one line and no file."""
     if config.model and architecture.is_model_file(config.model):
-        return _user_architecture(config, dataset, device)
-    return load_user_checkpoint(config, dataset, device)
+        model, meta = _user_architecture(config, dataset, device)
+    else:
+        model, meta = load_user_checkpoint(config, dataset, device)
+    check_layer_names(config, model)
+    return model, meta
 
 
 def _user_architecture(config: RunConfig, dataset: data_mod.Dataset, device: torch.device
@@ -89,6 +93,10 @@ def _user_architecture(config: RunConfig, dataset: data_mod.Dataset, device: tor
         state = ckpt.load_state_dict_file(config.checkpoint, allow_code=config.trust_code)
         ckpt.load_into(model, state, f"{Path(config.checkpoint).name} (weights for {arch.label})")
         source += f", weights {config.checkpoint}"
+    else:                  # the weights a graph file carries (the checkpoint's are checked as they load)
+        problem = ckpt.nonfinite(model.state_dict())
+        if problem:
+            raise CheckpointError(f"{arch.label} holds NaN/inf weights: {problem}")
     model = model.to(device)
     architecture.check_fits(model, tuple(dataset.input_shape), dataset.num_classes, dataset.name, arch.label,
                             declared_shape=built.input_shape)

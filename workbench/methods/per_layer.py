@@ -2,7 +2,8 @@
 
 * `select_layers` / `choose_layers`: which compressible layers a stage acts on (`all`, `fc`, `conv`, or
   names), used by DNS, k-means, low rank, SVD and hashing.
-* `check_layer_map`: a per-layer knob (`fc1=6.5,fc2=4`) may only name layers the stage acts on.
+* `check_layer_map`: a per-layer knob (`fc1=6.5,fc2=4`) may only name layers the stage acts on;
+  `check_named_layers`: names that are no layer of the model at all, found before the run starts.
 * Masks on a module's weight, in the style of `torch.nn.utils.prune` (a `<name>_orig` parameter, a
   `<name>_mask` buffer, and a forward pre-hook that sets `<name>` before each forward). Unlike
   `torch.nn.utils.prune`, the straight-through variant lets the gradient of the loss with respect to
@@ -70,6 +71,18 @@ def check_layer_map(knob: str, mapping: dict, known: Iterable[str], what: str = 
     if unknown:
         raise ParamError(f"{knob} names unknown {what}layer(s) {', '.join(unknown)}; "
                          f"{what}layers: {', '.join(known)}")
+
+
+def check_named_layers(knob: str, names: Iterable[str], known: Iterable[str], *, replaced: bool = False,
+                       where: str = "") -> None:
+    """Layer names a stage's knob gives (a per-layer map's keys, a `layers` list) must be layers of the model,
+    checked before the run starts (engine.configure.check_layer_names). `replaced`: a layer an earlier
+    stage of the pipeline replaced (low-rank factors `fc1.0`, `fc1.1`) is named under the layer it
+    replaced, so names below a known layer are taken too; the stage's own check refines this later."""
+    known = list(known)
+    unknown = [n for n in names if n not in known and not (replaced and any(n.startswith(k + ".") for k in known))]
+    if unknown:
+        raise ParamError(f"{where}{knob} names unknown layer(s) {', '.join(unknown)}; layers: {', '.join(known)}")
 
 
 class _StraightThroughMask(torch.autograd.Function):

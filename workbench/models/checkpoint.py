@@ -87,7 +87,11 @@ def load_state_dict_file(path, *, allow_code: bool = False) -> dict[str, torch.T
     modules and TorchScript only with the opt-in, as everywhere."""
     p = Path(path)
     name = p.name or str(p)
-    kind = sniff(p)
+    kind = _foreign(p, name, sniff(p))
+    return _finite(_state_dict_of(p, name, kind, allow_code), name)
+
+
+def _state_dict_of(p: Path, name: str, kind: str, allow_code: bool) -> dict[str, torch.Tensor]:
     if kind in ("torch.save", "pickle"):
         obj = _torch_load(p, name, allow_code, kind)
         if isinstance(obj, nn.Module):
@@ -112,6 +116,57 @@ def load_state_dict_file(path, *, allow_code: bool = False) -> dict[str, torch.T
     if kind == "torchscript":
         return _torchscript_state_dict(p, name, allow_code)
     raise CheckpointError(f"{name} is a zip archive but not a PyTorch checkpoint")
+
+
+# Files that are not checkpoints at all, told by their first bytes so the message says what they are
+# (a NumPy .npy would otherwise read as a damaged pickle "with Python objects", an HDF5 run file as junk).
+_NPY_MAGIC, _HDF5_MAGIC = b"\x93NUMPY", b"\x89HDF\r\n\x1a\n"
+
+
+def _foreign(p: Path, name: str, kind: str) -> str:
+    """`kind` when the file may be a checkpoint; a one-line CheckpointError naming what it is otherwise."""
+    if kind == "pickle":
+        with open(p, "rb") as f:
+            head = f.read(8)
+        if head.startswith(_NPY_MAGIC):
+            raise CheckpointError(f"{name} is a NumPy array file (.npy), not a model checkpoint: give the model's "
+                                  "state_dict (torch.save or safetensors)")
+        if head == _HDF5_MAGIC:
+            raise CheckpointError(f"{name} is an HDF5 file (a workbench run file?), not a model checkpoint; a "
+                                  "run's model is written by `workbench export RUN.h5 --format dense`")
+    if kind == "zip":
+        with zipfile.ZipFile(p) as zf:           # sniff opened it already: it is a readable zip
+            names = zf.namelist()
+        if names and all(n.endswith(".npy") for n in names):
+            raise CheckpointError(f"{name} is a NumPy archive (.npz), not a model checkpoint: give the model's "
+                                  "state_dict (torch.save or safetensors)")
+    return kind
+
+
+def nonfinite(state: dict) -> str | None:
+    """The first tensor holding NaN or infinite values, counted ("fc1.weight holds 12 NaN values"), and
+    how many more tensors do; None when every floating tensor is finite."""
+    bad = []
+    for key, value in state.items():
+        t = torch.as_tensor(value) if isinstance(value, np.ndarray) else value
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()) and not bool(t.isfinite().all()):
+            bad.append((key, int(t.isnan().sum()), int(t.isinf().sum())))
+    if not bad:
+        return None
+    key, nans, infs = bad[0]
+    counts = " and ".join(([f"{nans} NaN"] if nans else []) + ([f"{infs} infinite"] if infs else []))
+    plural = "s" if nans + infs > 1 else ""
+    more = f" (and {len(bad) - 1} more tensor{'s' if len(bad) > 2 else ''})" if len(bad) > 1 else ""
+    return f"{key} holds {counts} value{plural}{more}"
+
+
+def _finite(state: dict, name: str) -> dict:
+    """Weights that are NaN or infinite would fail much later (a NaN loss, "values outside the codebook"):
+    refuse them at load, naming the tensor."""
+    problem = nonfinite(state)
+    if problem:
+        raise CheckpointError(f"{name} holds NaN/inf weights: {problem}")
+    return state
 
 
 def load_into(model: nn.Module, state: dict, what: str) -> None:
@@ -162,7 +217,7 @@ def _torch_load(path: Path, name: str, allow_code: bool, kind: str):
 
 
 def _fit_and_load(sd, name, source, meta, model_key, input_shape, num_classes, hint="") -> LoadedModel:
-    sd = _match.strip_prefixes(sd)
+    sd = _finite(_match.strip_prefixes(sd), name)
     try:
         fit = _match.match_zoo(sd, name, model_key=model_key, input_shape=input_shape, num_classes=num_classes)
     except CheckpointError as exc:
@@ -189,7 +244,8 @@ def _from_reference(obj: dict, name: str, model_key) -> LoadedModel:
     return _fit_and_load(sd, name, "reference", meta, key, shape, classes)
 
 
-def _from_module(model: nn.Module, meta, model_key, input_shape, num_classes) -> LoadedModel:
+def _from_module(model: nn.Module, meta, model_key, input_shape, num_classes, name: str = "") -> LoadedModel:
+    _finite(model.state_dict(), name or "the pickled model")
     key = ZOO_CLASSES.get(type(model))
     if key is not None and (input_shape is None or num_classes is None):
         try:  # recover the shape arguments of a pickled zoo model from its weights
@@ -203,11 +259,11 @@ def _from_module(model: nn.Module, meta, model_key, input_shape, num_classes) ->
 
 def _from_object(obj, name: str, model_key, input_shape, num_classes) -> LoadedModel:
     if isinstance(obj, nn.Module):  # only reachable with allow_code
-        return _from_module(obj, {}, model_key, input_shape, num_classes)
+        return _from_module(obj, {}, model_key, input_shape, num_classes, name)
     if isinstance(obj, dict) and obj.get("format") == REFERENCE_FORMAT:
         return _from_reference(obj, name, model_key)
     if isinstance(obj, dict) and isinstance(obj.get("model"), nn.Module):
-        return _from_module(obj["model"], _scalars(obj), model_key, input_shape, num_classes)
+        return _from_module(obj["model"], _scalars(obj), model_key, input_shape, num_classes, name)
     if _match.is_state_dict(obj):
         return _fit_and_load(obj, name, "state_dict", {}, model_key, input_shape, num_classes)
     for k in ("state_dict", "model_state_dict", "model"):
@@ -231,7 +287,7 @@ def load_model_file(path, *, model_key: str | None = None, input_shape=None, num
         raise WorkbenchError(f"number of classes must be a positive integer, got {num_classes!r}")
     p = Path(path)
     name = p.name or str(p)
-    kind = sniff(p)  # CheckpointError for missing, empty, unreadable and damaged zip files
+    kind = _foreign(p, name, sniff(p))  # CheckpointError for missing, empty, unreadable, damaged, foreign
     args = (model_key, input_shape, num_classes)
     if kind in ("torch.save", "pickle"):
         return _from_object(_torch_load(p, name, allow_code, kind), name, *args)
