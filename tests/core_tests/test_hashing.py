@@ -21,7 +21,7 @@ from workbench.engine.export import export_run, load_compact, read_compact
 from workbench.methods.hashing.funhash import FunctionalHashing
 from workbench.methods.hashing.hashednets import HashedNets
 from workbench.methods.storage import encode_state
-from workbench.models import structure, zoo
+from workbench.models import native, structure, zoo
 from workbench.models.hashed import index, kernel, layers
 
 MASK = np.uint64(0xFFFFFFFF)
@@ -242,7 +242,7 @@ def test_kernel_without_openmp_runs_on_one_thread_and_agrees(tmp_path, monkeypat
     if threaded is None:
         pytest.skip(f"no native kernel: {kernel.last_error()}")
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
-    monkeypatch.setattr(kernel, "openmp_runtimes", lambda: set())
+    monkeypatch.setattr(native, "openmp_runtimes", lambda: set())   # builds and loads read it there
     plain = kernel.load(4, (4, 2, 1), "tanh", False)
     assert plain is not threaded and not plain.openmp and plain.threads(1 << 24) == 1
     keys = index.layer_keys(5, 0, 4)

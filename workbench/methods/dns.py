@@ -18,7 +18,7 @@ from torch import nn
 
 from workbench.core.errors import ParamError
 from workbench.core.params import LayerMap, knob
-from workbench.methods import per_layer
+from workbench.methods import mask_update, per_layer
 from workbench.methods.base import Method, RunContext
 from workbench.methods.registry import register
 
@@ -76,7 +76,9 @@ class DynamicNetworkSurgery(Method):
         self.layers: dict[str, nn.Module] = {}
         self.bounds: dict[str, tuple[float, float]] = {}
         self.names: tuple[str, ...] = ("weight",)
-        self._flips: dict[str, torch.Tensor] = {}   # layer -> [pruned, spliced] since the last epoch
+        # layer -> [entries changed, net entries gained] since the last epoch (pruned and spliced follow)
+        self._flips: dict[str, torch.Tensor] = {}
+        self._masks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}   # layer -> [(W, T)]
         self.updates = 0
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> None:
@@ -92,6 +94,7 @@ class DynamicNetworkSurgery(Method):
                 t = getattr(module, n).detach()
                 # Entries already zero (an earlier stage) start pruned; the rest start kept.
                 per_layer.attach_mask(module, n, (t != 0).to(t.dtype), straight_through=True)
+            self._masks[name] = [(getattr(module, n + "_orig"), getattr(module, n + "_mask")) for n in names]
             self.layers[name] = module
             self._flips[name] = torch.zeros(2, dtype=torch.long, device=module.weight_orig.device)
 
@@ -117,21 +120,16 @@ class DynamicNetworkSurgery(Method):
         with torch.no_grad():
             for name, module in self.layers.items():
                 a, b = self.bounds[name]
-                for n in self.names:
-                    if not per_layer.has_mask(module, n):
-                        continue
-                    w = getattr(module, n + "_orig").abs()
-                    mask = getattr(module, n + "_mask")
-                    kept = mask.bool()
-                    prune, splice = w < a, w >= b
-                    self._flips[name] += torch.stack([(prune & kept).sum(), (splice & ~kept).sum()])
-                    mask.masked_fill_(prune, 0.0).masked_fill_(splice, 1.0)
+                for weight, mask in self._masks[name]:
+                    # eq. (3)'s h_k, in one pass where the native loop is available
+                    mask_update.update(weight, mask, a, b, self._flips[name])
 
     def epoch_stats(self, model: nn.Module) -> dict:
         out = {}
         for name, flips in self._flips.items():
             a, b = self.bounds[name]
-            pruned, spliced = (int(v) for v in flips.tolist())
+            changed, gained = (int(v) for v in flips.tolist())
+            pruned, spliced = (changed - gained) // 2, (changed + gained) // 2
             out[name] = {"a_k": a, "b_k": b, "mask_pruned": pruned, "mask_spliced": spliced}
             flips.zero_()
         return out
@@ -155,3 +153,4 @@ class DynamicNetworkSurgery(Method):
                 if per_layer.has_mask(module, n):
                     per_layer.remove_mask(module, n)
         self.layers.clear()
+        self._masks.clear()

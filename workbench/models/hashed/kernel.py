@@ -10,7 +10,7 @@ the backward pass, so training memory stays that of the virtual weights the laye
 
 One shared object per configuration (U, g's widths and activation, dual space), built on first use into
 the workbench cache (`WORKBENCH_CACHE` or the platform cache dir) under a name hashing its source and
-flags; building takes about a second. Without a working C compiler (or with WORKBENCH_HASH_KERNEL=torch)
+flags (models/native.py builds it); building takes about a second. Without a working C compiler (or with WORKBENCH_HASH_KERNEL=torch)
 `load` returns None and the layers use the PyTorch path, which computes the same integers.
 Threads: where torch runs on GNU OpenMP (its Linux wheels), the kernel is built with -fopenmp and linked to
 torch's own libgomp, so a layer's elements are split over torch's intra-op threads (`torch.get_num_threads()`);
@@ -21,30 +21,24 @@ for a while after every operation: with one, a two-thread backward took as long 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
+from workbench.models import native
+from workbench.models.native import cache_dir, openmp_runtimes  # noqa: F401 - this module's API
+
 SOURCE = Path(__file__).with_name("kernel.c")
 ACTIVATIONS = {"linear": 0, "tanh": 1, "relu": 2}
-# -fno-trapping-math: without it GCC will not turn tanh's clamp into a vector select on targets without
-# mask registers, and an AVX2 build ran the whole g element loop as scalar code (8x slower)
-FLAG_SETS = (["-O3", "-march=native", "-fno-trapping-math", "-fopenmp-simd"],
-             ["-O3", "-fno-trapping-math", "-fopenmp-simd"], ["-O2"])
+FLAG_SETS = native.FLAG_SETS    # -fno-trapping-math matters here: g's tanh clamp (see native.py)
 # elements per thread; with torch's OpenMP team already running, 2 threads beat 1 from 4096 elements
 # (measured: 12 against 20 us forward, 25 against 38 us backward)
 MIN_PER_THREAD = 1 << 12
 
 _lock = threading.Lock()
 _loaded: dict[tuple, "Kernel | None"] = {}
-_errors: list[str] = []
 
 
 def g_layout(u: int, widths: tuple[int, ...]) -> list[tuple[int, int, int, int | None]]:
@@ -126,83 +120,6 @@ def source(u: int, widths: tuple[int, ...], activation: str, dual: bool) -> str:
     return head + text
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("WORKBENCH_CACHE")
-    if not root:
-        import platformdirs
-        root = platformdirs.user_cache_dir("compression-workbench")
-    return Path(root) / "kernels"
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
-def _cpu_features() -> str:
-    """The CPU's instruction-set flags: a -march=native build in a cache shared between machines (a
-    network home) must not be loaded on a CPU that lacks its instructions (SIGILL)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def openmp_runtimes() -> set[str]:
-    """Paths of the GNU OpenMP runtimes mapped into this process (Linux; empty elsewhere)."""
-    try:
-        lines = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return set()
-    return {f[-1] for f in (line.split() for line in lines) if len(f) >= 6 and "libgomp" in f[-1].rsplit("/", 1)[-1]}
-
-
-def _builds() -> list[tuple[list[str], list[str]]]:
-    """(compiler flags, link inputs after the source) to try in order: first with OpenMP linked to the
-    libgomp torch loaded (--as-needed drops the system libgomp that -fopenmp adds after it), then without."""
-    plain = [(flags, []) for flags in FLAG_SETS]
-    runtimes = openmp_runtimes()
-    if len(runtimes) != 1:
-        return plain
-    gomp = runtimes.pop()
-    return [(flags + ["-fopenmp"], ["-Wl,--as-needed", gomp, f"-Wl,-rpath,{Path(gomp).parent}"])
-            for flags in FLAG_SETS[:2]] + plain
-
-
-def _build(text: str) -> Path | None:
-    cc = _compiler()
-    if cc is None:
-        _errors.append("no C compiler found (set CC)")
-        return None
-    ext = ".dll" if os.name == "nt" else ".so"
-    for flags, libs in _builds():
-        digest = hashlib.sha256("\n".join([text, cc, *flags, *libs, platform.machine(), _cpu_features()]
-                                          ).encode()).hexdigest()[:16]
-        target = cache_dir() / f"hashing-{digest}{ext}"
-        if target.exists():
-            return target
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-                src = Path(tmp) / "k.c"
-                src.write_text(text)
-                out = Path(tmp) / f"k{ext}"
-                done = subprocess.run([cc, *flags, "-shared", "-fPIC", "-o", str(out), str(src), *libs],
-                                      capture_output=True, text=True, timeout=120)
-                if done.returncode == 0:
-                    os.replace(out, target)
-                    return target
-                _errors.append(f"{Path(cc).name} {' '.join(flags)}: {done.stderr.strip()[-300:]}")
-        except (OSError, subprocess.SubprocessError) as exc:
-            _errors.append(f"{Path(cc).name}: {exc}")
-    return None
-
-
 F = ctypes.c_void_p
 I64, U32, INT = ctypes.c_int64, ctypes.c_uint32, ctypes.c_int
 
@@ -211,7 +128,7 @@ class Kernel:
     """The loaded functions of one configuration."""
 
     def __init__(self, path: Path, u: int, n_g: int):
-        before = openmp_runtimes()
+        before = native.openmp_runtimes()
         lib = ctypes.CDLL(str(path))
         common = [I64, I64, INT, U32, F, F, I64, I64, F, F, F]
         self.forward_fn = lib.hf_forward
@@ -225,7 +142,7 @@ class Kernel:
         self.u, self.n_g = u, n_g
         self.path = path
         # threads only in torch's own runtime: a second one would run its team beside torch's
-        self.openmp = len(before) == 1 and openmp_runtimes() == before and _links_openmp(path)
+        self.openmp = len(before) == 1 and native.openmp_runtimes() == before and _links_openmp(path)
         self.team = 0                               # the team size of the latest call (for tests)
 
     def threads(self, count: int, buffer: int = 0) -> int:
@@ -246,17 +163,17 @@ def load(u: int, widths: tuple[int, ...], activation: str, dual: bool) -> Kernel
     config = (u, tuple(widths), activation, bool(dual), str(cache_dir()))
     with _lock:
         if config not in _loaded:
-            path = _build(source(u, tuple(widths), activation, dual))
+            path = native.build(source(u, tuple(widths), activation, dual), "hashing", FLAG_SETS)
             try:
                 _loaded[config] = Kernel(path, u, g_param_count(u, widths)) if path else None
             except OSError as exc:
-                _errors.append(f"cannot load {path}: {exc}")
+                native.note_error(f"cannot load {path}: {exc}")
                 _loaded[config] = None
         return _loaded[config]
 
 
 def last_error() -> str:
-    return _errors[-1] if _errors else ""
+    return native.last_error()
 
 
 def _ptr(t: torch.Tensor | None):
