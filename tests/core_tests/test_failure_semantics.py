@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import random
 import shutil
 import struct
@@ -91,6 +92,33 @@ def test_a_failed_export_leaves_no_file_and_an_older_one_as_it_was(fmt, kmeans_r
     X.export_run(kmeans_run, real_fmt, out)
     assert sorted(out.parent.iterdir()) == sorted(finals)
     assert all(p.read_bytes() != data for p, data in older.items())
+
+
+@pytest.mark.parametrize("older", [False, True])
+def test_a_dense_export_whose_last_rename_fails_undoes_the_first(older, kmeans_run, tmp_path, monkeypatch):
+    """Dense writes two files (the sidecar renamed first): when the weights' rename fails, the sidecar
+    already in place is taken back, an older one restored, so the pair stays as it was."""
+    out = tmp_path / "m.safetensors"
+    sidecar = out.with_suffix(".json")
+    if older:
+        out.write_bytes(b"older weights")
+        sidecar.write_bytes(b"older sidecar")
+    real = os.replace
+
+    def failing(src, dst):
+        if Path(dst) == out:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(src, dst)
+
+    monkeypatch.setattr(X.os, "replace", failing)
+    with pytest.raises(WorkbenchError, match="Input/output error") as info:
+        X.export_run(kmeans_run, "dense", out)
+    _one_line(info.value)
+    if older:
+        assert sorted(tmp_path.iterdir()) == [sidecar, out]
+        assert (out.read_bytes(), sidecar.read_bytes()) == (b"older weights", b"older sidecar")
+    else:
+        assert sorted(tmp_path.iterdir()) == []
 
 
 def test_export_into_a_folder_that_is_a_file_is_one_line(kmeans_run, tmp_path, capsys):
@@ -297,6 +325,9 @@ DAMAGE = {
     "truncated-0.95": _truncate(0.95), "truncated-0.999": _truncate(0.999),
     "config-not-json": _set_attr("model", "config", "{not json"),
     "config-not-a-run": _set_attr("model", "config", '{"stages": 3}'),
+    "config-null": _set_attr("model", "config", "null"),            # was "'NoneType' object is not subscriptable"
+    "config-no-stages": _set_attr("model", "config", '{"stages": [], "dataset": "tiny"}'),   # was an IndexError
+    "mean-not-numbers": _set_attr("model", "mean", "abc"),           # was a ValueError traceback
     "no-input-shape": lambda p: _del_attr(p, "model", "input_shape"),
     "no-model": _delete("model"),
     "no-metrics": _delete("metrics"),
@@ -314,3 +345,105 @@ def test_export_of_a_damaged_run_is_one_line(damage, kmeans_run, tmp_path, capsy
     assert rc == 2 and captured.out == "", captured
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1, captured.err
     assert "Traceback" not in captured.err and not out.exists()
+
+
+# --- 6. the compact decoder never reads out of bounds ------------------------------------------------
+
+def _encodings() -> dict:
+    """One real record of every encoding the compact file holds (Huffman where it wins)."""
+    from workbench.core import encoding as E
+
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((40, 60)).astype(np.float32)
+    # Mostly every 4th weight kept (skewed gaps: Huffman wins), a few runs past 2^5 (fillers too).
+    keep = (np.arange(dense.size) % 4 == 0) & (rng.random(dense.size) < 0.9)
+    keep[200:300] = False
+    pruned = dense * keep.reshape(dense.shape)
+    book = np.array([-0.5, -0.1, 0.2, 0.7], np.float32)
+    shared = book[rng.choice(4, dense.shape, p=[0.7, 0.1, 0.1, 0.1])]   # skewed codes: Huffman wins
+    shared_pruned = shared * keep.reshape(dense.shape)
+    records = {
+        "dense": E.encode_dense("w", "fc1", "fc", dense),
+        "sparse": E.encode_sparse("w", "fc1", "fc", pruned, index_bits=5),
+        "dense_cb": E.encode_codebook("w", "fc1", "fc", shared, book, sparse=False),
+        "sparse_cb": E.encode_codebook("w", "fc1", "fc", shared_pruned, book, sparse=True, index_bits=4),
+        "uint": E.encode_integers("seed", "fc1", "other", np.array([7, 123456], np.int64)),
+    }
+    records["sparse_huffman"] = E.huffman_coded(records["sparse"])
+    records["sparse_cb_huffman"] = E.huffman_coded(records["sparse_cb"])
+    assert records["sparse_huffman"].info.get("index_coding") == "huffman"
+    assert records["sparse_cb_huffman"].info.get("codes_coding") == "huffman"
+    return records
+
+
+def _damaged(record, rng: random.Random) -> tuple[dict, dict]:
+    """(info, arrays) with one kind of damage: bytes flipped, an array cut short or grown, a count or width
+    in the header changed."""
+    info = json.loads(json.dumps(record.info))                          # as a file's header gives it back
+    arrays = {k: np.ascontiguousarray(v) for k, v in record.arrays.items()}
+    name = rng.choice(sorted(arrays))
+    raw = bytearray(arrays[name].tobytes())
+    how = rng.choice(["flip", "cut", "grow", "count"])
+    if how == "flip" and raw:
+        for pos in rng.sample(range(len(raw)), min(len(raw), rng.randint(1, 3))):
+            raw[pos] ^= rng.randint(1, 255)
+    elif how == "cut":
+        raw = raw[:rng.randrange(len(raw) + 1)]
+    elif how == "grow":
+        raw += bytes(rng.randrange(256) for _ in range(rng.randint(1, 16)))
+    else:
+        counts = [k for k in info if k in ("entries", "index_bits", "code_bits", "codebook_size")]
+        if counts:
+            key = rng.choice(counts)
+            info[key] = rng.choice([0, 1, 33, info[key] + rng.randint(-3, 3), info[key] * 4, -1])
+    dtype = arrays[name].dtype
+    raw = raw[:len(raw) - len(raw) % dtype.itemsize]
+    arrays[name] = np.frombuffer(bytes(raw), dtype=dtype)
+    return info, arrays
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "dense_cb", "sparse_cb", "uint", "sparse_huffman",
+                                  "sparse_cb_huffman"])
+def test_the_decoder_refuses_damage_in_one_line_never_reads_out_of_bounds(kind):
+    """Random flips, cuts and header counts on a real record of each encoding, no checksum to stop them:
+    decode gives a tensor of the declared shape or the one-line Damaged error, never an IndexError, a
+    MemoryError or a wrong-sized array."""
+    from workbench.core.encoding import Damaged, decode
+
+    record = _encodings()[kind]
+    clean = decode(record.info, record.shape, record.encoding, record.arrays)
+    assert clean.shape == record.shape
+    rng = random.Random(kind)
+    refused = 0
+    for _ in range(150):
+        info, arrays = _damaged(record, rng)
+        try:
+            value = decode(info, record.shape, record.encoding, arrays)
+        except Damaged as exc:
+            assert isinstance(exc, WorkbenchError)
+            _one_line(exc)
+            refused += 1
+            continue
+        assert value.shape == record.shape
+    assert refused > 0
+
+
+def test_truncated_and_flipped_compact_files_without_checksum_are_the_damage_line(kmeans_run, tmp_path):
+    """The whole file, cut anywhere or flipped anywhere, with the CRC gone (as in older files): only
+    read_compact's one line, and never by way of an out-of-bounds index caught late."""
+    blob = _without_crc(X.export_run(kmeans_run, "compact", tmp_path / "m.cwbc", huffman=True).path.read_bytes())
+    rng = random.Random(3)
+    damaged = [blob[:n] for n in sorted(rng.sample(range(len(blob)), 60))]
+    for _ in range(60):
+        copy = bytearray(blob)
+        for pos in rng.sample(range(len(blob)), rng.randint(1, 4)):
+            copy[pos] ^= rng.randint(1, 255)
+        damaged.append(bytes(copy))
+    for i, data in enumerate(damaged):
+        path = _write(tmp_path / f"d{i}.cwbc", data)
+        try:
+            X.read_compact(path)
+        except CheckpointError as exc:
+            text = _one_line(exc)
+            assert str(path) in text
+            assert not text.endswith(("(IndexError)", "(MemoryError)", "(OverflowError)")), text

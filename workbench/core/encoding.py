@@ -293,6 +293,12 @@ def _stream(info: dict, arrays: dict, name: str, width_key: str) -> np.ndarray:
     if info.get(f"{name}_coding") == "huffman":
         lengths = np.asarray(arrays.get(f"{name}_lengths"), dtype=np.uint8)
         _require(lengths.ndim == 1 and lengths.size > 0, f"{name}: no Huffman code lengths")
+        # A Huffman code's lengths satisfy Kraft's inequality and are shorter than its alphabet; others
+        # would build code words past 64 bits (the canonical code's integers) or no prefix code at all.
+        used = [int(n) for n in lengths if n]
+        _require(used and max(used) < max(lengths.size, 2) and max(used) <= 63
+                 and sum(1 << (max(used) - n) for n in used) <= 1 << max(used), f"{name}: Huffman code lengths "
+                 "that no Huffman code has")
         _require(buf.ndim == 1 and buf.size * 8 >= count, f"{name}: {buf.size} bytes hold fewer than {count} "
                  "Huffman codes")          # each code word is at least one bit
         try:
