@@ -66,34 +66,6 @@ def layer_value(trace, layer: str, name: str, point: int):
     return np.asarray(v)
 
 
-class LogAxis(pg.AxisItem):
-    """Log axis labelled with plain numbers ("20x", "0.8") instead of pyqtgraph's "2·10¹".
-
-    When many ticks are shown (several decades), only mantissas 1, 2 and 5 get a label, which keeps
-    the dense minor ticks near each decade from overprinting one another.
-    """
-
-    def __init__(self, orientation: str, suffix: str = "", **kwargs):
-        super().__init__(orientation, **kwargs)
-        self._suffix = suffix
-        self.enableAutoSIPrefix(False)    # a "(x0.001)" on a log axis contradicts the printed values
-
-    def logTickStrings(self, values, scale, spacing):
-        nums = 10 ** np.asarray(values, dtype=float) * scale
-        sparse = len(nums) > 8
-        out = []
-        for v in nums:
-            if not np.isfinite(v) or v <= 0:
-                out.append("")
-                continue
-            mantissa = round(v / 10 ** np.floor(np.log10(v) + 1e-9), 3)
-            if sparse and mantissa not in (1.0, 2.0, 5.0):
-                out.append("")
-            else:
-                out.append(f"{float(f'{v:.3g}'):g}{self._suffix}")
-        return out
-
-
 class SideTab(QtWidgets.QWidget):
     """A tab beside the histogram: one pyqtgraph layout (`view`) for what a run recorded, and a `note`
     shown in its place when the run recorded nothing of the kind. Subclasses fill `view` and `_redraw`."""

@@ -11,7 +11,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from workbench.gui.plots.common import LogAxis, aligned, run_color
+from workbench.gui.plots.common import aligned, run_color
+from workbench.gui.plots.log_axis import LogAxis
 
 
 class CurvesPlot(QtWidgets.QWidget):

@@ -11,7 +11,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from workbench.gui.plots.common import LogAxis, aligned, foreground, layer_value
+from workbench.gui.plots.common import aligned, foreground, layer_value
+from workbench.gui.plots.log_axis import LogAxis
 from workbench.gui.plots.overlays import Band, Curve, VLine, overlay_shapes
 
 

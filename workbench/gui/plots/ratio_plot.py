@@ -14,7 +14,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from workbench.gui.plots.common import LogAxis, aligned, error_pct, foreground, run_color
+from workbench.gui.plots.common import aligned, error_pct, foreground, run_color
+from workbench.gui.plots.log_axis import LogAxis
 from workbench.gui.plots.published import published_for
 
 RATIO_KINDS = {
