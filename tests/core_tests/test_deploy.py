@@ -1,0 +1,234 @@
+"""Deployment measurement (engine/deploy.py): every form a run's model can take computes what the dense
+model computes, the report carries same-process speed-ups under `speedup`, round-trips through JSON and
+the run file, and bad input is one line. Timings themselves are not asserted (two shared cores)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import core_helpers as H
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from workbench.core.errors import WorkbenchError
+from workbench.core.events import Cancelled, CancelToken
+from workbench.core.store import read_run
+from workbench.engine import deploy_report
+from workbench.engine.deploy import DeployReport, FormResult, deploy, format_table, read_report, store_report
+from workbench.engine.deploy_forms import GENERIC, CsrConv2d, CsrLinear, RunForms
+from workbench.engine.deploy_reference import find_reference
+from workbench.engine.runner import load_data
+
+FAST = {"batches": (1, 8), "repeats": 2, "memory": False}
+
+
+def _run(tmp_path_factory, cache_root, method, model, params, name, **kw):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBENCH_CACHE", str(cache_root))
+        fin = H.finished(H.run_events(H.make_config(method, tmp_path_factory.mktemp(name), model=model,
+                                                    params=params, name=name, **kw)))
+    assert fin.status == "completed", fin.error
+    return fin.run_path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, cache_root, magnitude_run):
+    """name -> run file: pruned (conv and fc), truncated SVD (factorised fc1), hashed, plain."""
+    return {
+        "magnitude": magnitude_run[1],
+        "svd": _run(tmp_path_factory, cache_root, "svd", "mlp_tiny",
+                    {"energy": 0.6, "energy_of": "sigma2", "layers": "fc1"}, "svd", epochs=0),
+        "hashed": _run(tmp_path_factory, cache_root, "hashed", "cnn_tiny", {"ratio": 0.2}, "hashed"),
+        "plain": _run(tmp_path_factory, cache_root, "plain", "mlp_tiny", {}, "plain", epochs=1),
+    }
+
+
+@pytest.fixture(scope="module")
+def magnitude_report(runs):
+    return deploy(runs["magnitude"], threads=1, **FAST)
+
+
+def _forms(run_path, folder):
+    forms = RunForms(run_path, folder)
+    forms.reference, _ = find_reference(forms.config, read_run(run_path).attrs, load_data(forms.config))
+    for name in forms.candidates():
+        forms.write(name)
+    return forms
+
+
+@pytest.mark.parametrize("which, own", [("magnitude", ["csr"]), ("svd", ["lowrank"]),
+                                        ("hashed", ["hashed", "hashed-regen"]), ("plain", [])])
+def test_each_form_computes_what_dense_computes(runs, tmp_path, which, own):
+    forms = _forms(runs[which], tmp_path)
+    assert forms.candidates() == ["reference", "dense", *own, "onnxruntime", "onnxruntime-int8"]
+    x, _ = H.tiny_test_set()
+    with torch.no_grad():
+        dense = forms.load("dense")(x)
+        assert torch.equal(dense, forms.model(x)) or torch.allclose(dense, forms.model(x), atol=1e-5)
+        for name in own + ["onnxruntime"]:
+            torch.testing.assert_close(forms.load(name)(x), dense, atol=1e-4, rtol=1e-4, msg=name)
+        # int8 weights and activations: close, not equal (per-tensor scales over the layer's range)
+        int8 = forms.load("onnxruntime-int8")(x)
+        assert (int8 - dense).abs().max() < 0.1 * dense.abs().max()
+        assert (int8.argmax(1) == dense.argmax(1)).float().mean() > 0.9
+        torch.testing.assert_close(forms.load("reference")(x), forms.reference(x))
+
+
+def test_csr_form_holds_its_pruned_layers_as_sparse_matrices(runs, tmp_path):
+    forms = _forms(runs["magnitude"], tmp_path)
+    model = forms.load("csr").module
+    assert isinstance(model.conv1, CsrConv2d) and isinstance(model.fc1, CsrLinear)
+    dense = forms.load("dense").module
+    for layer in (model.conv1, model.fc1):
+        assert layer.weight.layout == torch.sparse_csr and layer.weight.col_indices().dtype == torch.int32
+    assert model.fc1.weight.values().numel() == int(torch.count_nonzero(dense.fc1.weight))
+    assert forms.path("csr").stat().st_size < forms.path("dense").stat().st_size
+
+
+def test_report_figures_and_speedups_come_from_its_own_samples(runs, magnitude_report):
+    r = magnitude_report
+    assert [f.name for f in r.forms] == ["reference", "dense", "csr", "onnxruntime", "onnxruntime-int8"]
+    assert r.threads == 1 and r.batches == [1, 8] and r.repeats == 2 and torch.get_num_threads() == 1
+    run = read_run(runs["magnitude"])
+    # dense is the run's final model and reference the model it started from, on all 256 test samples
+    assert r.accuracy_on == "all 256 test samples of tiny"
+    assert r.form("dense").accuracy == pytest.approx(run.summary["test_accuracy"])
+    assert r.form("reference").accuracy == pytest.approx(run.attrs["reference_accuracy"])
+    ref = r.form("reference")
+    for f in r.forms:
+        assert all(len(s) == 2 for s in f.samples_ms.values()) and f.file_bytes > 0
+        assert f.latency_ms[1] == np.median(f.samples_ms[1])
+        assert f.throughput[8] == pytest.approx(8000 / np.median(f.samples_ms[8]))
+        assert f.speedup["against"] == "reference"
+        assert f.speedup["latency"] == pytest.approx(ref.latency_ms[1] / f.latency_ms[1])
+        assert f.speedup["throughput"]["8"] == pytest.approx(f.throughput[8] / ref.throughput[8])
+        assert f.agreement is not None and f.max_abs_diff is not None
+    assert r.form("dense").max_abs_diff == 0 and r.form("csr").max_abs_diff < 1e-4
+    assert r.compact_bytes == pytest.approx(run.summary["bits"] / 8, abs=600)     # + the compact header
+    table = format_table(r)
+    assert "csr" in table and "x ref" in table and "threads 1" in table
+
+
+def test_speedup_arithmetic_on_a_hand_made_report():
+    def form(name, device, samples):
+        return FormResult(name, "pytorch", device, samples_ms=samples)
+    r = DeployReport("r.h5", "m", "mlp_tiny", "tiny", 2, [1, 32], 3, forms=[
+        form("reference", "cpu", {1: [2.0, 9.0, 4.0], 32: [10.0, 12.0, 11.0]}),
+        form("csr", "cpu", {1: [1.0, 1.0, 5.0], 32: [22.0, 20.0, 23.0]}),
+        form("dense@cuda", "cuda", {1: [0.5, 0.5, 0.5], 32: [1.0, 1.0, 1.0]}),
+        form("reference@cuda", "cuda", {1: [1.0, 1.0, 1.0], 32: [1.0, 1.0, 1.0]})])
+    deploy_report.add_speedups(r)
+    assert r.form("csr").speedup == {"against": "reference", "latency": 4.0, "throughput": {"1": 4.0, "32": 0.5}}
+    assert r.form("dense@cuda").speedup["against"] == "reference@cuda"
+    assert r.form("dense@cuda").speedup["latency"] == 2.0
+    assert r.form("csr").throughput == {1: 1000.0, 32: 32000 / 22}
+
+
+def test_report_round_trips_through_json(magnitude_report):
+    text = magnitude_report.to_json()
+    d = json.loads(text)
+    assert d["format"] == "workbench-deploy" and d["forms"][2]["speedup"]["throughput"]["8"] > 0
+    assert d["forms"][0]["latency_ms"]["1"] == magnitude_report.forms[0].latency_ms[1]
+    assert DeployReport.from_json(text) == magnitude_report
+    with pytest.raises(WorkbenchError, match="cannot be read"):
+        DeployReport.from_json('{"format": "something else"}')
+
+
+def test_stored_report_replaces_the_last_and_keeps_the_run_readable(runs, magnitude_report, tmp_path):
+    path = tmp_path / "run.h5"
+    shutil.copy(runs["magnitude"], path)
+    assert read_report(path) is None
+    store_report(path, magnitude_report)
+    assert read_report(path) == magnitude_report
+    second = DeployReport.from_json(magnitude_report.to_json())
+    second.notes = ["x" * 70_000]                # too large for an attribute: a checksummed dataset
+    store_report(path, second)
+    assert read_report(path) == second
+    with h5py.File(path, "r") as f:
+        assert [k for k in f if k.startswith("deploy")] == ["deploy"]
+        assert f["deploy/report_json"].fletcher32 and "report" not in f["deploy"].attrs
+        assert f["deploy"].attrs["measured"]
+    store_report(path, magnitude_report)
+    assert read_report(path) == magnitude_report
+    run = read_run(path)
+    assert run.status == "completed" and "test_accuracy" in run.metrics
+
+
+def test_a_run_without_a_special_form_measures_only_the_generic_ones(runs):
+    r = deploy(runs["plain"], forms=None, **FAST)
+    assert [f.name for f in r.forms] == list(GENERIC)
+    assert not any(f.accuracy_changed for f in r.forms[:3])
+
+
+def test_hashed_and_lowrank_runs_measure_their_own_forms(runs):
+    hashed = deploy(runs["hashed"], forms=["hashed", "hashed-regen"], **FAST)
+    assert [f.name for f in hashed.forms] == ["reference", "dense", "hashed", "hashed-regen"]
+    # the hashed files hold the buckets, not the virtual weights
+    assert hashed.form("hashed").file_bytes < hashed.form("dense").file_bytes
+    assert hashed.form("hashed-regen").max_abs_diff < 1e-5
+    svd = deploy(runs["svd"], forms=["lowrank"], **FAST)
+    assert [f.name for f in svd.forms] == ["reference", "dense", "lowrank"]
+    assert svd.form("lowrank").file_bytes < svd.form("dense").file_bytes
+    assert svd.form("lowrank").accuracy == svd.form("dense").accuracy
+
+
+def test_memory_is_measured_per_form_in_a_fresh_process(runs):
+    r = deploy(runs["plain"], forms=["onnxruntime"], batches=(64,), repeats=1)
+    assert "fresh process" in r.memory_note
+    for f in r.forms:
+        assert f.memory["peak_mb"] >= f.memory["resident_mb"] >= 0
+    # an onnxruntime session allocates its arena: more than the few KiB of a plain model's weights
+    assert r.form("onnxruntime").memory["peak_mb"] > r.form("dense").memory["peak_mb"]
+
+
+def test_missing_reference_weights_are_said_and_still_timed(runs, tmp_path, monkeypatch):
+    path = tmp_path / "run.h5"
+    shutil.copy(runs["plain"], path)
+    with h5py.File(path, "a") as f:
+        f.attrs["model_source"] = f"reference: {tmp_path / 'gone.pt'}"
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "empty-cache"))
+    r = deploy(path, forms=["dense"], **FAST)
+    ref = r.form("reference")
+    assert ref.accuracy is None and ref.latency_ms[1] > 0 and "not found" in ref.note
+    assert "recorded its accuracy as 100.00%" in ref.note
+
+
+def test_progress_and_cancel(runs):
+    seen = []
+    deploy(runs["plain"], forms=["dense"], progress=lambda *a: seen.append(a), **FAST)
+    assert [s[0] for s in seen] == list(range(1, len(seen) + 1)) and seen[-1][0] == seen[-1][1]
+    token = CancelToken()
+
+    def cancel_after_two(done, total, text):
+        if done == 2:
+            token.cancel()
+    with pytest.raises(Cancelled):
+        deploy(runs["plain"], progress=cancel_after_two, cancel=token, **FAST)
+    assert torch.get_num_threads() == 1              # restored after a cancel too
+
+
+def test_bad_input_is_one_line(runs, tmp_path):
+    text = tmp_path / "notes.h5"
+    text.write_text("not a run")
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.arange(3)
+    truncated = tmp_path / "truncated.h5"
+    blob = open(runs["plain"], "rb").read()
+    truncated.write_bytes(blob[: len(blob) // 2])
+    cases = [(text, "not a readable HDF5"), (foreign, "not a workbench run"), (truncated, "not a readable HDF5"),
+             (tmp_path / "missing.h5", "no such run file")]
+    for path, words in cases:
+        with pytest.raises(WorkbenchError, match=words) as err:
+            deploy(path, **FAST)
+        assert "\n" not in str(err.value)
+    with pytest.raises(WorkbenchError, match="not a workbench run"):
+        read_report(foreign)
+    for kw, words in [({"forms": ["csr"]}, "cannot be deployed as csr; its forms are reference, dense"),
+                      ({"batches": [0]}, "at least 1"), ({"device": "tpu"}, "unknown device"),
+                      ({"threads": 0}, "positive whole number")]:
+        with pytest.raises(WorkbenchError, match=words):
+            deploy(runs["plain"], **{**FAST, **kw})
