@@ -21,9 +21,10 @@ EDGES = np.linspace(-1.0, 1.0, 5)          # 4 bins
 
 
 def make_trace(label, model="lenet300", method="dns", status="completed", param=(1, 10, 20),
-               storage=None, acc=(0.98, 0.97, 0.975), layers=("fc1", "fc2"), extra=None):
+               storage=None, acc=(0.98, 0.97, 0.975), layers=("fc1", "fc2"), extra=None, dataset="mnist"):
     """A trace built through the same add_point path the live GUI uses."""
-    trace = RunTrace(path=f"/runs/{label}.h5", label=label, method=method, model=model, status=status)
+    trace = RunTrace(path=f"/runs/{label}.h5", label=label, method=method, model=model, status=status,
+                     config={"dataset": dataset})
     storage = storage or [r / 3 if r > 1 else 1 for r in param]
     n = len(param)
     for i in range(n):
@@ -108,6 +109,7 @@ def test_fronts_of_different_models_are_not_joined(ratio):
 
 
 def _published(ratio):
+    ratio.plot.getViewBox().updateAutoRange()              # the range of its next paint: labels placed
     x, y = ratio.published.getOriginalDataset()
     x, y = ([], []) if x is None else (x, y)               # pyqtgraph gives None for no data
     labels = [item.toPlainText() for item in ratio._published_labels if item.isVisible()]
@@ -121,9 +123,13 @@ def test_published_points_follow_models_and_convention(ratio):
     assert _published(ratio) == ([(40, 1.58), (64, 1.94)], ["DC 2016", "SWS 2017"])
     ratio.set_traces([make_trace("b", model="resnet20")])    # no published numbers for it
     assert _published(ratio) == ([], [])
-    ratio.set_traces([])                                     # nothing loaded: every paper, as orientation
+    ratio.set_traces([make_trace("c", model="lenet5")])
+    assert _published(ratio)[1] == ["DC 2016", "SWS 2017"]
+    ratio.set_traces([make_trace("a", model="lenet300"), make_trace("c", model="lenet5")])
     points, labels = _published(ratio)
     assert len(points) == 4 and "SWS 2017 (lenet5)" in labels
+    ratio.set_traces([])                                     # nothing loaded: no paper (the plot says so)
+    assert _published(ratio) == ([], [])
 
 
 def test_update_trace_extends_the_curve(ratio, qtbot):
@@ -363,8 +369,8 @@ def test_widgets_accept_empty_traces(qtbot):
         ratio.trajectory_data(full)
     assert _no_data(ratio._runs["/runs/empty.h5"].curve) and _no_data(ratio._runs["/runs/empty.h5"].latest)
     assert ratio.pareto_front() == [] and _no_data(ratio.front)
-    every = sorted((round(p.ratio, 3), round(p.error, 3)) for p in published_for([], "param_ratio"))
-    assert _published(ratio)[0] == every                     # no model named: every paper's point, as with no run
+    assert published_for([("", "")], "param_ratio") == []
+    assert _published(ratio) == ([], [])                     # no model named: no paper's point
 
     with pytest.raises(KeyError):
         curves.curves(full)

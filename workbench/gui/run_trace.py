@@ -34,6 +34,11 @@ class RunTrace:
     def points(self) -> int:
         return len(self.point_labels)
 
+    @property
+    def dataset(self) -> str:
+        """The data set the run used, as its config names it (older files: the root attribute)."""
+        return str(self.config.get("dataset") or self.attrs.get("dataset") or "")
+
     def series(self, name: str) -> np.ndarray:
         return np.asarray(self.metrics.get(name, [np.nan] * self.points), dtype=float)
 

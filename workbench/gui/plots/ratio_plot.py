@@ -22,6 +22,8 @@ RATIO_KINDS = {
     "param_ratio": "parameters (Han 2015, DNS)",
     "storage_ratio": "storage bits (Deep Compression, SWS)",
 }
+EMPTY_NOTE = ("No runs to show: start a run or open run files.\n"
+              "The papers' results appear beside runs of LeNet-300-100 or LeNet-5 on MNIST.")
 AXIS_LABELS = {
     "param_ratio": "compression ratio: dense / stored parameters (Han 2015, DNS)",
     "storage_ratio": "compression ratio: dense fp32 bits / stored bits (Deep Compression, SWS)",
@@ -108,13 +110,17 @@ class RatioPlot(QtWidgets.QWidget):
         self._published_labels: list[pg.TextItem] = []
         self._published_points = []
         self._front_runs: list[tuple[str, float, float]] = []
+        # Without runs the plot would be a bare grid: it says what it is for instead.
+        self.empty_note = pg.TextItem(EMPTY_NOTE, color=foreground(), anchor=(0.5, 0.5))
+        self.plot.addItem(self.empty_note, ignoreBounds=True)
+        self.plot.getViewBox().sigRangeChanged.connect(self._place_texts)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
         layout.addWidget(self.plot_widget)
         self._update_axis_label()
-        self._refresh_overlays()      # with no runs yet: every paper's point, as orientation
+        self._refresh_overlays()
 
     # ---- public API -------------------------------------------------------------------------------
     def set_traces(self, traces) -> None:
@@ -140,6 +146,7 @@ class RatioPlot(QtWidgets.QWidget):
         self._update_front()
         if not known:   # a new model may bring new published points
             self._update_published()
+        self._sync_legend()
 
     def set_ratio_kind(self, kind: str) -> None:
         if kind not in RATIO_KINDS:
@@ -206,6 +213,20 @@ class RatioPlot(QtWidgets.QWidget):
     def _refresh_overlays(self) -> None:
         self._update_front()
         self._update_published()
+        self._sync_legend()
+
+    def _sync_legend(self) -> None:
+        """The legend names what is drawn: the front and the papers only while they have points, then the
+        runs in plot order. Rebuilt only when that list changes (not on every live point)."""
+        wanted = [(item, name) for item, name, shown in (
+            (self.front, "Pareto front (completed)", bool(self._front_runs)),
+            (self.published, "published (paper)", bool(self._published_points))) if shown]
+        wanted += [(run.curve, run.trace.label) for run in self._runs.values()]
+        if [(sample.item, label.text) for sample, label in self.legend.items] != wanted:
+            self.legend.clear()
+            for item, name in wanted:
+                self.legend.addItem(item, name)
+        self.empty_note.setVisible(not self._runs)
 
     def _update_front(self) -> None:
         by_model: dict[str, list] = {}
@@ -230,27 +251,41 @@ class RatioPlot(QtWidgets.QWidget):
         self.front.setData(np.asarray(xs, float), np.asarray(ys, float))
 
     def _update_published(self) -> None:
-        models = {run.trace.model for run in self._runs.values()}
-        points = published_for(models, self._kind)
+        points = published_for([(run.trace.model, run.trace.dataset) for run in self._runs.values()],
+                               self._kind)
         self._published_points = points
         self.published.setData([p.ratio for p in points], [p.error for p in points])
         several_nets = len({p.net for p in points}) > 1
         while len(self._published_labels) < len(points):     # grow the label pool, never rebuild it
-            # Text above-left of its star: the papers' points lie at the high-ratio (right) end, where
-            # text running rightwards would leave the view.
-            label = pg.TextItem(color=foreground(), anchor=(1, 1))
+            label = pg.TextItem(color=foreground())
             self.plot.addItem(label, ignoreBounds=True)
             self._published_labels.append(label)
-        for i, label in enumerate(self._published_labels):
-            if i >= len(points):
-                label.hide()
-                continue
+        for i, label in enumerate(self._published_labels[:len(points)]):
             p = points[i]
             label.setText(f"{p.short} ({p.net})" if several_nets else p.short)
-            label.setToolTip(f"{p.method} on {p.net}: {p.error}% error at {p.ratio:g}x, "
+            label.setToolTip(f"{p.method} on {p.net} (MNIST): {p.error}% error at {p.ratio:g}x, "
                              f"{p.kept}% weights kept")
             # TextItems sit in view coordinates, which are log10 of the data on log axes.
             label.setPos(math.log10(p.ratio), math.log10(p.error))
+        self._place_texts()
+
+    def _place_texts(self, *_) -> None:
+        """Each paper's label on the side of its star facing the middle of the view (left of a star in
+        the right half, below one in the top half), so no label runs out of the view wherever the
+        star sits; a star outside the view takes its label with it. The empty plot's note: centred."""
+        (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+        self.empty_note.setPos((x0 + x1) / 2, (y0 + y1) / 2)
+        for i, label in enumerate(self._published_labels):
+            if i >= len(self._published_points):
+                label.hide()
+                continue
+            x, y = label.pos().x(), label.pos().y()
+            if not (x0 <= x <= x1 and y0 <= y <= y1):
+                label.hide()
+                continue
+            fx = (x - x0) / (x1 - x0) if x1 > x0 else 0.5
+            fy = (y - y0) / (y1 - y0) if y1 > y0 else 0.5
+            label.setAnchor((1 if fx > 0.5 else 0, 0 if fy > 0.5 else 1))
             label.show()
 
     def _update_axis_label(self) -> None:
