@@ -232,3 +232,33 @@ def test_bad_input_is_one_line(runs, tmp_path):
                       ({"threads": 0}, "positive whole number")]:
         with pytest.raises(WorkbenchError, match=words):
             deploy(runs["plain"], **{**FAST, **kw})
+
+
+def test_a_form_that_changes_accuracy_says_so():
+    from types import SimpleNamespace
+
+    from workbench.engine import deploy as deploy_mod
+    from workbench.engine.deploy_forms import Form
+
+    y = torch.arange(2000) % 4
+    x = torch.nn.functional.one_hot(y, 4).float()          # logits = x: every prediction right
+
+    def wrong_first(k):
+        """The identity, except that the first k samples' logits are rotated (predicted wrong)."""
+        def call(batch, seen=[0]):
+            out = batch.clone()
+            n = max(0, min(k - seen[0], len(batch)))
+            out[:n] = torch.roll(batch[:n], 1, dims=1)
+            seen[0] += len(batch)
+            return out
+        return call
+    forms = [Form(name, "pytorch", "cpu", "", wrong_first(k)) for name, k in (("dense", 0), ("a", 1), ("b", 3))]
+    report = DeployReport("r.h5", "m", "x", "d", 1, [1], 1,
+                          forms=[FormResult(f.name, "pytorch", "cpu") for f in forms])
+    data = SimpleNamespace(test_x=x, test_y=y, name="d")
+    deploy_mod._accuracies(report, forms, data, 2000, lambda text: None, skip_reference=False)
+    dense, a, b = report.forms
+    assert (dense.accuracy, a.accuracy, b.accuracy) == pytest.approx((1.0, 0.9995, 0.9985))
+    assert a.agreement == pytest.approx(0.9995) and a.max_abs_diff == 1.0
+    assert not a.accuracy_changed and b.accuracy_changed and not dense.accuracy_changed   # 0.05, 0.15 points
+    assert b.note == "changes accuracy: -0.15 points against dense" and "*" in format_table(report)

@@ -146,14 +146,17 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
         results.append(result)
         callables.append(form)
         steps(f"loaded {form.name}")
-    report = DeployReport(str(run_path), str(root_attrs.get("method", "")), str(root_attrs.get("model", "")),
+    model = root_attrs.get("model") or run.attrs.get("model_spec") or ""      # a user's model: its file
+    report = DeployReport(str(run_path), str(root_attrs.get("method", "")), str(model),
                           str(root_attrs.get("dataset", "")), threads, batches, repeats, measured=now_iso(),
                           platform=_platform(), reference_source=reference_source, notes=notes, forms=results)
     if run.reference is None:
         recorded = root_attrs.get("reference_accuracy")
-        report.form("reference").note = (f"{reference_source}: timed on the freshly initialised architecture; "
-                                         f"the run recorded its accuracy as {float(recorded):.2%}"
-                                         if recorded not in (None, "") else reference_source)
+        known = isinstance(recorded, (int, float)) and math.isfinite(recorded)
+        for result in results:
+            if result.name.startswith("reference"):
+                result.note = (f"{reference_source}: timed on the freshly initialised architecture"
+                               + (f"; the run recorded its accuracy as {recorded:.2%}" if known else ""))
     if dataset is not None:
         _accuracies(report, callables, dataset, eval_samples, steps, skip_reference=run.reference is None)
     else:

@@ -199,7 +199,8 @@ class RunForms:
                 "lowrank": "the run's factorised layers", "thinned": "the run's thinned layers",
                 "hashed": "hashed layers, virtual weights kept after the first call",
                 "hashed-regen": "hashed layers, virtual weights recomputed every call",
-                "onnxruntime": "the exported ONNX file in onnxruntime",
+                "onnxruntime": "the ONNX export in onnxruntime (replaced layers kept, hashed ones multiplied "
+                               "out)",
                 "onnxruntime-int8": "its dynamic int8 quantization (weights int8, activations quantized "
                                     "per batch)"}[name]
 
