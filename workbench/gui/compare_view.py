@@ -26,7 +26,7 @@ from workbench.gui.run_trace import RunTrace
 from workbench.methods import get_method
 
 COLUMNS = [  # (header, tooltip)
-    ("Run", "run file name"), ("Method", ""), ("Model", ""), ("Data", ""), ("Status", ""),
+    ("Run", "method, model, data set, seed and start time; hover a run for its file"), ("Method", ""), ("Model", ""), ("Data", ""), ("Status", ""),
     ("Ref acc %", "test accuracy before compression"), ("Acc %", "test accuracy after compression"),
     ("Params x", "dense / stored parameters (Han 2015, DNS)"),
     ("Bits x", "dense fp32 bits / stored bits (Deep Compression, SWS)"), ("KiB", "stored size"),

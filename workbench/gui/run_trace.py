@@ -6,19 +6,46 @@ them; plots read a trace, never the HDF5 file.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from workbench.core.events import Evaluated
+from workbench.core.events import Evaluated, RunStarted
 from workbench.core.store import RunData
 from workbench.engine.runner import POINT_KINDS
+
+_STAMPED = re.compile(r"(?P<date>\d{8})-(?P<h>\d\d)(?P<m>\d\d)(?P<s>\d\d)-")
+
+
+def run_label(config: dict, path: str) -> str:
+    """A run's name in legends and the table, the same while it runs and once its file is read back:
+    what ran, on what, with which seed, and when it started (runner.run_path_for's time stamp), so a
+    sweep's runs differing only in a knob stay apart; "#2" for a second file of the same second.
+    A run given its own name (RunConfig.name) goes by its file's name; a file without config as well."""
+    stem = Path(path).stem
+    stages = config.get("stages") or []
+    if not stages or config.get("name"):
+        return stem
+    method = "+".join(str(s.get("method", "?")) for s in stages)
+    model = Path(config["model"]).name if config.get("model") else \
+        Path(config.get("checkpoint") or "model").stem
+    label = f"{method} {model} {config.get('dataset', '?')} s{config.get('seed', 0)}"
+    stamp = _STAMPED.match(stem)
+    if stamp:
+        label += f" {stamp['h']}:{stamp['m']}:{stamp['s']}"
+        again = re.search(r"-s\d+-(\d+)$", stem)     # NAME-2.h5: the name was taken (run_path_for)
+        if again:
+            label += f" #{again[1]}"
+    return label
 
 
 @dataclass
 class RunTrace:
     path: str
-    label: str                     # e.g. "dns lenet300 s0"
+    label: str                     # run_label: e.g. "dns lenet300 mnist s0 17:58:12"
     method: str
     model: str = ""
     status: str = "running"
@@ -59,12 +86,23 @@ class RunTrace:
         self.point_labels.append(event.label)
 
     @classmethod
+    def started(cls, event: RunStarted) -> "RunTrace":
+        """The live trace of a run that has just started, from its RunStarted event alone (its config
+        is the one the run file holds)."""
+        config = json.loads(event.config.get("config") or "{}")
+        return cls(path=event.run_path, label=run_label(config, event.run_path),
+                   method="+".join(s["method"] for s in config.get("stages", [])),
+                   model=config.get("model") or "", attrs={"device": event.device}, config=config,
+                   hist_edges=dict(event.hist_edges))
+
+    @classmethod
     def from_run(cls, run: RunData) -> "RunTrace":
         a = run.attrs
         n = len(next(iter(run.metrics.values()), []))
-        trace = cls(path=str(run.path), label=run.path.stem, method=str(a.get("method", "")),
+        config = run.config
+        trace = cls(path=str(run.path), label=run_label(config, str(run.path)), method=str(a.get("method", "")),
                     model=str(a.get("model", "")), status=run.status, summary=dict(run.summary),
-                    config=run.config, attrs={k: v for k, v in a.items() if k != "config"})
+                    config=config, attrs={k: v for k, v in a.items() if k != "config"})
         trace.metrics = {k: [float(x) for x in v] for k, v in run.metrics.items()}
         for layer, entry in run.layers.items():
             if "hist_edges" in entry:
