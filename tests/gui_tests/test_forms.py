@@ -193,8 +193,9 @@ def test_out_of_range_typed_value_is_reported_not_clamped(qtbot, make_form):
     form.show()
     _type_into(qtbot, form.editors["lr"], "20")
     assert form.values()["lr"] == 20.0
-    assert form.error() == "lr: 20 is above the maximum 10"
-    assert form.error_label.text() == form.error() and form.error_label.isVisible()
+    assert form.error() == "lr: 20 is above the maximum 10"            # the CLI's words
+    assert form.error_label.text() == "Learning rate: 20 is above the maximum 10"   # the form's label
+    assert form.error_label.isVisible()
 
 
 def test_dns_cross_field_rules(make_form):

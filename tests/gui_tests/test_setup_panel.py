@@ -110,7 +110,7 @@ def test_a_model_file_spec_round_trips_through_the_panel(qtbot, tmp_path):
     panel.set_parts({"model": "lenet5"})
     assert panel.config_parts()["model"] == "lenet5" and not form.isRowVisible(panel._file_row)
     panel.set_parts({"model": str(tmp_path / "missing.pt2")})
-    assert panel.error() == f"{tmp_path / 'missing.pt2'}: no such file"
+    assert panel.error() == f"Model file: {tmp_path / 'missing.pt2'} does not exist"
 
 
 def test_a_dropped_py_file_offers_its_classes_read_without_running_it(qtbot, tmp_path):

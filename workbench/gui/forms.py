@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 
-from PySide6.QtCore import QLocale, Qt, Signal
+from PySide6.QtCore import QLocale, Qt, QTimer, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -26,21 +26,25 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
-    QSizePolicy,
     QSpinBox,
     QToolButton,
+    QToolTip,
     QVBoxLayout,
     QWidget,
 )
 
 from workbench.core import params as P
 from workbench.core.errors import WorkbenchError
+from workbench.gui.fit_label import FitLabel
+from workbench.gui.messages import app_words
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _NUMBER_PREFIX = re.compile(r"[+-]?\d*\.?\d*([eE][+-]?\d*)?")   # what may still become a number
 _HARD_LIMIT = 1e300           # spin box range; the declared range is checked by build(), not clamped
 _INT_LIMIT = 2**31 - 1        # QSpinBox holds a C int
 _LOG_FLOOR = 1e-6             # log stepping up from 0 starts here (and stepping below it reaches 0)
+ERROR_COLOR = "#c0392b"
+NOTICE_MS = 8000              # how long a refused keystroke's message stays
 
 
 def _log_step(value: float, steps: int, lo: float | None) -> float:
@@ -65,9 +69,31 @@ def _log_step(value: float, steps: int, lo: float | None) -> float:
 class _KnobSpin:
     """Shared by both spin boxes: arrows and their enabled state follow the declared range (typed values
     may leave it, and build() reports them); the wheel only acts on a focused box, so scrolling the
-    dock never changes a value by accident."""
+    dock never changes a value by accident.
+
+    A keystroke the box refuses (a letter in a number) and a half-typed number dropped when editing ends
+    ("5e" keeps the previous value) would vanish silently: each is reported by `refused` (a message for
+    the user) instead."""
 
     knob: P.Knob
+    WHAT = "a number"
+
+    def _watch_typing(self) -> None:
+        self._typed = None           # text the user typed since editing last ended
+        self.lineEdit().textEdited.connect(self._remember)
+        self.editingFinished.connect(self._check_kept)
+
+    def _remember(self, text: str) -> None:
+        self._typed = text
+
+    def _refuse(self, text: str) -> None:
+        self.refused.emit(f"“{text}” is not {self.WHAT}: {self.EXAMPLE}")
+
+    def _check_kept(self) -> None:
+        typed, self._typed = self._typed, None
+        if typed is not None and typed.strip() != self.text().strip() \
+                and self.validate(typed, len(typed))[0] != QValidator.State.Acceptable:
+            self.refused.emit(f"“{typed}” is not {self.WHAT}; kept {self.text()}")
 
     def _clamp(self, v):
         k = self.knob
@@ -90,8 +116,12 @@ class _KnobSpin:
 class FloatSpinBox(_KnobSpin, QDoubleSpinBox):
     """Shows and accepts scientific notation and keeps every double exactly (5e-4 stays 5e-4)."""
 
+    refused = Signal(str)      # a message: what the user typed that the box did not take
+    EXAMPLE = "type digits, a point and an exponent, e.g. 0.01 or 5e-4"
+
     def __init__(self, spec: P.Spec, parent=None):
         super().__init__(parent)
+        self._watch_typing()
         self.setLocale(QLocale.c())        # '.' as on the CLI and in run files, whatever the desktop locale
         self.setDecimals(323)              # Qt rounds to `decimals` digits; 323 is its maximum: no rounding
         self.setRange(-_HARD_LIMIT, _HARD_LIMIT)
@@ -117,6 +147,7 @@ class FloatSpinBox(_KnobSpin, QDoubleSpinBox):
             return QValidator.State.Acceptable, text, pos
         if _NUMBER_PREFIX.fullmatch(t):
             return QValidator.State.Intermediate, text, pos   # '5e', '-', '' while typing
+        self._refuse(text)
         return QValidator.State.Invalid, text, pos
 
     def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
@@ -130,8 +161,12 @@ class FloatSpinBox(_KnobSpin, QDoubleSpinBox):
 
 
 class IntSpinBox(_KnobSpin, QSpinBox):
+    refused = Signal(str)
+    WHAT = "a whole number"
+
     def __init__(self, spec: P.Spec, parent=None):
         super().__init__(parent)
+        self._watch_typing()
         self.setLocale(QLocale.c())
         self.setRange(-_INT_LIMIT, _INT_LIMIT)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -141,6 +176,14 @@ class IntSpinBox(_KnobSpin, QSpinBox):
             # Qt shows the special text at the range's minimum, so the minimum is the declared one here.
             self.setMinimum(int(self.knob.min))
             self.setSpecialValueText(self.knob.special)
+        special = f" ({self.knob.min:g} for {self.knob.special})" if self.knob.special else ""
+        self.EXAMPLE = f"type digits only{special}"
+
+    def validate(self, text: str, pos: int):
+        state, text, pos = super().validate(text, pos)
+        if state == QValidator.State.Invalid and text.strip() != self.specialValueText():
+            self._refuse(text)
+        return state, text, pos
 
     def stepBy(self, steps: int) -> None:  # noqa: N802 - Qt override
         v = self.value()
@@ -153,10 +196,19 @@ class IntSpinBox(_KnobSpin, QSpinBox):
         self.selectAll()
 
 
+def shrink_combo(combo: QComboBox, chars: int = 8) -> None:
+    """A drop-down as narrow as its column needs: by default Qt makes it as wide as its longest item,
+    which widened the Setup dock past its column at 1280x800. The list still shows whole items."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    combo.view().setTextElideMode(Qt.TextElideMode.ElideNone)
+
+
 class _Combo(QComboBox):
     def __init__(self):
         super().__init__()
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        shrink_combo(self)
 
     def wheelEvent(self, event) -> None:  # noqa: N802 - Qt override: see _KnobSpin
         if self.hasFocus():
@@ -236,17 +288,30 @@ class ParamForm(QWidget):
             (advanced if spec.knob.advanced else basic).addRow(label, editor)
             self.editors[spec.name], self.labels[spec.name] = editor, label
 
-        # One line, red; the full text also as tooltip in case the panel is too narrow for it.
-        self.error_label = QLabel()
-        self.error_label.setStyleSheet("color: #c0392b;")
-        self.error_label.setTextFormat(Qt.TextFormat.PlainText)
-        self.error_label.setWordWrap(False)
-        # Ignored width: a long message is clipped (full text in the tooltip) instead of widening the
-        # whole window to fit it.
-        self.error_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # Red, wrapped to the panel's width (never widening it), the full text also as tooltip.
+        self.error_label = FitLabel(max_lines=3, color=ERROR_COLOR)
         self.error_label.hide()
         outer.addWidget(self.error_label)
+        # What a number box refused (letters typed into it), for a few seconds: the value is unchanged,
+        # so Run stays as it was, but the user sees why the keystroke did nothing.
+        self.notice_label = FitLabel(max_lines=3, color=ERROR_COLOR)
+        self.notice_label.hide()
+        outer.addWidget(self.notice_label)
+        self._notice_timer = QTimer(self, singleShot=True, interval=NOTICE_MS)
+        self._notice_timer.timeout.connect(self.notice_label.hide)
         self.reset()
+
+    def display_labels(self) -> dict[str, str]:
+        """Each field's label by name: messages about a field name it by its label (gui.messages)."""
+        return {name: spec.knob.label for name, spec in self.specs.items()}
+
+    def _refused(self, spec: P.Spec, message: str) -> None:
+        text = f"{spec.knob.label}: {message}"
+        self.notice_label.setText(text)
+        self.notice_label.show()
+        self._notice_timer.start()
+        editor = self.editors[spec.name]
+        QToolTip.showText(editor.mapToGlobal(editor.rect().bottomLeft()), text, editor)
 
     def _make_editor(self, spec: P.Spec) -> QWidget:
         t, k = spec.type, spec.knob
@@ -260,9 +325,11 @@ class ParamForm(QWidget):
         elif t is float:
             w = FloatSpinBox(spec)
             w.valueChanged.connect(self._edited)
+            w.refused.connect(lambda message, s=spec: self._refused(s, message))
         elif t is int:
             w = IntSpinBox(spec)
             w.valueChanged.connect(self._edited)
+            w.refused.connect(lambda message, s=spec: self._refused(s, message))
         else:
             w = QLineEdit()
             if t is P.LayerMap:
@@ -370,8 +437,7 @@ class ParamForm(QWidget):
         return ""
 
     def _show_error(self, message: str) -> None:
-        self.error_label.setText(message)
-        self.error_label.setToolTip(message)
+        self.error_label.setText(app_words(message, self.display_labels()))
         self.error_label.setVisible(bool(message))
         # Messages about one field start with its name ("lr: 20 is above ..."): mark that label. Open
         # the Advanced section unless the culprit is a basic field: cross-field messages (DNS: "a_k

@@ -11,30 +11,23 @@ from PySide6.QtCore import QSettings, Qt, QThreadPool
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
-    QDockWidget,
     QFileDialog,
     QGraphicsItem,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
-    QPushButton,
-    QScrollArea,
     QSplitter,
     QTabWidget,
-    QVBoxLayout,
     QWidget,
 )
 
 from workbench.core.config import RunConfig
-from workbench.core.events import Finished, Progress, RunStarted
+from workbench.core.events import Finished, RunStarted
 from workbench.core.store import read_run
 from workbench.gui.compare_view import CompareView
 from workbench.gui.export_dialog import ExportDialog
 from workbench.gui.help_menu import add_help_menu
 from workbench.gui.live_refresh import StaggeredRefresh
+from workbench.gui.messages import app_words
 from workbench.gui.method_panel import MethodPanel
 from workbench.gui.model_layers import ModelLayers
 from workbench.gui.plots import (
@@ -49,6 +42,7 @@ from workbench.gui.plots import (
 )
 from workbench.gui.recent_files import RecentFiles
 from workbench.gui.run_trace import RunTrace
+from workbench.gui.setup_dock import SetupDock
 from workbench.gui.setup_panel import SetupPanel
 from workbench.gui.wheel_guard import WheelGuard
 from workbench.gui.worker import RunQueue, TaskSignals, run_in_pool
@@ -61,12 +55,6 @@ SIDE_TABS = (
     ("spectrum", "Spectrum", SpectrumPlot),
     ("hashing", "Hashing", HashingPlot),
 )
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _cache_axes(root: QWidget) -> None:
@@ -148,42 +136,12 @@ class MainWindow(QMainWindow):
         return self.tabs
 
     def _build_dock(self) -> None:
-        panel = QWidget()
-        layout = QVBoxLayout(panel)
-        layout.addWidget(self.setup)
-        layout.addWidget(self.methods)
-        controls = QHBoxLayout()
-        self.run_button = QPushButton("Run")
-        self.run_button.setToolTip("Queue a run with these settings (runs one after another)")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        controls.addWidget(self.run_button)
-        controls.addWidget(self.cancel_button)
-        layout.addLayout(controls)
-        self.progress = QProgressBar()
-        self.progress.setFormat("idle")
-        self.progress.setValue(0)
-        layout.addWidget(self.progress)
-        self.run_label = QLabel()
-        self.run_label.setWordWrap(True)
-        layout.addWidget(self.run_label)
-        self.error_label = QLabel()
-        self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet("color: #b00020;")
-        layout.addWidget(self.error_label)
-        layout.addWidget(QLabel("Queue"))
-        self.queue_list = QListWidget()
-        self.queue_list.setMaximumHeight(90)
-        layout.addWidget(self.queue_list)
-        layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(panel)
-        dock = QDockWidget("Setup", self)
-        dock.setObjectName("setup-dock")
-        dock.setWidget(scroll)
-        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable)
-        self.addDockWidget(Qt.LeftDockWidgetArea, dock)
+        self.setup_dock = SetupDock(self, [self.setup, self.methods])
+        self.addDockWidget(Qt.LeftDockWidgetArea, self.setup_dock)
+        bar = self.run_bar = self.setup_dock.run_bar
+        # The window's names for the bar's parts (tests and menus use them).
+        self.run_button, self.cancel_button, self.progress = bar.run_button, bar.cancel_button, bar.progress
+        self.run_label, self.error_label, self.queue_list = bar.run_label, bar.error_label, bar.queue_list
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -233,14 +191,14 @@ class MainWindow(QMainWindow):
         self.setup.open_runs.connect(self.open_runs)
         self.methods.preset_chosen.connect(self._preset_chosen)
         self.queue.started.connect(self._run_started)
-        self.queue.progress.connect(self._run_progress)
+        self.queue.progress.connect(self.run_bar.advanced)
         self.queue.point.connect(self._run_point)
-        self.queue.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.queue.message.connect(self.show_status)
         self.queue.warning.connect(self._run_warning)
         self.queue.finished.connect(self._run_finished)
         self.queue.queue_changed.connect(self._queue_changed)
         self.compare.selection_changed.connect(self._selection_changed)
-        self.compare.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        self.compare.status.connect(self.show_status)
         self.compare.export_requested.connect(self.export_run)
         self.compare.open_requested.connect(self.open_runs_dialog)
 
@@ -268,26 +226,20 @@ class MainWindow(QMainWindow):
         return self.setup.error() or self.methods.error()
 
     def _update_run_button(self) -> None:
-        error = self.validation_error()
-        self.run_button.setEnabled(not error)
-        self.run_button.setToolTip(error or "Queue a run with these settings")
+        self.run_bar.set_run_enabled(self.validation_error())
 
     def queue_current(self) -> None:
         if self.validation_error():
             return
-        self.error_label.clear()
+        self.run_bar.set_error("")
+        if not self.queue.busy:
+            self.run_bar.queued()
         self.queue.enqueue(self.current_config())
 
     def _queue_changed(self) -> None:
-        self.queue_list.clear()
-        current = self.queue.current
-        if current is not None:
-            self.queue_list.addItem(f"running: {current.method_label} on {current.model or current.checkpoint}")
-        for cfg in self.queue.pending():
-            self.queue_list.addItem(f"queued: {cfg.method_label} on {cfg.model or cfg.checkpoint}")
-        self.cancel_button.setEnabled(self.queue.busy)
-        if not self.queue.busy:
-            self.progress.setFormat("idle")
+        # The bar keeps saying how the last run ended: the queue emptying is no news (see run_bar).
+        self.run_bar.set_queue(self.queue.busy, [f"{cfg.method_label} on {cfg.model or cfg.checkpoint}"
+                                                 for cfg in self.queue.pending()])
 
     def _run_started(self, ev: RunStarted) -> None:
         cfg = self.queue.current
@@ -298,8 +250,7 @@ class MainWindow(QMainWindow):
         self.traces[ev.run_path] = trace
         self.focus_path = ev.run_path
         self.compare.add_or_update(trace)
-        self.run_label.setText(f"{label}\n{ev.device} · {Path(ev.run_path).name}")
-        self.progress.setRange(0, max(ev.total_steps, 1))
+        self.run_bar.started(f"{label}\n{ev.device} · {Path(ev.run_path).name}", ev.total_steps)
         # Added to the plots as they stand, one plot per pass: rebuilding every plot here was the
         # longest GUI stall of a run (about 90 ms on 2 busy cores).
         refresh = self.live_refresh.schedule
@@ -309,19 +260,12 @@ class MainWindow(QMainWindow):
             refresh(name, lambda plot=plot: plot.set_trace(trace))
         refresh(f"compare:{ev.run_path}", lambda: self.compare_plot.update_trace(trace))
 
-    def _run_progress(self, ev: Progress) -> None:
-        if self.progress.maximum() != ev.total_steps:   # pretraining counts its own steps first
-            self.progress.setRange(0, max(ev.total_steps, 1))
-        self.progress.setValue(ev.step)
-        what = "pretraining  " if ev.stage < 0 else ""
-        self.progress.setFormat(f"{what}%p%  loss {ev.train_loss:.3f}  ETA {_duration(ev.eta)}")
-
     def _run_point(self, path: str, ev) -> None:
         trace = self.traces.get(path)
         if trace is None:
             return
         trace.add_point(ev)
-        self.progress.setValue(ev.step)
+        self.run_bar.reached(ev.step)
         # Each plot redraws in its own event-loop pass (see live_refresh): one paint at a time.
         refresh = self.live_refresh.schedule
         refresh(f"ratio:{path}", lambda: self.ratio_plot.update_trace(trace))
@@ -341,19 +285,21 @@ class MainWindow(QMainWindow):
             self.show_error(f"run failed: {fin.error}" + (f" (partial results kept in {fin.run_path})"
                                                           if fin.run_path else ""))
         elif fin.run_path in self._warnings:
-            self.statusBar().showMessage(f"run {fin.status} with a warning: {self._warnings[fin.run_path]}",
-                                         15000)
+            self.show_status(f"run {fin.status} with a warning: {self._warnings[fin.run_path]}", 15000)
         else:
             self.statusBar().showMessage(f"run {fin.status}: {Path(fin.run_path).name}", 10000)
         if fin.run_path:
             self._load(fin.run_path)       # the file has the summary; read it off the GUI thread
-        self.progress.setFormat(fin.status)
+        self.run_bar.finished(fin)
         if self._closing:                  # the user closed the window while this run was finishing
             self.close()                   # the queue is idle now: closeEvent stops its thread
 
     def show_error(self, text: str) -> None:
-        self.error_label.setText(text)
-        self.statusBar().showMessage(text, 15000)
+        self.run_bar.set_error(text)
+        self.statusBar().showMessage(app_words(text), 15000)
+
+    def show_status(self, text: str, ms: int = 8000) -> None:
+        self.statusBar().showMessage(app_words(text), ms)
 
     # --- files ------------------------------------------------------------------------------------------
     def open_runs_dialog(self) -> None:
@@ -428,7 +374,7 @@ class MainWindow(QMainWindow):
         self._fit_to_screen()
         state = self.settings.value("window_state")
         if state is not None:
-            self.restoreState(state)
+            self.restoreState(state)       # the dock's minimum width wins over a squeezed saved state
         try:   # JSON: QSettings cannot store a dict holding None
             parts = json.loads(str(self.settings.value("setup", "") or "{}"))
         except ValueError:

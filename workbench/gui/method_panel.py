@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPushButton,
     QStackedWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -25,7 +26,7 @@ from workbench.core import params as P
 from workbench.core.config import StageConfig, TrainParams
 from workbench.core.errors import WorkbenchError
 from workbench.core.presets import list_presets
-from workbench.gui.forms import ParamForm
+from workbench.gui.forms import ParamForm, shrink_combo
 from workbench.methods import get_method, method_keys
 
 _PICK = "Load a preset…"
@@ -72,6 +73,7 @@ class MethodPanel(QWidget):
         self._pipeline: list[StageConfig] = []
         self._loading = False                 # one validity/changed emission per load, not per field
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
 
         self.method_list = QListWidget()
         for key in _ordered_keys():
@@ -87,6 +89,7 @@ class MethodPanel(QWidget):
 
         row = QHBoxLayout()
         self.preset_combo = QComboBox()
+        shrink_combo(self.preset_combo)           # long preset names must not widen the dock
         self.all_presets = QCheckBox("all methods")
         self.all_presets.setToolTip("List the presets of every method, not only the selected one.")
         row.addWidget(self.preset_combo, 1)
@@ -121,9 +124,14 @@ class MethodPanel(QWidget):
         self.add_button = QPushButton("Add stage")
         self.add_button.setToolTip("Append the method and values above as the next stage.")
         self.remove_button = QPushButton("Remove")
-        self.up_button = QPushButton("Up")
-        self.down_button = QPushButton("Down")
-        for b in (self.add_button, self.remove_button, self.up_button, self.down_button):
+        self.remove_button.setToolTip("Remove the selected stage.")
+        # Arrows rather than four text buttons: the row set the dock's minimum width.
+        self.up_button = QToolButton(arrowType=Qt.ArrowType.UpArrow, toolTip="Move the selected stage up.")
+        self.down_button = QToolButton(arrowType=Qt.ArrowType.DownArrow,
+                                       toolTip="Move the selected stage down.")
+        for b in (self.add_button, self.remove_button):
+            buttons.addWidget(b, 1)
+        for b in (self.up_button, self.down_button):
             buttons.addWidget(b)
         pipe.addWidget(self.pipeline_hint)
         pipe.addWidget(self.pipeline_list)
@@ -158,7 +166,10 @@ class MethodPanel(QWidget):
     def _method_row_changed(self, _row: int) -> None:
         key = self.current_method()
         self.method_stack.setCurrentWidget(self.method_forms[key])
-        self.method_box.setTitle(f"{get_method(key).label}: parameters")
+        # The key, not the label: a group box is at least as wide as its title ("Compression-aware low
+        # rank (Alvarez 2017): parameters" widened the dock past 1280x800's column).
+        self.method_box.setTitle(f"Parameters: {key}")
+        self.method_box.setToolTip(f"{get_method(key).label}: its parameters")
         self._fill_presets()
         self._refresh()
 

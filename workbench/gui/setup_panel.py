@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -13,7 +12,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
     QLineEdit,
     QPushButton,
     QVBoxLayout,
@@ -25,11 +23,21 @@ from workbench.core import devices
 from workbench.core import params as P
 from workbench.core.config import RunSettings
 from workbench.core.errors import WorkbenchError
-from workbench.gui.forms import ParamForm
+from workbench.data import download as data_download
+from workbench.gui.fit_label import FitLabel
+from workbench.gui.forms import ParamForm, shrink_combo
+from workbench.gui.input_checks import (
+    checkpoint_code,
+    dataset_problem,
+    downloadable,
+    file_problem,
+    folder_problem,
+    python_names,
+)
+from workbench.gui.messages import app_words
 from workbench.gui.model_layers import dataset_shape, shape_text
 from workbench.gui.worker import TaskSignals, run_in_pool
 from workbench.models import zoo
-from workbench.models._sniff import code_globals, sniff
 from workbench.models.architecture import GRAPH_SUFFIXES, is_model_file, parse_model_spec
 
 RUN_BOX = ("device", "seed", "train_subset", "test_subset", "huffman")   # the Run box's settings
@@ -38,42 +46,7 @@ MODEL_FILTER = "Model files (*.pt2 *.onnx *.py);;All files (*)"
 MODEL_SUFFIXES = (*GRAPH_SUFFIXES, ".py")   # dropped files of these kinds go to the model field
 MODEL_FILE = "\x00file"                      # the Architecture combo's data for "a model file"
 TRUST_ASK = "tick Allow code only if you trust this file"
-
-
-def python_names(path: str) -> list[str]:
-    """The module-level classes and functions of a Python file, read with `ast` (parsing runs none of
-    it); subclasses of something called Module first."""
-    p = Path(path)
-    try:
-        tree = ast.parse(p.read_text(encoding="utf-8"), filename=p.name)
-    except SyntaxError as exc:
-        raise WorkbenchError(f"{p.name} does not parse: line {exc.lineno}: {exc.msg}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkbenchError(f"cannot read {p.name}: {getattr(exc, 'strerror', None) or exc}") from None
-    modules, others = [], []
-    for node in tree.body:
-        if not isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
-            continue
-        if isinstance(node, ast.ClassDef):
-            is_module = any(ast.unparse(b).rsplit(".", 1)[-1] == "Module" for b in node.bases)
-            (modules if is_module else others).append(node.name)
-        else:
-            others.append(node.name)
-    return modules + others
-
-
-def checkpoint_code(path: str) -> str:
-    """'' when the checkpoint loads without running code, else what would run (one line). Reads the file's
-    headers and pickle opcodes only (models._sniff): nothing in it runs."""
-    p = Path(path)
-    kind = sniff(p)
-    if kind == "torchscript":
-        return f"{p.name} is TorchScript: loading it runs the code stored in it"
-    if kind in ("torch.save", "pickle"):
-        culprit = code_globals(p, kind, Exception(""))
-        if culprit:
-            return f"{p.name} holds pickled Python objects ({culprit}): loading it runs their code"
-    return ""
+ERROR_COLOR = "#b00020"
 
 
 def _path_row(edit: QLineEdit, browse) -> QHBoxLayout:
@@ -113,6 +86,8 @@ class SetupPanel(QWidget):
         self._names_read: dict[str, int] = {}         # .py path -> the mtime its names were read at
         self._checkpoint_code: dict[tuple, str] = {}  # (path, mtime) -> what loading it would run
         self._inspection: tuple = ("", "", None, "")  # what the Layers tab found: see set_model_inspection
+        self._unreadable: dict[tuple, str] = {}       # (path, mtime) -> why the pool could not read it
+        self._downloads: dict[str, str] = {}          # data set -> "" while fetching, else why it failed
         self._tasks = TaskSignals(self)
         self._tasks.done.connect(self._task_done)
         self._tasks.failed.connect(self._task_failed)
@@ -122,6 +97,7 @@ class SetupPanel(QWidget):
         model_box = QGroupBox("Model")
         form = QFormLayout(model_box)
         self.model = QComboBox()
+        shrink_combo(self.model, 12)            # "Model file (.pt2, .onnx, .py)…" widened the dock
         for key in zoo.model_keys():
             info = zoo.model_info(key)
             self.model.addItem(f"{info.label} ({key})", key)
@@ -143,6 +119,7 @@ class SetupPanel(QWidget):
         self.model_name = QComboBox()
         self.model_name.setEditable(True)
         self.model_name.setInsertPolicy(QComboBox.NoInsert)
+        shrink_combo(self.model_name)
         self.model_name.lineEdit().setPlaceholderText("class or function in the file")
         self.model_name.setToolTip("NAME in FILE.py:NAME: the class (or function) that builds the model. The list "
                                    "is what the file defines at module level, read without running it. Its "
@@ -154,19 +131,19 @@ class SetupPanel(QWidget):
         self.checkpoint.setToolTip("A trained model: state_dict, workbench reference, TorchScript or .pt2. "
                                    "Drop a file here too.")
         form.addRow("Checkpoint", _path_row(self.checkpoint, self._browse_checkpoint))
+        self.checkpoint_status = FitLabel(color=ERROR_COLOR)    # missing, a folder, unreadable
+        self._checkpoint_row = form.rowCount()
+        form.addRow("", self.checkpoint_status)
         self.trust = QCheckBox("Allow code (trusted files only)")
         self.trust.setToolTip("Some model files can only be loaded by running code stored in them: pickled "
                               "Python objects and TorchScript. Such code can do anything your account can, "
                               "so tick this only for files from a source you trust. Off: weights only, and "
                               "such files are refused with the reason.\nCLI: --trust-code")
         form.addRow("", self.trust)
-        self.code_note = QLabel()           # what "Allow code" would let run, in one line
-        self.code_note.setWordWrap(True)
+        self.code_note = FitLabel()         # what "Allow code" would let run
         self._code_row = form.rowCount()
         form.addRow("", self.code_note)
-        self.model_status = QLabel()        # the model does not fit the data set, or its file is unreadable
-        self.model_status.setWordWrap(True)
-        self.model_status.setStyleSheet("color: #b00020;")
+        self.model_status = FitLabel(color=ERROR_COLOR)   # the model does not fit the data, or its file
         self._status_row = form.rowCount()
         form.addRow("", self.model_status)
         self._model_form = form
@@ -180,6 +157,7 @@ class SetupPanel(QWidget):
         self.dataset = QComboBox()
         self.dataset.setEditable(True)
         self.dataset.addItems(data_mod.dataset_names())
+        shrink_combo(self.dataset)
         self.dataset.setToolTip("mnist, fashion-mnist, cifar10, tiny, folder:PATH or arrays:PATH")
         form.addRow("Data set", self.dataset)
         data_dir = next(s for s in P.specs(RunSettings) if s.name == "data_dir")
@@ -187,9 +165,15 @@ class SetupPanel(QWidget):
         self.data_dir.setPlaceholderText("search WORKBENCH_DATA, cache, /usr/share/datasets")
         self.data_dir.setToolTip(f"{data_dir.knob.help}\nCLI: --data-dir PATH")
         form.addRow(data_dir.knob.label, _path_row(self.data_dir, self._browse_data_dir))
-        self.data_status = QLabel()
-        self.data_status.setWordWrap(True)
-        form.addRow("", self.data_status)
+        self.data_status = FitLabel()       # where the set was found, or why it cannot be loaded
+        self.download_button = QPushButton("Download")
+        self.download_button.setToolTip("Fetch the data set into the cache (checksums checked)")
+        self.download_button.clicked.connect(self._download)
+        self.download_button.hide()
+        status = QHBoxLayout()
+        status.addWidget(self.data_status, 1)
+        status.addWidget(self.download_button, 0, Qt.AlignmentFlag.AlignTop)
+        form.addRow("", status)
         layout.addWidget(data_box)
 
         run_box = QGroupBox("Run")
@@ -205,8 +189,10 @@ class SetupPanel(QWidget):
             w.currentIndexChanged.connect(self._edited)
         self.model.activated.connect(self._model_activated)
         self.dataset.editTextChanged.connect(self._edited)
-        for w in (self.checkpoint, self.data_dir, self.model_name.lineEdit()):
-            w.editingFinished.connect(self._edited)
+        # Paths are checked as they are typed (stat only; whatever reads a file goes to the pool).
+        for w in (self.checkpoint, self.data_dir, self.model_file):
+            w.textChanged.connect(self._edited)
+        self.model_name.lineEdit().editingFinished.connect(self._edited)
         self.model_file.editingFinished.connect(self._model_file_edited)
         self.trust.toggled.connect(self._edited)
         self._edited()
@@ -278,6 +264,9 @@ class SetupPanel(QWidget):
             return error if error and seen == spec and built_for == dataset else ""
         if not spec:
             return "choose a model file: a .pt2, an .onnx, or a .py file and the class or function in it"
+        unreadable = file_problem(self.model_file.text().strip(), "Model file")
+        if unreadable:
+            return unreadable
         if self._names_error.get(self.model_file.text().strip()):
             return self._names_error[self.model_file.text().strip()]
         try:
@@ -315,36 +304,64 @@ class SetupPanel(QWidget):
                 form.set_values(given)
         self._edited()
 
+    def checkpoint_problem(self) -> str:
+        """Why the checkpoint cannot be read ('' when there is none or it can): the file system's answer,
+        or what the pool found reading it."""
+        path = self.checkpoint.text().strip()
+        if not path:
+            return ""
+        return file_problem(path, "Checkpoint") or self._unreadable.get(self._checkpoint_key(path), "")
+
+    def data_problem(self) -> str:
+        problem, _ = dataset_problem(self.dataset.currentText(), self.data_dir.text().strip())
+        if not problem and self.data_dir.text().strip():
+            problem = folder_problem(self.data_dir.text().strip(), "Data folder")
+        return problem
+
     def error(self) -> str:
-        parts = self.config_parts()
-        if not parts["dataset"]:
-            return "choose a data set"
-        problem = self.model_problem()
-        if problem:
-            return problem
+        """Why Run cannot start with these settings, in one line ('' when it can)."""
+        for problem in (self.data_problem, self.model_problem, self.checkpoint_problem):
+            if problem():
+                return problem()
         if self.code_reason() and not self.trust.isChecked():
             return self.code_reason()
         for form in (self.run_form, self.pretrain_form):
             if form.error():
                 return form.error()
-        if parts["checkpoint"] and not Path(parts["checkpoint"]).is_file():
-            return f"checkpoint not found: {parts['checkpoint']}"
         return ""
 
     # --- internals -------------------------------------------------------------------------------
     def _edited(self, *args) -> None:
         self._show_model()
-        name = self.dataset.currentText().strip()
-        if name in data_mod.dataset_names() and name != "tiny":
-            where = data_mod.find_dataset(name, self.data_dir.text().strip() or None)
-            text = (f"found in {where}" if where else
-                    f"not found here: choose its folder above (searched "
-                    f"{', '.join(str(d) for d in data_mod.search_dirs(self.data_dir.text().strip() or None))})")
-            self.data_status.setText(text)
-            self.data_status.setStyleSheet("" if where else "color: #b00020;")
-        else:
-            self.data_status.setText("")
+        self._show_data()
         self.changed.emit()
+
+    def _show_data(self) -> None:
+        """The line under the data set: where it was found, or why it cannot be loaded (and Download)."""
+        name = self.dataset.currentText().strip()
+        problem, where = dataset_problem(name, self.data_dir.text().strip())
+        if not problem and self.data_dir.text().strip():
+            problem = folder_problem(self.data_dir.text().strip(), "Data folder")
+        key = downloadable(name) if problem else ""
+        fetching = key in self._downloads and not self._downloads[key]
+        if fetching:
+            text = f"downloading {name}…"
+        elif key and self._downloads.get(key):
+            text = f"{problem}; the download failed: {self._downloads[key]}"
+        else:
+            text = app_words(problem) or (f"found in {where}" if where else "")
+        self.data_status.setText(text)
+        self.data_status.setStyleSheet(f"color: {ERROR_COLOR};" if problem and not fetching else "")
+        self.data_status.setVisible(bool(text))
+        self.download_button.setVisible(bool(key))
+        self.download_button.setEnabled(not fetching)
+
+    def _download(self) -> None:
+        key = downloadable(self.dataset.currentText())
+        if key and self._downloads.get(key, None) != "":
+            self._downloads[key] = ""
+            run_in_pool(lambda: str(data_download.download(key)), ("download", key), self._tasks)
+            self._edited()
 
     def _show_model(self) -> None:
         """The rows and lines that depend on the model: file and name rows, the code note, the problem."""
@@ -360,6 +377,9 @@ class SetupPanel(QWidget):
             "none: the file's own weights" if kind in GRAPH_SUFFIXES else
             "none: fresh weights, pretrained first" if kind == ".py" else "none: pretrain the architecture (cached)")
         self._check_checkpoint()
+        checkpoint = app_words(self.checkpoint_problem())
+        self.checkpoint_status.setText(checkpoint)
+        form.setRowVisible(self._checkpoint_row, bool(checkpoint))
         reason = self.code_reason()
         if reason and self.trust.isChecked():
             self.code_note.setText("Allowed: " + reason.removesuffix(f": {TRUST_ASK}"))
@@ -368,7 +388,7 @@ class SetupPanel(QWidget):
             self.code_note.setText(reason)
             self.code_note.setStyleSheet("color: #b00020;")
         form.setRowVisible(self._code_row, bool(reason))
-        problem = self.model_problem() if path or not file_mode else ""
+        problem = app_words(self.model_problem()) if path or not file_mode else ""
         self.model_status.setText(problem)
         form.setRowVisible(self._status_row, bool(problem))
 
@@ -391,7 +411,7 @@ class SetupPanel(QWidget):
         if not path.endswith(".py"):
             return
         stamp = self._checkpoint_key(path)[1]          # read again once the file changed
-        if stamp is None or self._names_read.get(path) == stamp:
+        if stamp is None or self._names_read.get(path) == stamp or file_problem(path, ""):
             return
         self._names_read[path] = stamp
         self._names_error.pop(path, None)
@@ -408,8 +428,8 @@ class SetupPanel(QWidget):
         """Whether loading the checkpoint would run code: its pickle opcodes scanned in the thread pool."""
         path = self.checkpoint.text().strip()
         key = self._checkpoint_key(path) if path else None
-        if key is None or key[1] is None or key in self._checkpoint_code:
-            return
+        if key is None or key[1] is None or key in self._checkpoint_code or file_problem(path, ""):
+            return                # nothing to read (a pipe or a device would also hang the reader)
         self._checkpoint_code[key] = ""
         run_in_pool(lambda: checkpoint_code(path), ("checkpoint", *key), self._tasks)
 
@@ -431,6 +451,8 @@ class SetupPanel(QWidget):
         if key[0] == "names":
             self._names[key[1]] = result
             self._fill_names(key[1])
+        elif key[0] == "download":
+            self._downloads.pop(key[1], None)       # found now: the status line says where
         else:
             self._checkpoint_code[tuple(key[1:])] = result
         self._edited()
@@ -438,8 +460,11 @@ class SetupPanel(QWidget):
     def _task_failed(self, key, message: str) -> None:
         if key[0] == "names":
             self._names_error[key[1]] = message
-            self._edited()
-        # a checkpoint that cannot be read: the run says so in one line before any file exists
+        elif key[0] == "download":
+            self._downloads[key[1]] = message
+        else:                                          # the checkpoint could not be read
+            self._unreadable[tuple(key[1:])] = f"Checkpoint: cannot read {Path(key[1]).name}: {message}"
+        self._edited()
 
     def _browse_model(self) -> None:
         start = str(Path(self.model_file.text().strip()).parent) if self.model_file.text().strip() else ""
