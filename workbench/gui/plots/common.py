@@ -87,5 +87,16 @@ class SideTab(QtWidgets.QWidget):
     def update_trace(self, trace) -> None:
         self.set_trace(trace)
 
+    def link(self, histogram_view) -> None:
+        """Show what a HistogramView shows: its run, layer and point, whenever they change."""
+        histogram_view.shown.connect(self.follow)
+
+    def follow(self, trace, layer: str, point: int) -> None:
+        self._trace = trace
+        self.set_layer(layer, point)
+
+    def set_layer(self, layer: str, point: int = -1) -> None:
+        raise NotImplementedError
+
     def _redraw(self) -> None:
         raise NotImplementedError

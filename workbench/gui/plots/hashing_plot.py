@@ -38,10 +38,7 @@ class HashingPlot(SideTab):
         self.view.ci.layout.setRowStretchFactor(0, 3)
         self.view.ci.layout.setRowStretchFactor(1, 2)
 
-    def link(self, histogram_view) -> None:
-        histogram_view.selectionChanged.connect(self._follow)
-
-    def _follow(self, layer: str, point: int) -> None:
+    def set_layer(self, layer: str, point: int = -1) -> None:
         self._layer, self._point = layer, point
         self._redraw()
 

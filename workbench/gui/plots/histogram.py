@@ -17,11 +17,16 @@ from workbench.gui.plots.overlays import Band, Curve, VLine, overlay_shapes
 
 
 class HistogramView(QtWidgets.QWidget):
-    selectionChanged = QtCore.Signal(str, int)     # layer, point
+    selectionChanged = QtCore.Signal(str, int)     # layer, point: the user chose them
+    # What the view now shows (trace, layer, point), whoever changed it: the user, a new run, or a live
+    # point the slider followed. The side tabs follow this, so they show its run at its point even when
+    # their own refresh comes later (the window redraws one plot per pass) or not at all.
+    shown = QtCore.Signal(object, str, int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._trace = None
+        self._announced: tuple = (None, -1, "", -1)    # (trace, its points, layer, point) last emitted
         self.layer_combo = QtWidgets.QComboBox()
         self.layer_combo.setMinimumContentsLength(8)
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
@@ -124,6 +129,7 @@ class HistogramView(QtWidgets.QWidget):
             self.point_label.setText("no run")
             self.hist.setData([], [])
             self._draw_shapes([])
+            self._announce()
             return
         epoch = aligned(trace, "epoch")[point]
         epoch_text = f"epoch {epoch:g}" if np.isfinite(epoch) else "epoch ?"
@@ -138,6 +144,16 @@ class HistogramView(QtWidgets.QWidget):
             self.hist.setData(np.asarray(edges, float), np.asarray(counts, float))
         self._draw_shapes(overlay_shapes(series, lambda name: edges if name == "hist_edges"
                                          else layer_value(trace, layer, name, point)))
+        self._announce()
+
+    def _announce(self) -> None:
+        trace, layer, point = self._trace, self.layer(), self.point()
+        points = trace.points if trace is not None else 0
+        last = self._announced
+        if last[0] is trace and last[1:] == (points, layer, point):     # the trace by identity
+            return
+        self._announced = (trace, points, layer, point)
+        self.shown.emit(trace, layer, point)
 
     def _draw_shapes(self, shapes) -> None:
         used = {Band: 0, VLine: 0, Curve: 0}

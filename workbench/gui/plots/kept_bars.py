@@ -49,8 +49,8 @@ class KeptBars(QtWidgets.QWidget):
         self._redraw()
 
     def link(self, histogram_view) -> None:
-        """Follow a HistogramView's layer and point selection."""
-        histogram_view.selectionChanged.connect(self._follow)
+        """Show what a HistogramView shows: its run at its point, its layer highlighted."""
+        histogram_view.shown.connect(self.follow)
 
     def heights(self) -> np.ndarray:
         return np.asarray(self.bars.opts["height"], float)
@@ -58,8 +58,8 @@ class KeptBars(QtWidgets.QWidget):
     def export_item(self):
         return self.plot
 
-    def _follow(self, layer: str, point: int) -> None:
-        self._selected, self._point = layer, point
+    def follow(self, trace, layer: str, point: int) -> None:
+        self._trace, self._selected, self._point = trace, layer, point
         self._redraw()
 
     def _redraw(self) -> None:

@@ -34,9 +34,6 @@ class MixturePlot(SideTab):
         self._layer = layer
         self._redraw()
 
-    def link(self, histogram_view) -> None:
-        histogram_view.selectionChanged.connect(self.set_layer)
-
     def component_paths(self) -> np.ndarray:
         """(points, components) means as drawn, for tests."""
         return self._means()[1]

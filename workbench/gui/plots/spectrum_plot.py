@@ -120,10 +120,6 @@ class SpectrumPlot(SideTab):
         self._layer, self._point = layer, point
         self._redraw()
 
-    def link(self, histogram_view) -> None:
-        """Follow a HistogramView's layer and point selection."""
-        histogram_view.selectionChanged.connect(self.set_layer)
-
     def spectrum_layer(self) -> str:
         """The layer drawn: the selected one if it records a spectrum, else the first that does."""
         layers = self.spectrum_layers()
