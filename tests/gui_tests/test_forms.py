@@ -347,3 +347,40 @@ def test_arrows_follow_the_declared_range(make_form):
     iterations = form.editors["iterations"]       # 1 .. 100
     form.set_values({"iterations": 1})
     assert not iterations.stepEnabled() & iterations.StepEnabledFlag.StepDownEnabled
+
+
+# -- what a number box refuses is said, not swallowed ------------------------------------------------
+
+
+def test_letters_typed_into_number_boxes_are_reported(qtbot, make_form):
+    from workbench.core.config import RunSettings
+
+    form = make_form(TrainParams)
+    form.show()
+    lr = form.editors["lr"]
+    assert form.notice_label.isHidden()
+    lr.lineEdit().selectAll()
+    qtbot.keyClicks(lr.lineEdit(), "x")
+    assert form.values()["lr"] == 0.01 and lr.text() == "0.01"          # the value is untouched...
+    assert form.notice_label.isVisible()                                  # ...and the user is told why
+    assert form.notice_label.text() == ("Learning rate: “x” is not a number: type digits, a point and an "
+                                        "exponent, e.g. 0.01 or 5e-4")
+    assert form.error() == ""                                             # nothing invalid reaches a run
+    # a half-typed number dropped when editing ends is said too
+    _type_into(qtbot, lr, "5e")
+    assert form.values()["lr"] == 5.0
+    assert form.notice_label.text() == "Learning rate: “5e” is not a number; kept 5"
+
+    run = ParamForm(RunSettings, fields=("seed", "train_subset"), flags=True)
+    qtbot.addWidget(run)
+    run.show()
+    seed = run.editors["seed"]
+    seed.lineEdit().selectAll()
+    qtbot.keyClicks(seed.lineEdit(), "12a")
+    assert run.values()["seed"] == 12
+    assert run.notice_label.text() == "Seed: “12a” is not a whole number: type digits only"
+    subset = run.editors["train_subset"]
+    subset.lineEdit().selectAll()
+    qtbot.keyClicks(subset.lineEdit(), "q")
+    assert run.notice_label.text() == "Train samples: “q” is not a whole number: type digits only (0 for all)"
+    assert run.values()["train_subset"] == 0

@@ -49,6 +49,7 @@ def test_short_run_shows_progress_points_and_a_finished_row(qtbot, window):
     # reference + 3 epochs + finalized, and the plots hold the trace's numbers
     assert trace.points == 5
     assert window.progress.value() == window.progress.maximum()
+    assert window.progress.format() == "completed"
     xs, ys = window.ratio_plot.trajectory_data(trace.path)
     assert list(xs) == pytest.approx(list(trace.series("param_ratio")))
     row = window.compare._row_of(finished.run_path)
@@ -111,6 +112,10 @@ def test_open_existing_run_file_and_export(qtbot, window, tmp_path):
         dialog.export_button.click()
     assert (tmp_path / "model.cwbc").stat().st_size == dialog.result.size_bytes
     assert "bytes on disk" in dialog.status.text()
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    status = dialog.status                    # the whole result is shown, not cut to one line
+    assert status.height() >= status.heightForWidth(status.width()) and status.width() <= dialog.width()
 
 
 def test_setup_and_method_persist_between_sessions(qtbot, tmp_path):

@@ -1,9 +1,11 @@
 """The window opens inside the screen (whatever size was saved), has a Help menu and run shortcuts, and
-says what "Copy CLI command" copied."""
+says what "Copy CLI command" copied; the Setup dock fits its column and keeps a useful width; the export
+dialog's text is readable."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QByteArray, QSettings
+import pytest
+from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtWidgets import QApplication
 
 
@@ -50,3 +52,73 @@ def test_copy_cli_command_says_what_it_copied(qtbot, window):
     window.compare.status.connect(messages.append)
     window.compare.copy_cli()                               # nothing selected
     assert messages[-1].startswith("select runs")
+
+
+# --- the Setup dock fits its column -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_the_setup_panel_fits_the_dock_without_a_horizontal_scroll_bar(qtbot, window, tmp_path, size):
+    from workbench.gui.setup_dock import MIN_WIDTH
+
+    window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    assert (window.width(), window.height()) == size
+    scroll = window.setup_dock.scroll
+    assert scroll.horizontalScrollBarPolicy() == Qt.ScrollBarPolicy.ScrollBarAlwaysOff
+    assert window.setup_dock.width() >= MIN_WIDTH
+    long = str(tmp_path / ("a-long-folder-name-without-spaces" * 4) / "model.onnx")
+    cases = [{}, {"data_dir": long}, {"model": long}, {"checkpoint": long}]
+    for parts in cases:                       # long messages under the fields wrap instead of widening
+        window.setup.set_parts(parts)
+        for key in window.methods.method_forms:   # each method's form and group box title
+            window.methods.select_method(key)
+            window.methods.method_form().set_advanced_visible(True)
+            QApplication.processEvents()
+            panel, view = window.setup_dock.panel(), scroll.viewport()
+            assert panel.minimumSizeHint().width() <= view.width(), (parts, key)
+            assert panel.width() <= view.width(), (parts, key)
+
+
+def test_a_squeezed_saved_dock_is_restored_at_a_useful_width(qtbot, tmp_path):
+    """A window state saved with the dock squeezed (once ~40 px, after a 1280x800 state was restored
+    maximized on 1920x1080) opens with the dock at least its minimum width."""
+    from workbench.gui.setup_dock import MIN_WIDTH
+
+    first = _window(qtbot, tmp_path)
+    first.resize(1280, 800)
+    first.show()
+    qtbot.waitExposed(first)
+    dock = first.setup_dock
+    dock.widget().setMinimumWidth(0)           # as a state saved without the minimum could have it
+    first.resizeDocks([dock], [60], Qt.Orientation.Horizontal)
+    QApplication.processEvents()
+    squeezed = dock.width()
+    assert squeezed < MIN_WIDTH
+    first.close()                              # saves the state
+    again = _window(qtbot, tmp_path)
+    again.showMaximized()
+    qtbot.waitExposed(again)
+    assert again.setup_dock.width() >= MIN_WIDTH
+    first.queue.shutdown()
+    again.queue.shutdown()
+
+
+def test_the_export_dialog_is_readable(qtbot, window):
+    from workbench.gui.export_dialog import HELP, ExportDialog
+
+    dialog = ExportDialog("/runs/20240101-000000-lenet300-dns-s0.h5", window)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    assert 520 <= dialog.width() <= 1280
+    dialog._failed("key", "no such file /runs/20240101-000000-lenet300-dns-s0.h5; " + "more words " * 30)
+    for fmt in HELP:
+        dialog.format.setCurrentText(fmt)
+        QApplication.processEvents()
+        for label in (dialog.help, dialog.status):
+            assert label.wordWrap()
+            assert label.height() >= label.heightForWidth(label.width()), (fmt, label.text())
+            assert label.width() <= dialog.width()
+    assert dialog.status.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -15,10 +16,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
 from workbench.engine.export import ExportResult, export_run
+from workbench.gui.messages import app_words
 from workbench.gui.worker import TaskSignals, run_in_pool
 
 SUFFIX = {"compact": ".cwbc", "dense": ".safetensors", "onnx": ".onnx"}
@@ -40,9 +43,12 @@ def describe_result(result: ExportResult) -> str:
 
 
 class ExportDialog(QDialog):
+    MIN_WIDTH = 560      # the help and result lines read as sentences, not as a column of words
+
     def __init__(self, run_path: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle(f"Export {Path(run_path).stem}")
+        self.setMinimumWidth(self.MIN_WIDTH)
         self.run_path = run_path
         self.result: ExportResult | None = None
         self.format = QComboBox()
@@ -54,29 +60,44 @@ class ExportDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.path)
         row.addWidget(browse)
+        # Wrapping labels in a plain column: inside a QFormLayout row they were given one line's height
+        # and cut (measured at 1280x800).
         self.help = QLabel()
         self.help.setWordWrap(True)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                            | Qt.TextInteractionFlag.TextSelectableByKeyboard)
         self.buttons = QDialogButtonBox(QDialogButtonBox.Close)
         self.export_button = self.buttons.addButton("Export", QDialogButtonBox.AcceptRole)
         self.export_button.clicked.disconnect()
         self.export_button.clicked.connect(self.start)
         self.buttons.rejected.connect(self.reject)
-        form = QFormLayout(self)
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
         form.addRow("Format", self.format)
         form.addRow("File", row)
-        form.addRow(self.help)
-        form.addRow(self.status)
-        form.addRow(self.buttons)
+        layout.addLayout(form)
+        layout.addWidget(self.help)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+        layout.addWidget(self.buttons)
         self.format.currentTextChanged.connect(self._format_changed)
         self._format_changed(self.format.currentText())
         self._signals = TaskSignals(self)
         self._signals.done.connect(self._done)
         self._signals.failed.connect(self._failed)
 
+    def _fit(self) -> None:
+        """Grow to show the whole of a longer help or result text: a dialog keeps its size after it is
+        shown, and its wrapped labels would be cut."""
+        need = self.layout().heightForWidth(self.width())
+        if need > self.height():
+            self.resize(self.width(), need)
+
     def _format_changed(self, fmt: str) -> None:
         self.help.setText(HELP[fmt])
+        self._fit()
         stem = Path(self.path.text() or Path(self.run_path).with_suffix("")).with_suffix("")
         self.path.setText(str(stem) + SUFFIX[fmt])
 
@@ -96,8 +117,10 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(True)
         self.status.setStyleSheet("")
         self.status.setText(describe_result(result))
+        self._fit()
 
     def _failed(self, key, message: str) -> None:
         self.export_button.setEnabled(True)
         self.status.setStyleSheet("color: #b00020;")
-        self.status.setText(f"Export failed: {message}")
+        self.status.setText(f"Export failed: {app_words(message)}")
+        self._fit()

@@ -242,15 +242,11 @@ class MainWindow(QMainWindow):
                                                  for cfg in self.queue.pending()])
 
     def _run_started(self, ev: RunStarted) -> None:
-        cfg = self.queue.current
-        label = f"{cfg.method_label} {cfg.model or Path(cfg.checkpoint or '').stem} s{cfg.seed}" if cfg else ev.run_path
-        trace = RunTrace(path=ev.run_path, label=label, method=cfg.method_label if cfg else "",
-                         model=(cfg.model or "") if cfg else "", attrs={"device": ev.device},
-                         config=json.loads(cfg.to_json()) if cfg else {}, hist_edges=dict(ev.hist_edges))
+        trace = RunTrace.started(ev)      # named as its file will name it (run_trace.run_label)
         self.traces[ev.run_path] = trace
         self.focus_path = ev.run_path
         self.compare.add_or_update(trace)
-        self.run_bar.started(f"{label}\n{ev.device} · {Path(ev.run_path).name}", ev.total_steps)
+        self.run_bar.started(f"{trace.label}\n{ev.device} · {Path(ev.run_path).name}", ev.total_steps)
         # Added to the plots as they stand, one plot per pass: rebuilding every plot here was the
         # longest GUI stall of a run (about 90 ms on 2 busy cores).
         refresh = self.live_refresh.schedule

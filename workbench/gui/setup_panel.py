@@ -1,4 +1,6 @@
-"""Model, data and run options: what a run starts from."""
+"""Model, data and run options: what a run starts from. Each field is checked as it is typed (paths by
+stat on the GUI thread, whatever reads a file in the thread pool); `error()` is why Run is disabled and
+the same reason stands next to the field."""
 
 from __future__ import annotations
 
@@ -11,29 +13,18 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLineEdit,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from workbench import data as data_mod
 from workbench.core import devices
-from workbench.core import params as P
 from workbench.core.config import RunSettings
 from workbench.core.errors import WorkbenchError
-from workbench.data import download as data_download
+from workbench.gui.data_box import DataBox, path_row
 from workbench.gui.fit_label import FitLabel
 from workbench.gui.forms import ParamForm, shrink_combo
-from workbench.gui.input_checks import (
-    checkpoint_code,
-    dataset_problem,
-    downloadable,
-    file_problem,
-    folder_problem,
-    python_names,
-)
+from workbench.gui.input_checks import checkpoint_code, file_problem, python_names
 from workbench.gui.messages import app_words
 from workbench.gui.model_layers import dataset_shape, shape_text
 from workbench.gui.worker import TaskSignals, run_in_pool
@@ -47,17 +38,6 @@ MODEL_SUFFIXES = (*GRAPH_SUFFIXES, ".py")   # dropped files of these kinds go to
 MODEL_FILE = "\x00file"                      # the Architecture combo's data for "a model file"
 TRUST_ASK = "tick Allow code only if you trust this file"
 ERROR_COLOR = "#b00020"
-
-
-def _path_row(edit: QLineEdit, browse) -> QHBoxLayout:
-    """A path field with a "…" button that opens a dialog."""
-    button = QPushButton("…")
-    button.setFixedWidth(28)
-    button.clicked.connect(browse)
-    row = QHBoxLayout()
-    row.addWidget(edit)
-    row.addWidget(button)
-    return row
 
 
 def _grey_out_absent_devices(combo) -> None:
@@ -87,7 +67,6 @@ class SetupPanel(QWidget):
         self._checkpoint_code: dict[tuple, str] = {}  # (path, mtime) -> what loading it would run
         self._inspection: tuple = ("", "", None, "")  # what the Layers tab found: see set_model_inspection
         self._unreadable: dict[tuple, str] = {}       # (path, mtime) -> why the pool could not read it
-        self._downloads: dict[str, str] = {}          # data set -> "" while fetching, else why it failed
         self._tasks = TaskSignals(self)
         self._tasks.done.connect(self._task_done)
         self._tasks.failed.connect(self._task_failed)
@@ -115,7 +94,7 @@ class SetupPanel(QWidget):
                                    "running any code), or a Python file with a class or function that "
                                    "returns the module.\nCLI: --model FILE.pt2 | FILE.onnx | FILE.py:NAME")
         self._file_row = form.rowCount()
-        form.addRow("Model file", _path_row(self.model_file, self._browse_model))
+        form.addRow("Model file", path_row(self.model_file, self._browse_model))
         self.model_name = QComboBox()
         self.model_name.setEditable(True)
         self.model_name.setInsertPolicy(QComboBox.NoInsert)
@@ -130,7 +109,7 @@ class SetupPanel(QWidget):
         self.checkpoint.setPlaceholderText("none: pretrain the architecture (cached)")
         self.checkpoint.setToolTip("A trained model: state_dict, workbench reference, TorchScript or .pt2. "
                                    "Drop a file here too.")
-        form.addRow("Checkpoint", _path_row(self.checkpoint, self._browse_checkpoint))
+        form.addRow("Checkpoint", path_row(self.checkpoint, self._browse_checkpoint))
         self.checkpoint_status = FitLabel(color=ERROR_COLOR)    # missing, a folder, unreadable
         self._checkpoint_row = form.rowCount()
         form.addRow("", self.checkpoint_status)
@@ -152,29 +131,11 @@ class SetupPanel(QWidget):
         form.addRow(self.pretrain_form)
         layout.addWidget(model_box)
 
-        data_box = QGroupBox("Data")
-        form = QFormLayout(data_box)
-        self.dataset = QComboBox()
-        self.dataset.setEditable(True)
-        self.dataset.addItems(data_mod.dataset_names())
-        shrink_combo(self.dataset)
-        self.dataset.setToolTip("mnist, fashion-mnist, cifar10, tiny, folder:PATH or arrays:PATH")
-        form.addRow("Data set", self.dataset)
-        data_dir = next(s for s in P.specs(RunSettings) if s.name == "data_dir")
-        self.data_dir = QLineEdit()
-        self.data_dir.setPlaceholderText("search WORKBENCH_DATA, cache, /usr/share/datasets")
-        self.data_dir.setToolTip(f"{data_dir.knob.help}\nCLI: --data-dir PATH")
-        form.addRow(data_dir.knob.label, _path_row(self.data_dir, self._browse_data_dir))
-        self.data_status = FitLabel()       # where the set was found, or why it cannot be loaded
-        self.download_button = QPushButton("Download")
-        self.download_button.setToolTip("Fetch the data set into the cache (checksums checked)")
-        self.download_button.clicked.connect(self._download)
-        self.download_button.hide()
-        status = QHBoxLayout()
-        status.addWidget(self.data_status, 1)
-        status.addWidget(self.download_button, 0, Qt.AlignmentFlag.AlignTop)
-        form.addRow("", status)
-        layout.addWidget(data_box)
+        self.data_box = DataBox()
+        # The window's and tests' names for the box's parts.
+        self.dataset, self.data_dir = self.data_box.dataset, self.data_box.data_dir
+        self.data_status, self.download_button = self.data_box.status, self.data_box.download_button
+        layout.addWidget(self.data_box)
 
         run_box = QGroupBox("Run")
         box = QVBoxLayout(run_box)
@@ -185,12 +146,12 @@ class SetupPanel(QWidget):
 
         for form in (self.run_form, self.pretrain_form):
             form.changed.connect(self._edited)
-        for w in (self.model, self.dataset, self.model_name):
+        for w in (self.model, self.model_name):
             w.currentIndexChanged.connect(self._edited)
+        self.data_box.changed.connect(self._edited)
         self.model.activated.connect(self._model_activated)
-        self.dataset.editTextChanged.connect(self._edited)
         # Paths are checked as they are typed (stat only; whatever reads a file goes to the pool).
-        for w in (self.checkpoint, self.data_dir, self.model_file):
+        for w in (self.checkpoint, self.model_file):
             w.textChanged.connect(self._edited)
         self.model_name.lineEdit().editingFinished.connect(self._edited)
         self.model_file.editingFinished.connect(self._model_file_edited)
@@ -312,15 +273,9 @@ class SetupPanel(QWidget):
             return ""
         return file_problem(path, "Checkpoint") or self._unreadable.get(self._checkpoint_key(path), "")
 
-    def data_problem(self) -> str:
-        problem, _ = dataset_problem(self.dataset.currentText(), self.data_dir.text().strip())
-        if not problem and self.data_dir.text().strip():
-            problem = folder_problem(self.data_dir.text().strip(), "Data folder")
-        return problem
-
     def error(self) -> str:
         """Why Run cannot start with these settings, in one line ('' when it can)."""
-        for problem in (self.data_problem, self.model_problem, self.checkpoint_problem):
+        for problem in (self.data_box.problem, self.model_problem, self.checkpoint_problem):
             if problem():
                 return problem()
         if self.code_reason() and not self.trust.isChecked():
@@ -333,35 +288,8 @@ class SetupPanel(QWidget):
     # --- internals -------------------------------------------------------------------------------
     def _edited(self, *args) -> None:
         self._show_model()
-        self._show_data()
+        self.data_box.refresh()
         self.changed.emit()
-
-    def _show_data(self) -> None:
-        """The line under the data set: where it was found, or why it cannot be loaded (and Download)."""
-        name = self.dataset.currentText().strip()
-        problem, where = dataset_problem(name, self.data_dir.text().strip())
-        if not problem and self.data_dir.text().strip():
-            problem = folder_problem(self.data_dir.text().strip(), "Data folder")
-        key = downloadable(name) if problem else ""
-        fetching = key in self._downloads and not self._downloads[key]
-        if fetching:
-            text = f"downloading {name}…"
-        elif key and self._downloads.get(key):
-            text = f"{problem}; the download failed: {self._downloads[key]}"
-        else:
-            text = app_words(problem) or (f"found in {where}" if where else "")
-        self.data_status.setText(text)
-        self.data_status.setStyleSheet(f"color: {ERROR_COLOR};" if problem and not fetching else "")
-        self.data_status.setVisible(bool(text))
-        self.download_button.setVisible(bool(key))
-        self.download_button.setEnabled(not fetching)
-
-    def _download(self) -> None:
-        key = downloadable(self.dataset.currentText())
-        if key and self._downloads.get(key, None) != "":
-            self._downloads[key] = ""
-            run_in_pool(lambda: str(data_download.download(key)), ("download", key), self._tasks)
-            self._edited()
 
     def _show_model(self) -> None:
         """The rows and lines that depend on the model: file and name rows, the code note, the problem."""
@@ -451,8 +379,6 @@ class SetupPanel(QWidget):
         if key[0] == "names":
             self._names[key[1]] = result
             self._fill_names(key[1])
-        elif key[0] == "download":
-            self._downloads.pop(key[1], None)       # found now: the status line says where
         else:
             self._checkpoint_code[tuple(key[1:])] = result
         self._edited()
@@ -460,8 +386,6 @@ class SetupPanel(QWidget):
     def _task_failed(self, key, message: str) -> None:
         if key[0] == "names":
             self._names_error[key[1]] = message
-        elif key[0] == "download":
-            self._downloads[key[1]] = message
         else:                                          # the checkpoint could not be read
             self._unreadable[tuple(key[1:])] = f"Checkpoint: cannot read {Path(key[1]).name}: {message}"
         self._edited()
@@ -482,12 +406,6 @@ class SetupPanel(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", "", CHECKPOINT_FILTER)
         if path:
             self.checkpoint.setText(path)
-            self._edited()
-
-    def _browse_data_dir(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Data folder")
-        if path:
-            self.data_dir.setText(path)
             self._edited()
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
