@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,11 +14,11 @@ from workbench import __version__
 from workbench.core import params as P
 from workbench.core.config import SETTINGS, RunConfig, RunSettings, StageConfig, TrainParams
 from workbench.core.errors import WorkbenchError
-from workbench.core.events import CancelToken
-from workbench.engine.configure import complete
-from workbench.engine.console import Printer, run_with_events
+from workbench.engine.console import SIGNALS, Printer, run_with_events, signal_word
 
-EXIT_ERROR, EXIT_CANCELLED = 2, 130
+# Exit status: 2 bad input or a failed run (e.g. disk full); 128 + the signal for a run ended by one
+# (130 SIGINT / Ctrl-C, 143 SIGTERM).
+EXIT_ERROR, EXIT_CANCELLED, EXIT_TERMINATED = 2, 130, 143
 
 
 TRAIN_SETTINGS = ("device", "seed", "train_subset", "test_subset", "data_dir")   # what `train` uses
@@ -112,16 +113,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = args.command or "gui"
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    command = words[0] if words else "gui"          # for the signal's line until the parser has run
+    installed = False
     try:
+        # First thing: SIGINT / SIGTERM answered with one line from here on (engine/console.py), also in
+        # the seconds of imports and data loading before a run starts (the commands import torch later).
+        installed = SIGNALS.install()
+        args = build_parser().parse_args(argv)
+        command = args.command or "gui"
+        if command in ("gui", "demo") and installed:
+            SIGNALS.restore()               # the app keeps Qt's own handling; the demo run installs its own
+            installed = False
         return COMMANDS[command](args)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_CANCELLED
+    except KeyboardInterrupt as exc:        # a signal (console.Interrupted) or Ctrl-C outside a run
+        signum = getattr(exc, "signum", signal.SIGINT)
+        kept = getattr(exc, "run_path", None)      # set by the run loop once the file is closed
+        what = signal_word(signum)
+        print(f"{what}; run file kept: {kept} (cancelled)" if kept else f"{what} before the run started"
+              if command == "run" else f"{what}; no checkpoint written" if command == "train" else what,
+              file=sys.stderr)
+        return 128 + signum
+    finally:
+        if installed:
+            SIGNALS.restore()
 
 
 # --- listings ------------------------------------------------------------------------------------
@@ -206,6 +224,7 @@ def settings_from_args(args, names=SETTINGS) -> dict:
 
 def config_from_args(args) -> RunConfig:
     from workbench.core.presets import get_preset, preset_stages
+    from workbench.engine.configure import complete  # imports torch: after main's signal handlers
 
     if args.preset:
         preset = get_preset(args.preset)
@@ -252,12 +271,17 @@ def cmd_run(args) -> int:
               f"(reference {100 * s['reference_accuracy']:.2f}%), {s['param_ratio']:.1f}x parameters, "
               f"{s['storage_ratio']:.1f}x storage bits")
     if finished.status == "failed":
-        print(f"error: run failed: {finished.error} (partial results kept in {finished.run_path})",
-              file=sys.stderr)
+        if finished.run_path and finished.run_path in finished.error:    # e.g. "disk full: could not write
+            print(f"error: {finished.error}", file=sys.stderr)            # RUN.h5 (...); N points kept"
+        else:
+            print(f"error: run failed: {finished.error} (partial results kept in {finished.run_path})",
+                  file=sys.stderr)
         return EXIT_ERROR
-    if finished.status == "cancelled":
-        print(f"cancelled; partial results kept in {finished.run_path}", file=sys.stderr)
-        return EXIT_CANCELLED
+    if finished.status == "cancelled":     # only a signal cancels a CLI run
+        what = signal_word(SIGNALS.received)
+        print(f"{what}; run file kept: {finished.run_path} (cancelled)" if finished.run_path else
+              f"{what} before the run started", file=sys.stderr)
+        return SIGNALS.exit_code
     return 0
 
 
@@ -267,6 +291,7 @@ def _finite(d: dict) -> dict:
 
 def cmd_train(args) -> int:
     from workbench.core.devices import describe, pick_device
+    from workbench.core.events import CancelToken
     from workbench.engine.reference import pretrain, recipe
     from workbench.engine.runner import load_data
     from workbench.models import architecture, zoo

@@ -1,15 +1,78 @@
-"""The run's events on a console: the printer the CLI and the headless demo share, and running a config
-with Ctrl-C / SIGTERM ending it as `cancelled` (its file closed and readable)."""
+"""The run's events on a console: the printer the CLI and the headless demo share, and what SIGINT
+(Ctrl-C) and SIGTERM (kill, timeout, a batch scheduler) do to a console command.
+
+`SIGNALS` is installed by the CLI first thing, before the slow imports (torch), so no signal goes
+unanswered. While a run is going, a signal cancels it after the current batch: its file is closed and
+marked `cancelled`; a second signal aborts at once (the file still marked `cancelled`). At any other
+moment (start-up, a command that is not a run) a signal ends the command at once by raising Interrupted.
+The CLI then ends with one line and exit status 128 + the signal (130 SIGINT, 143 SIGTERM).
+This module is light to import (no torch) for that reason: the run loop is imported when a run starts.
+"""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 
 from workbench.core.config import RunConfig
 from workbench.core.events import CancelToken, Evaluated, Finished, Message, Progress, RunStarted
-from workbench.engine.runner import execute
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal ended the command. A KeyboardInterrupt, so no `except Exception` on the way swallows it
+    (the run loop records its file as cancelled and re-raises it with `run_path` set)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def signal_word(signum: int | None) -> str:
+    return "terminated" if signum == signal.SIGTERM else "interrupted"
+
+
+class Signals:
+    """The process's SIGINT / SIGTERM handler for console commands (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None      # the last signal that arrived
+        self.token: CancelToken | None = None  # the running run's, while there is one
+        self._previous: dict = {}
+
+    def install(self) -> bool:
+        """Take over SIGINT and SIGTERM; False (nothing done) when already installed or not possible here
+        (signal handlers belong to the main thread)."""
+        if self._previous or threading.current_thread() is not threading.main_thread():
+            return False
+        self.received = None
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in HANDLED}
+        return True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.received or signal.SIGINT)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.received = signum
+        token = self.token
+        if token is None or token.cancelled:
+            raise Interrupted(signum)
+        token.cancel()
+        what = "terminated" if signum == signal.SIGTERM else "Ctrl-C"
+        # os.write, not print: the handler may run inside a print to stderr, which must not be re-entered
+        os.write(2, f"\n{what}: cancelling after this batch (again to abort)\n".encode())
+
+
+SIGNALS = Signals()
 
 
 class Printer:
@@ -56,19 +119,17 @@ def _dur(seconds: float) -> str:
 
 
 def run_with_events(config: RunConfig, printer) -> Finished:
-    """Run a config, handing events to `printer`; Ctrl-C cancels cleanly (a second one aborts)."""
-    token = CancelToken()
+    """Run a config, handing events to `printer`; SIGINT / SIGTERM cancel it cleanly (a second one aborts
+    with Interrupted). Installs SIGNALS for the run where the CLI has not already."""
+    # imported here: torch takes seconds, and the CLI's signal handlers must be in place before that
+    from workbench.engine.runner import execute
 
-    def on_sigint(signum, frame):
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-        what = "terminated" if signum == signal.SIGTERM else "Ctrl-C"
-        print(f"\n{what}: cancelling after this batch (again to abort)", file=sys.stderr)
-
-    # SIGTERM (kill, timeout, a batch scheduler) ends the run like Ctrl-C: file closed as cancelled.
-    handled = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, on_sigint) for sig in handled} if _main_thread() else {}
+    own = SIGNALS.install()
+    token = SIGNALS.token = CancelToken()
+    if hasattr(signal, "SIGXFSZ") and threading.current_thread() is threading.main_thread():
+        # Over `ulimit -f`, a write then fails (EFBIG) and the run ends `failed` with one line, instead of
+        # the process being killed by SIGXFSZ with its file half written.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         finished = None
         for event in execute(config, token):
@@ -77,9 +138,6 @@ def run_with_events(config: RunConfig, printer) -> Finished:
                 finished = event
         return finished
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+        SIGNALS.token = None
+        if own:
+            SIGNALS.restore()

@@ -71,6 +71,9 @@ def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[ob
     attrs = {"config": config.to_json(), "method": config.method_label, "model": config.model or "",
              "dataset": dataset.name, "dataset_source": dataset.source, "device": describe(device),
              "seed": config.seed, "preset": config.preset or "", "cli": cli_command(config)}
+    if cancel.cancelled:            # stopped while loading (e.g. SIGTERM at start-up): no run file at all
+        yield Finished("", "cancelled", {}, "cancelled before the run started")
+        return
     path, tried = run_path_for(config), []
     while True:
         try:
@@ -86,18 +89,23 @@ def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[ob
         summary = dict(writer.f["summary"].attrs)
     except Cancelled:
         status = "cancelled"
-    except (WorkbenchError, FloatingPointError) as exc:
+    except (WorkbenchError, FloatingPointError) as exc:     # incl. DiskFull: "disk full: ...; N points kept"
         error = str(exc)
-    except (GeneratorExit, KeyboardInterrupt):  # the consumer stopped listening, or a second Ctrl-C
+    except (GeneratorExit, KeyboardInterrupt) as exc:  # the consumer stopped listening, or a second Ctrl-C
         status, error = "cancelled", "interrupted"
+        if isinstance(exc, KeyboardInterrupt):
+            exc.run_path = str(path)        # the CLI names the file it kept
         raise
     except Exception as exc:  # noqa: BLE001 - record any failure in the run file, then report it
         error = f"{type(exc).__name__}: {exc}".splitlines()[0]
     finally:
         try:
             writer.finish(status, error=error)
-        except OSError as exc:  # e.g. a full disk: what was flushed before stays readable
-            error = f"{error}; the run file could not be closed ({exc})".lstrip("; ")
+        except WorkbenchError as exc:   # no room even for the end: the file keeps its last whole image
+            if status == "failed":
+                error = f"{error} (the file could not be marked failed)"
+            else:
+                status, error, summary = "failed", str(exc), {}
     yield Finished(str(path), status, {k: _plain(v) for k, v in summary.items()}, error)
 
 
