@@ -80,6 +80,18 @@ def test_ratio_axis_labels_several_ticks(ratio, lo, hi, expected):
     assert set(expected) <= {round(v, 6) for v, _ in ticks}
 
 
+def test_the_crowded_top_of_a_decade_is_labelled_at_a_coarser_step(ratio):
+    """1x..9.5x (runs of a few times): 6, 7, 8, 9 are too close for labels, but 6 and 8 are not; the
+    stretch from 5x to the right edge (a quarter of the axis) was left without any."""
+    axis = ratio.plot.getAxis("bottom")
+    axis.setLogMode(True)
+    ticks = labelled(axis, 0.9, 9.5, 840)
+    check_readable(ticks, 0.9, 9.5, 840, min_gap_px=40, suffix="x")
+    values = [round(v, 6) for v, _ in ticks]
+    assert {1, 2, 5} <= set(values) and any(5 < v <= 9.5 for v in values), values
+    assert set(values) <= {1, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9}           # nice steps only
+
+
 def test_a_narrow_range_still_gets_two_labels(ratio):
     axis = ratio.plot.getAxis("left")
     axis.setLogMode(True)

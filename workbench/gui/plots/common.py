@@ -66,6 +66,36 @@ def layer_value(trace, layer: str, name: str, point: int):
     return np.asarray(v)
 
 
+def plain_axes(*plot_items) -> None:
+    """Tick labels as the values are: pyqtgraph would print weights of +-0.4 as "400" and put "(x0.001)"
+    into the axis title, which reads as a different quantity."""
+    for plot_item in plot_items:
+        for name in ("left", "bottom", "right", "top"):
+            plot_item.getAxis(name).enableAutoSIPrefix(False)
+
+
+class ViewNote(pg.TextItem):
+    """A line of text in the middle of a plot's view, wherever the view has been moved: what an empty
+    plot is waiting for. Kept out of the auto-range, so it never changes what the data would show."""
+
+    def __init__(self, plot_item, text: str = ""):
+        super().__init__(text, color=foreground(), anchor=(0.5, 0.5))
+        plot_item.addItem(self, ignoreBounds=True)
+        self._view = plot_item.getViewBox()
+        self._view.sigRangeChanged.connect(self._centre)
+        self._centre()
+
+    def say(self, text: str) -> None:
+        """Show `text`, or hide the note when it is empty."""
+        if text != self.toPlainText():
+            self.setText(text)
+        self.setVisible(bool(text))
+
+    def _centre(self, *_) -> None:
+        (x0, x1), (y0, y1) = self._view.viewRange()
+        self.setPos((x0 + x1) / 2, (y0 + y1) / 2)
+
+
 class SideTab(QtWidgets.QWidget):
     """A tab beside the histogram: one pyqtgraph layout (`view`) for what a run recorded, and a `note`
     shown in its place when the run recorded nothing of the kind. Subclasses fill `view` and `_redraw`."""

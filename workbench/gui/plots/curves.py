@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from workbench.gui.plots.common import aligned, run_color
+from workbench.gui.plots.common import ViewNote, aligned, plain_axes, run_color
 from workbench.gui.plots.log_axis import LogAxis
 
 
@@ -32,7 +32,14 @@ class CurvesPlot(QtWidgets.QWidget):
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.getAxis("left").setWidth(60)     # equal widths keep the two x axes aligned
         self.loss_plot.getAxis("bottom").setStyle(showValues=False)
-        self.legend = self.loss_plot.addLegend(offset=(-10, 10), labelTextSize="9pt")
+        plain_axes(self.acc_plot)
+        # The legend has a row of its own under the plots: inside them it covered curves wherever it
+        # sat (a loss staying high runs along the top, an accuracy rising slowly along the bottom).
+        self.legend = pg.LegendItem(labelTextSize="9pt")
+        self.view.addItem(self.legend, row=2, col=0)
+        for row, stretch in ((0, 1), (1, 1), (2, 0)):
+            self.view.ci.layout.setRowStretchFactor(row, stretch)
+        self.note = ViewNote(self.loss_plot, "No runs to show: start a run or open run files.")
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
@@ -44,8 +51,10 @@ class CurvesPlot(QtWidgets.QWidget):
             self.loss_plot.removeItem(loss)
             self.acc_plot.removeItem(acc)
         self._curves.clear()
+        self._fit_legend()
         for trace in traces:
             self.update_trace(trace)
+        self.note.setVisible(not self._curves)
 
     def update_trace(self, trace) -> None:
         """Fast path: existing curves get new data in place; an unknown run gets its curves once."""
@@ -53,10 +62,13 @@ class CurvesPlot(QtWidgets.QWidget):
         if key not in self._curves:
             color = run_color(len(self._curves))
             pen = pg.mkPen(color, width=2)
-            loss = self.loss_plot.plot(pen=pen, connect="finite", name=trace.label)
+            loss = self.loss_plot.plot(pen=pen, connect="finite")
+            self.legend.addItem(loss, trace.label)
+            self._fit_legend()
             acc = self.acc_plot.plot(pen=pen, symbol="o", symbolSize=4, symbolBrush=color,
                                      symbolPen=None, connect="finite")
             self._curves[key] = (trace, loss, acc)
+            self.note.hide()
         _, loss, acc = self._curves[key]
         self._curves[key] = (trace, loss, acc)
         step = aligned(trace, "step")
@@ -72,3 +84,16 @@ class CurvesPlot(QtWidgets.QWidget):
 
     def export_item(self):
         return self.view.ci
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_legend()
+
+    def _fit_legend(self) -> None:
+        """As many legend columns as the width holds, so a few runs take one line, not one each."""
+        items = self.legend.items
+        if not items:
+            return
+        entry = max(sample.width() + label.width() for sample, label in items) + 12
+        columns = max(1, min(len(items), int((self.view.width() - 70) // max(entry, 1))))
+        self.legend.setColumnCount(columns)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from workbench.gui.plots.common import SideTab, foreground, layer_value, run_color
+from workbench.gui.plots.common import SideTab, foreground, layer_value, plain_axes, run_color
 
 
 class HashingPlot(SideTab):
@@ -35,6 +35,7 @@ class HashingPlot(SideTab):
         self.collisions.addItem(self.cross_bars)
         self.collisions.setTitle("members colliding: with any member (left bar), with other layers (right)", size="8pt",
                                  color=foreground())
+        plain_axes(self.occupancy, self.collisions)
         self.view.ci.layout.setRowStretchFactor(0, 3)
         self.view.ci.layout.setRowStretchFactor(1, 2)
 

@@ -11,9 +11,11 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from workbench.gui.plots.common import aligned, foreground, layer_value
+from workbench.gui.plots.common import ViewNote, aligned, foreground, layer_value
 from workbench.gui.plots.log_axis import LogAxis
 from workbench.gui.plots.overlays import Band, Curve, VLine, overlay_shapes
+
+NO_RUN = "No run yet: the weights of the run in focus appear here, layer by layer."
 
 
 class HistogramView(QtWidgets.QWidget):
@@ -53,6 +55,7 @@ class HistogramView(QtWidgets.QWidget):
                                     pen=pg.mkPen(foreground(), width=1))
         self.plot.addItem(self.hist)
         self._pools: dict[type, list] = {Band: [], VLine: [], Curve: []}
+        self.note = ViewNote(self.plot, NO_RUN)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -129,6 +132,7 @@ class HistogramView(QtWidgets.QWidget):
             self.point_label.setText("no run")
             self.hist.setData([], [])
             self._draw_shapes([])
+            self.note.say(NO_RUN)
             self._announce()
             return
         epoch = aligned(trace, "epoch")[point]
@@ -140,8 +144,10 @@ class HistogramView(QtWidgets.QWidget):
         edges = trace.hist_edges.get(layer)
         if counts is None or edges is None or len(edges) != len(counts) + 1:
             self.hist.setData([], [])
+            self.note.say(f"no weight histogram of {layer} recorded at this point")
         else:
             self.hist.setData(np.asarray(edges, float), np.asarray(counts, float))
+            self.note.say("")
         self._draw_shapes(overlay_shapes(series, lambda name: edges if name == "hist_edges"
                                          else layer_value(trace, layer, name, point)))
         self._announce()

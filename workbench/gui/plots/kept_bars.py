@@ -10,7 +10,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from workbench.gui.plots.common import foreground, layer_value, run_color
+from workbench.gui.plots.common import ViewNote, foreground, layer_value, plain_axes, run_color
+
+NO_RUN = "No run yet: the kept weights of each layer\nof the run in focus appear here."
 
 
 class KeptBars(QtWidgets.QWidget):
@@ -26,8 +28,10 @@ class KeptBars(QtWidgets.QWidget):
         self.plot.showGrid(y=True, alpha=0.2)
         self.plot.setMouseEnabled(x=False, y=False)     # nothing to explore; avoids losing the bars
         self.plot.hideButtons()
+        plain_axes(self.plot)
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, pen=pg.mkPen(None))
         self.plot.addItem(self.bars)
+        self.note = ViewNote(self.plot, NO_RUN)
         self._labels: list[pg.TextItem] = []
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -80,6 +84,7 @@ class KeptBars(QtWidgets.QWidget):
                                f"/{trace.points}", size="9pt")
         else:
             self.plot.setTitle(None)        # no point to name: not the last run's title
+        self.note.say("" if layers and trace.points else NO_RUN)
         self.plot.getAxis("bottom").setTicks([[(i, name) for i, name in enumerate(layers)]])
         while len(self._labels) < len(layers):
             label = pg.TextItem(color=foreground(), anchor=(0.5, 1))

@@ -66,19 +66,27 @@ def _decade_ticks(lo: float, hi: float, per_decade: float, min_gap_px: float):
     return major.tolist(), [float(v) for v in decades if v % step]
 
 
-def _refine(labels: list[float], values: np.ndarray, gap: float) -> list[float]:
-    """Labels plus, between each two neighbouring labels (and beyond the outer ones), all of the level's
-    ticks there if every one of them stays `gap` from its neighbours, none otherwise: each stretch of
-    the axis is labelled at one even step (0.7, 0.75, 0.8), never a ragged mix (0.7, 0.72, 0.75)."""
+def _refine(labels: list[float], values: np.ndarray, gap: float, units: int | None) -> list[float]:
+    """Labels plus, between each two neighbouring labels (and beyond the outer ones), the level's ticks
+    there at one even step: all of them, else every 2nd or 5th step (6, 8 between 5 and 10, where
+    6, 7, 8, 9 crowd), if each then stays `gap` from its neighbours; none otherwise. So each stretch of
+    the axis reads at one even step (0.7, 0.75, 0.8), never a ragged mix (0.7, 0.72, 0.75)."""
     bounds = [-math.inf, *labels, math.inf]
     added: list[float] = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         inside = values[(values > a + _EPS) & (values < b - _EPS)]
         if not len(inside):
             continue
-        points = np.concatenate([[a] if math.isfinite(a) else [], inside, [b] if math.isfinite(b) else []])
-        if len(points) < 2 or np.diff(points).min() >= gap - _EPS:
-            added += inside.tolist()
+        # Every 2nd or 5th step is still a nice step only on levels of steps 1, 0.1, 0.01, ...
+        decimal = bool(units) and math.log10(units).is_integer()
+        steps = np.rint(10 ** (inside - np.floor(inside + _EPS)) * units) if decimal else None
+        for stride in (1, 2, 5) if decimal else (1,):
+            chosen = inside if stride == 1 else inside[steps % stride == 0]
+            ends = [[a] if math.isfinite(a) else [], chosen, [b] if math.isfinite(b) else []]
+            points = np.concatenate(ends)
+            if len(chosen) and (len(points) < 2 or np.diff(points).min() >= gap - _EPS):
+                added += chosen.tolist()
+                break
     return sorted(labels + added)
 
 
@@ -99,13 +107,14 @@ def log_ticks(lo: float, hi: float, size: float, min_gap_px: float) -> tuple[lis
         return _decade_ticks(lo, hi, per_decade, min_gap_px)
     gap = min_gap_px / per_decade                     # in decades
     ladder = (_level_values(level, lo, hi) for level in _levels())
+    units = (None,) * len(_SETS) + _UNITS
     levels: list[np.ndarray] = []
     labels: list[float] = []
     for values in ladder:
         if values is None:
             break
+        labels = _refine(labels, values, gap, units[len(levels)])
         levels.append(values)
-        labels = _refine(labels, values, gap)
         if labels and _widest_gap(values, lo, hi) < gap:     # no finer level fits anywhere
             break
     if len(labels) < 2:       # a very short axis: two labels closer than wished beat a single one

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from workbench.gui.plots.common import SideTab, aligned, foreground, layer_value, run_color
+from workbench.gui.plots.common import SideTab, aligned, foreground, layer_value, plain_axes, run_color
 
 
 class MixturePlot(SideTab):
@@ -28,6 +28,7 @@ class MixturePlot(SideTab):
         self.scatter_plot.showGrid(x=True, y=True, alpha=0.2)
         self.scatter = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(run_color(0) + "90"))
         self.scatter_plot.addItem(self.scatter)
+        plain_axes(self.means_plot, self.scatter_plot)
         self._lines: list[pg.PlotDataItem] = []
 
     def set_layer(self, layer: str, point: int = -1) -> None:

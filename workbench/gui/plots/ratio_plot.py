@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from workbench.gui.plots.common import aligned, error_pct, foreground, run_color
+from workbench.gui.plots.common import ViewNote, aligned, error_pct, foreground, run_color
 from workbench.gui.plots.log_axis import LogAxis
 from workbench.gui.plots.published import published_for
 
@@ -111,9 +111,8 @@ class RatioPlot(QtWidgets.QWidget):
         self._published_points = []
         self._front_runs: list[tuple[str, float, float]] = []
         # Without runs the plot would be a bare grid: it says what it is for instead.
-        self.empty_note = pg.TextItem(EMPTY_NOTE, color=foreground(), anchor=(0.5, 0.5))
-        self.plot.addItem(self.empty_note, ignoreBounds=True)
-        self.plot.getViewBox().sigRangeChanged.connect(self._place_texts)
+        self.empty_note = ViewNote(self.plot, EMPTY_NOTE)
+        self.plot.getViewBox().sigRangeChanged.connect(self._place_labels)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -267,14 +266,13 @@ class RatioPlot(QtWidgets.QWidget):
                              f"{p.kept}% weights kept")
             # TextItems sit in view coordinates, which are log10 of the data on log axes.
             label.setPos(math.log10(p.ratio), math.log10(p.error))
-        self._place_texts()
+        self._place_labels()
 
-    def _place_texts(self, *_) -> None:
+    def _place_labels(self, *_) -> None:
         """Each paper's label on the side of its star facing the middle of the view (left of a star in
         the right half, below one in the top half), so no label runs out of the view wherever the
-        star sits; a star outside the view takes its label with it. The empty plot's note: centred."""
+        star sits; a star outside the view takes its label with it."""
         (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
-        self.empty_note.setPos((x0 + x1) / 2, (y0 + y1) / 2)
         for i, label in enumerate(self._published_labels):
             if i >= len(self._published_points):
                 label.hide()

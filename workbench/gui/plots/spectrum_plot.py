@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
 
-from workbench.gui.plots.common import SideTab, aligned, foreground, layer_value, run_color
+from workbench.gui.plots.common import SideTab, aligned, foreground, layer_value, plain_axes, run_color
 
 SPECTRUM = "singular_values"
 ENERGY = "cumulative_energy"          # fraction of the energy held by the leading 1..k singular values
@@ -89,6 +89,7 @@ class SpectrumPlot(SideTab):
         self.bars_plot = self.view.addPlot(row=0, col=1, rowspan=2)
         self.bars_plot.showGrid(y=True, alpha=0.2)
         self.bars_plot.setMouseEnabled(x=False, y=False)    # nothing to explore; avoids losing the bars
+        plain_axes(self.sigma_plot, self.energy_plot, self.bars_plot)
         self.bars_plot.hideButtons()
         self.bars_plot.getAxis("left").setTicks([[(v, str(v)) for v in (0, 25, 50, 75, 100)]])
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.6, pen=pg.mkPen(None))
