@@ -9,6 +9,7 @@ runs one way: this list -> the method modules -> the registry.
 from workbench.methods import dns, magnitude, plain  # noqa: F401 - importing registers them
 from workbench.methods import kmeans, sws  # noqa: F401
 from workbench.methods import lowrank  # noqa: F401
+from workbench.methods import structured  # noqa: F401
 from workbench.methods.hashing import hashednets, funhash  # noqa: F401
 from workbench.methods.registry import registered, registered_keys
 

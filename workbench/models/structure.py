@@ -29,6 +29,13 @@ compact file's payload holds everything the accounting counts:
                 "space": K | null, "dual": K2 | null,                # shared spaces
                 "g": {"widths": [...], "activation": "tanh"|"relu"|"linear", "shared": bool} | null}
 Specs without hashed layers are still written as version 1, so builds that predate hashing read them.
+
+Version 3 adds what structured pruning (methods/structured.py) removes besides plain layers' units:
+    "layers": {"<conv>": {..., "depthwise": true},        # a depthwise Conv: out_keep = its channels
+               "<bn>": {"kind": "norm", "shape": [C], "bias": affine, "out_keep": [...],
+                        "in_keep": null, "rank": null}}   # a BatchNorm1d/2d keeps these channels
+    "graph": [{"module", "op": "pad", "index", "was", "value"}, ...]   # models/graph_edits.py
+and Conv1d layers as "conv" entries. Specs without these are still written as version 1 or 2.
 """
 
 from __future__ import annotations
@@ -40,10 +47,12 @@ import torch
 from torch import nn
 
 from workbench.core.errors import CheckpointError
+from workbench.models.graph_edits import apply_edits
 from workbench.models.hashed import layers as hashed_layers
 
-FORMAT, VERSION = "workbench-structure", 2
-READABLE = (1, 2)
+FORMAT, VERSION = "workbench-structure", 3
+READABLE = (1, 2, 3)
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 ATTR = "workbench_structure"       # the applied spec, kept on the root module
 
 
@@ -62,8 +71,8 @@ def from_ranges(ranges) -> list[int]:
     return [i for start, stop in ranges for i in range(int(start), int(stop))]
 
 
-def new_spec() -> dict:
-    return {"format": FORMAT, "version": 1, "layers": {}}
+def new_spec(version: int = 1) -> dict:
+    return {"format": FORMAT, "version": version, "layers": {}}
 
 
 def new_hashed_spec(hashing_entry: dict) -> dict:
@@ -109,6 +118,11 @@ def kept_count(entry: dict, key: str, full: int) -> int:
 
 
 def _replacement(module: nn.Module, entry: dict) -> nn.Module:
+    if entry.get("kind") == "norm":
+        kept = kept_count(entry, "out_keep", module.num_features)
+        return type(module)(kept, eps=module.eps, momentum=module.momentum, affine=module.affine,
+                            track_running_stats=module.track_running_stats,
+                            device=module.running_mean.device if module.running_mean is not None else None)
     weight = module.weight
     out_n = kept_count(entry, "out_keep", weight.shape[0])
     in_n = kept_count(entry, "in_keep", weight.shape[1])
@@ -120,8 +134,10 @@ def _replacement(module: nn.Module, entry: dict) -> nn.Module:
         return nn.Sequential(nn.Linear(in_n, rank, bias=False, **kw), nn.Linear(rank, out_n, bias=bias, **kw))
     conv = {"stride": module.stride, "padding": module.padding, "dilation": module.dilation,
             "padding_mode": module.padding_mode}
+    if entry.get("depthwise"):
+        return type(module)(out_n, out_n, module.kernel_size, groups=out_n, bias=bias, **conv, **kw)
     if rank is None:
-        return nn.Conv2d(in_n, out_n, module.kernel_size, bias=bias, **conv, **kw)
+        return type(module)(in_n, out_n, module.kernel_size, bias=bias, **conv, **kw)
     return nn.Sequential(nn.Conv2d(in_n, rank, module.kernel_size, bias=False, **conv, **kw),
                          nn.Conv2d(rank, out_n, 1, bias=bias, **kw))
 
@@ -144,11 +160,14 @@ def apply_structure(model: nn.Module, spec: dict | str) -> nn.Module:
             module = model.get_submodule(name)
         except AttributeError:
             raise CheckpointError(f"structure names layer {name!r}, which the model lacks") from None
-        if not isinstance(module, (nn.Linear, nn.Conv2d)) or (isinstance(module, nn.Conv2d) and module.groups != 1):
-            raise CheckpointError(f"structure names {name!r}, which is not a plain Linear/Conv2d layer")
-        if list(module.weight.shape) != list(entry["shape"]) or (module.bias is not None) != bool(entry["bias"]):
+        why = _misfit(module, entry)
+        if why:
+            raise CheckpointError(f"structure names {name!r}, which {why}")
+        shape = [module.num_features] if isinstance(module, NORMS) else list(module.weight.shape)
+        has_bias = module.affine if isinstance(module, NORMS) else module.bias is not None
+        if shape != list(entry["shape"]) or has_bias != bool(entry["bias"]):
             raise CheckpointError(f"structure expects {name} of shape {tuple(entry['shape'])}, the model has "
-                                  f"{tuple(module.weight.shape)}")
+                                  f"{tuple(shape)}")
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         if is_hashed(entry):
@@ -160,14 +179,34 @@ def apply_structure(model: nn.Module, spec: dict | str) -> nn.Module:
                 raise CheckpointError(f"cannot rebuild hashed layer {name}: {exc}") from None
         else:
             new = _replacement(module, entry)
-        setattr(parent, child, new)
+        setattr(parent, child, new.train(module.training))      # a BatchNorm's mode matters
+    if spec.get("graph"):
+        apply_edits(model, spec["graph"])
     object.__setattr__(model, ATTR, spec)      # a plain attribute, not a submodule or buffer
     return model
+
+
+def _misfit(module: nn.Module, entry: dict) -> str | None:
+    """Why `module` cannot take `entry` (None: it can)."""
+    if entry.get("kind") == "norm":
+        return None if isinstance(module, NORMS) else "is not a BatchNorm layer"
+    if isinstance(module, nn.Linear):
+        return None
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        if entry.get("rank") is not None and not isinstance(module, nn.Conv2d):
+            return "is not a Conv2d layer (only those are factorised)"
+        depthwise = module.groups > 1 and module.groups == module.in_channels == module.out_channels
+        if module.groups == 1 or (depthwise and entry.get("depthwise")):
+            return None
+        return "is a grouped convolution"
+    return "is not a Linear, Conv or BatchNorm layer"
 
 
 def dense_params(entry: dict) -> int:
     """Parameters of the original (dense) layer: the denominator of the layer's compression ratio."""
     shape = entry["shape"]
+    if entry.get("kind") == "norm":           # scale and shift when affine; running statistics are buffers
+        return 2 * shape[0] if entry["bias"] else 0
     return math.prod(shape) + (shape[0] if entry["bias"] else 0)
 
 
@@ -188,12 +227,12 @@ def tensor_owners(model: nn.Module) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _expand(t: torch.Tensor, dim: int, keep, full: int) -> torch.Tensor:
+def _expand(t: torch.Tensor, dim: int, keep, full: int, fill: float = 0.0) -> torch.Tensor:
     if keep is None:
         return t
     shape = list(t.shape)
     shape[dim] = full
-    out = t.new_zeros(shape)
+    out = t.new_full(shape, fill)
     index = torch.tensor(from_ranges(keep), device=t.device)
     return out.index_copy(dim, index, t)
 
@@ -209,6 +248,8 @@ def dense_layer(model: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor
     module = model.get_submodule(name)
     if is_hashed(entry):
         return module.dense()                 # the virtual weights, multiplied out
+    if entry.get("kind") == "norm" and not entry["bias"]:
+        return None
     with torch.no_grad():
         if entry.get("rank") is None:
             weight, bias = module.weight.detach(), module.bias
@@ -218,7 +259,9 @@ def dense_layer(model: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor
             w = second.weight.detach().reshape(second.weight.shape[0], -1) @ a
             weight = w.reshape((w.shape[0], first.weight.shape[1], *shape[2:]))
             bias = second.bias
-        weight = _expand(_expand(weight, 0, entry.get("out_keep"), shape[0]), 1, entry.get("in_keep"), shape[1])
+        weight = _expand(weight, 0, entry.get("out_keep"), shape[0])
+        if entry.get("in_keep") is not None:
+            weight = _expand(weight, 1, entry["in_keep"], shape[1])
         if bias is not None:
             bias = _expand(bias.detach(), 0, entry.get("out_keep"), shape[0])
     return weight, bias
@@ -234,9 +277,14 @@ def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     if "hashing" in spec:                    # the seed and shared spaces have no dense counterpart
         for key in [k for k in state if k.startswith(hashed_layers.ROOT + ".")]:
             del state[key]
-    for name in spec["layers"]:
-        for key in [k for k in state if k.startswith(name + ".")]:
-            del state[key]
+    for name, entry in spec["layers"].items():
+        own = {k[len(name) + 1:]: state.pop(k) for k in [k for k in state if k.startswith(name + ".")]}
+        if entry.get("kind") == "norm":       # removed channels: zero scale and shift, so they output 0
+            full, keep = entry["shape"][0], entry.get("out_keep")
+            fills = {"running_mean": 0.0, "running_var": 1.0}
+            for key, t in own.items():
+                state[f"{name}.{key}"] = t if t.dim() == 0 else _expand(t.detach(), 0, keep, full, fills.get(key, 0.0))
+            continue
         weight, bias = dense_layer(model, name)
         state[f"{name}.weight"] = weight
         if bias is not None:
