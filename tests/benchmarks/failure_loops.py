@@ -179,12 +179,11 @@ ISSUE_RUN = ("run", "--model", "lenet300", "--dataset", "mnist", "--method", "ma
 
 def _fill(directory: Path, leave: int | None) -> None:
     """Fill `directory`'s file system up to `leave` bytes free (None: until it refuses)."""
-    with open(directory / "filler", "wb") as f:
+    with open(directory / "filler", "wb", buffering=0) as f:     # unbuffered: nothing left to flush
         block = b"\0" * 4096
         try:
             while leave is None or os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize > leave + 4096:
                 f.write(block)
-                f.flush()
         except OSError:
             pass
 
@@ -212,6 +211,7 @@ def full_disk() -> None:
                  ("filled by another process right after the first point", "after", None, True)]
     for title, when, leave, fill in scenarios:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(FULL)], check=True)
+        proc = None
         try:
             if fill and when == "before":
                 _fill(FULL, leave)
@@ -227,6 +227,9 @@ def full_disk() -> None:
             (FULL / "filler").unlink(missing_ok=True)      # so that `compare` sees only run files
             _show(title, proc.returncode, "".join(lines.lines), stdout)
         finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
             subprocess.run(["umount", str(FULL)], check=False)
 
 
