@@ -6,7 +6,7 @@ tests/core_tests use `kill_loop` for their fast variant.
     python tests/benchmarks/failure_loops.py --full-disk    # a real full disk (a 3 MiB tmpfs; root only)
 
 --kill: each run (mlp_tiny on `tiny`, a point every epoch) is killed at a random moment after it printed
-its first point; counts how many files open, how many hold every point the run printed (same values, in
+its first epoch's point; counts how many files open, how many hold every point the run printed (same values, in
 order), the status the reader reports, and temporary files left beside them.
 --flips: each damaged copy is loaded with engine.export.load_compact and counted as refused (one-line
 error), loaded equal, loaded different (must be 0) or crashed (must be 0).
@@ -79,8 +79,10 @@ def _file_points(run) -> list[tuple[str, str, str]]:
             for a, p, s in zip(m["test_accuracy"], m["param_ratio"], m["storage_ratio"])]
 
 
-def kill_loop(n: int, work: Path, cache: Path, seed: int = 0, max_delay: float = 2.0, log=print) -> list[dict]:
-    """SIGKILL `n` CLI runs, each at a random moment (0..max_delay s) after its first printed point."""
+def kill_loop(n: int, work: Path, cache: Path, seed: int = 0, max_delay: float = 3.0, log=print) -> list[dict]:
+    """SIGKILL `n` CLI runs, each at a random moment (0..max_delay s) after its first epoch's point (the
+    reference point comes before torch's optimizer imports take seconds: kills there would all land in
+    them); points then come every epoch, a few per second, so kills land among the writes."""
     from workbench.core.errors import WorkbenchError
     from workbench.core.store import read_run
 
@@ -94,7 +96,7 @@ def kill_loop(n: int, work: Path, cache: Path, seed: int = 0, max_delay: float =
                                 env=_env(cache), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         lines = _Lines(proc)
         try:
-            lines.wait_for(proc, lambda line: line.startswith("reference "), timeout=180)
+            lines.wait_for(proc, lambda line: line.startswith("stage 1 epoch 1 "), timeout=180)
             time.sleep(rng.uniform(0, max_delay))
             proc.kill()
             proc.wait(timeout=30)

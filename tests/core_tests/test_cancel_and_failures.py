@@ -156,19 +156,22 @@ def test_unknown_layer_names_are_refused_before_a_run_file_exists(tmp_path):
 def test_killed_runs_leave_every_printed_point_readable(tmp_path, cache_root):
     # DESIGN.md: a killed process leaves a readable file. The fast variant of
     # tests/benchmarks/failure_loops.py --kill: three CLI runs SIGKILLed at random moments after their first
-    # point; each file opens, holds every point the run printed, and reads as interrupted (writer gone).
+    # epoch's point; each file opens, holds every point the run printed, and reads as interrupted (its
+    # writer is gone).
     spec = importlib.util.spec_from_file_location("failure_loops", BENCHMARKS / "failure_loops.py")
     failure_loops = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(failure_loops)
-    results = failure_loops.kill_loop(3, tmp_path, cache_root, seed=1, max_delay=1.5, log=lambda s: None)
-    for r in results:
+    results = failure_loops.kill_loop(3, tmp_path, cache_root, seed=1, max_delay=1.0, log=lambda s: None)
+    for i, r in enumerate(results):
         assert r["opened"] and r["intact"], r
-        assert r["printed"] >= 1 and r["points"] >= r["printed"], r
+        assert r["printed"] >= 2 and r["points"] >= r["printed"], r
         assert r["status"] == "interrupted", r
-        assert r["leftovers"] == [], r        # a kill during a write can leave only the hidden .part file
-    with h5py.File(next((tmp_path / "kill-0").glob("*.h5")), "r") as f:   # plain h5py, default locking
-        assert f.attrs["status"] == "running"
-        assert np.all(np.isfinite(f["metrics/test_accuracy"][()]))
+        (path,) = (tmp_path / f"kill-{i}").glob("*.h5")
+        # a kill in the middle of writing the next image leaves at most that hidden partial copy
+        assert set(r["leftovers"]) <= {f".{path.name}.part"}, r
+        with h5py.File(path, "r") as f:                 # plain h5py, default locking
+            assert f.attrs["status"] == "running"
+            assert np.all(np.isfinite(f["metrics/test_accuracy"][()]))
 
 
 class _Probe(PlainTraining):
