@@ -10,6 +10,7 @@ complete configuration. `cli_command` writes the `workbench run` line that repea
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from torch import nn
 
@@ -31,6 +32,7 @@ def complete(config: RunConfig) -> RunConfig:
         if getattr(config, name) is None:           # "none" as older files and callers wrote it
             setattr(config, name, default)
     P.validate(config)                               # the run settings' knobs (RunSettings' fields)
+    _check_out_dir(config.out_dir)
     if config.model:
         architecture.parse_model_spec(config.model)  # a zoo key or a model file that exists
     elif not config.checkpoint:
@@ -44,6 +46,18 @@ def complete(config: RunConfig) -> RunConfig:
         # where it is loaded, also before: engine.reference.load_user_model).
         check_layer_names(config, zoo.build_model(config.model, zoo.default_input_shape(config.model)))
     return config
+
+
+def _check_out_dir(out_dir) -> None:
+    """The run file's folder is a folder, or can become one: no file in the way, found before any work
+    (the run file's creation would otherwise take the file for a name already taken)."""
+    folder = Path(out_dir or ".")
+    for place in (folder, *folder.parents):
+        if place.exists():
+            if not place.is_dir():
+                where = "is a file" if place == folder else f"is inside {place}, a file"
+                raise WorkbenchError(f"--out {folder} {where}, not a folder for run files")
+            return
 
 
 def _named_layers(config: RunConfig) -> list[tuple[int, str, list[str]]]:

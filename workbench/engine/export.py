@@ -61,6 +61,8 @@ def _rebuild(run_path: str | os.PathLike, trust_code: bool = False) -> tuple[nn.
     """The run's final model: its architecture built again (a zoo key, or the model file the run named:
     a graph, or Python code only with the opt-in, asked again here rather than taken from the file), the
     replaced layers replayed, the stored weights loaded."""
+    if Path(run_path).is_dir():        # HDF5's own message for this runs over several lines
+        raise WorkbenchError(f"{run_path} is a folder, not a run file")
     state, attrs = read_model(run_path)
     config = _stored_config(attrs, run_path)
     try:              # a damaged file's attributes are one line here, not a traceback from deeper down
