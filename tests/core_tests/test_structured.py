@@ -155,6 +155,23 @@ def _macs(model, x) -> int:
     return total[0]
 
 
+@pytest.mark.parametrize("model_key,method,shapes", [
+    ("mlp_tiny", "l1filter", {"fc1.weight": (16, 64), "fc2.weight": (4, 16)}),
+    ("cnn_tiny", "l1filter", {"conv1.weight": (2, 1, 3, 3), "fc1.weight": (4, 32)}),
+    ("bn_tiny", "slimming", {"conv1.weight": (4, 1, 3, 3), "bn1.weight": (4,), "dw.weight": (4, 1, 3, 3),
+                             "bn2.running_var": (4,), "pw.weight": (4, 4, 1, 1), "fc.weight": (4, 4)}),
+])
+def test_tiny_models_come_out_smaller_from_one_epoch(model_key, method, shapes, tmp_path):
+    config = H.make_config(method, tmp_path / "runs", model=model_key, epochs=1, params={"prune_ratio": 0.5})
+    fin = H.finished(H.run_events(config))
+    assert fin.status == "completed", fin.error
+    model, _, _ = _rebuild(fin.run_path)
+    state = model.state_dict()
+    assert {k: tuple(state[k].shape) for k in shapes} == shapes
+    assert fin.summary["stored_params"] == sum(p.numel() for p in model.parameters())
+    assert fin.summary["dense_params"] == sum(p.numel() for p in zoo.build_model(model_key, (1, 8, 8), 4).parameters())
+
+
 def test_resnet20_at_half_the_multiply_adds_through_the_run_loop(tmp_path):
     config = H.make_config("l1filter", tmp_path / "runs", model="resnet20", epochs=1, pretrain_epochs=2,
                            params={"target": "flops", "flops_target": 0.5})

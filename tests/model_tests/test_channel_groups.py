@@ -45,13 +45,14 @@ class ConcatNet(nn.Module):
 
 
 class Awkward(nn.Module):
-    """Channels the rules must leave alone: a sigmoid gate, a layer called twice, a LayerNorm, a channel
-    slice, a channel pad in the model's own forward."""
+    """Channels the rules must leave alone: a sigmoid gate, a layer called twice, a grouped convolution, a
+    LayerNorm, a channel slice, a channel pad in the model's own forward."""
 
     def __init__(self, num_classes: int = 4):
         super().__init__()
         self.gate = nn.Conv2d(1, 4, 1)
         self.twice = nn.Conv2d(4, 4, 1)
+        self.grouped = nn.Conv2d(4, 4, 3, padding=1, groups=2)
         self.wide = nn.Conv2d(4, 6, 1)
         self.padded = nn.Conv2d(4, 2, 1)
         self.norm_in = nn.Linear(64, 8)
@@ -61,7 +62,7 @@ class Awkward(nn.Module):
 
     def forward(self, x):
         g = torch.sigmoid(self.gate(x))
-        t = self.twice(F.relu(self.twice(g)))
+        t = self.grouped(self.twice(F.relu(self.twice(g))))
         w = self.wide(t)[:, :4]
         p = F.pad(self.padded(t), (0, 0, 0, 0, 1, 1))
         n = self.norm(self.norm_in(x.flatten(1)))
@@ -126,11 +127,14 @@ def test_concatenation_keeps_each_inputs_offset():
 
 
 def test_channels_the_trace_cannot_resolve_stay_with_the_reason():
-    a = analyse(Awkward(), _example())
+    model = Awkward()
+    a = analyse(model, _example())
     families = {g.family() for g in a.groups}
     assert families == {("free",)}                      # only the plain conv -> ReLU -> mean -> fc channels
     text = "\n".join(a.messages())
     assert "sigmoid" in text and "twice is called more than once" in text and "LayerNorm (norm)" in text
+    assert "grouped is a grouped convolution" in text
+    assert a.macs() == _independent_macs(model, _example())      # both calls of `twice`, the grouped conv
     assert "takes some of the channels by position" in text
     assert "pads the channels in the model's own forward" in text
 

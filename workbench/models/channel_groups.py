@@ -243,6 +243,9 @@ class _Walk(fx.Interpreter):
             if n.target in self.seen:           # shared weights: both calls would have to thin alike
                 why = f"{n.target} is called more than once"
                 self.freeze_all([cx, *self.seen[n.target]], why)
+                if isinstance(m, LAYERS):     # its multiply-adds count again, at its full size
+                    macs = _positions(m, result) * _kernel(m) * out_size(m) * in_size(m)
+                    self.uses.append(LayerUse(n.target, macs, "fixed"))
                 return Chan(self._out_dim(m, result), self.fresh(out_size(m), why))
             self.layers[n.target] = m
         if isinstance(m, LAYERS):
@@ -252,7 +255,7 @@ class _Walk(fx.Interpreter):
         if isinstance(m, NORMS):
             self.seen[n.target] = (cx,)
             if cx is None or cx.dim != 1 or len(cx.ids) != m.num_features:
-                self.freeze_all(cx, f"it feeds {n.target} along another dimension")
+                self.freeze_all(cx, f"they feed {n.target} along another dimension")
                 return None
             if not m.affine:
                 self.freeze(cx.ids, f"{n.target} has no scale and shift that could zero a removed channel")
@@ -281,14 +284,12 @@ class _Walk(fx.Interpreter):
     def layer_rule(self, name: str, m: nn.Module, x, cx: Chan | None, y: torch.Tensor) -> Chan:
         n_out = out_size(m)
         linear = isinstance(m, nn.Linear)
-        batched = y.dim() >= 2 if linear else y.dim() == m.weight.dim()
-        positions = y.numel() // ((y.shape[0] if batched else 1) * n_out)
-        in_dim, out_dim = (x.dim() - 1, y.dim() - 1) if linear else ((1, 1) if batched else (0, 0))
+        in_dim, out_dim = (x.dim() - 1, y.dim() - 1) if linear else ((1, 1) if _batched(m, y) else (0, 0))
         n_in = m.in_features if linear else m.in_channels
         fits = cx is not None and cx.dim == in_dim and len(cx.ids) == n_in
         if cx is not None and not fits:
             self.freeze(cx.ids, f"they feed {name} along another dimension")
-        coef = positions * (1 if linear else math.prod(m.kernel_size))
+        coef = _positions(m, y) * _kernel(m)
         groups = 1 if linear else m.groups
         if groups > 1 and not (groups == m.in_channels == m.out_channels):
             why = f"{name} is a grouped convolution (its groups tie channels in blocks)"
@@ -347,3 +348,16 @@ class _Walk(fx.Interpreter):
             groups.append(ChannelGroup(len(groups), members))
         frozen = {r: names for r, names in frozen.items() if names}
         return ChannelAnalysis(groups, frozen, self.layers, self.uses, self.pads, element_group)
+
+
+def _batched(m: nn.Module, y: torch.Tensor) -> bool:
+    return y.dim() >= 2 if isinstance(m, nn.Linear) else y.dim() == m.weight.dim()
+
+
+def _positions(m: nn.Module, y: torch.Tensor) -> int:
+    """Output positions per sample of one call (pixels of a conv, tokens of a linear layer)."""
+    return y.numel() // ((y.shape[0] if _batched(m, y) else 1) * out_size(m))
+
+
+def _kernel(m: nn.Module) -> int:
+    return 1 if isinstance(m, nn.Linear) else math.prod(m.kernel_size)

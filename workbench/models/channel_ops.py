@@ -182,7 +182,7 @@ def pad_args(name: str, args, kwargs) -> tuple[list[int], str, object]:
     return pad, arg(args, kwargs, 2, "mode", "constant"), arg(args, kwargs, 3, "value", None)
 
 
-def literal_size_at(node: fx.Node, args, kwargs, name: str, position: int, module: nn.Module) -> int | None:
+def literal_size_at(node: fx.Node, args, kwargs, name: str, position: int) -> int | None:
     """The size a reshape is told to give dimension `position` when it is a fixed number (not -1, and
     not ONNX's 0 = 'as the input'); None when it is computed or free. A fixed channel count would not fit
     once channels are removed."""

@@ -170,7 +170,7 @@ def _expand(w, n, name, x, cx, args, kwargs, result, what):
 def _regroup(w, n, name, x, cx, args, kwargs, result, what):
     mapped = w.regroup(cx, x, result, what)
     if mapped is not None and name in ops.RESHAPES:
-        fixed = ops.literal_size_at(n, args, kwargs, name, mapped.dim, w.module)
+        fixed = ops.literal_size_at(n, args, kwargs, name, mapped.dim)
         if fixed is not None:
             w.freeze(cx.ids, f"{what} reshapes to a fixed size of {fixed} on their dimension")
             return None
