@@ -172,6 +172,17 @@ def test_tiny_models_come_out_smaller_from_one_epoch(model_key, method, shapes, 
     assert fin.summary["dense_params"] == sum(p.numel() for p in zoo.build_model(model_key, (1, 8, 8), 4).parameters())
 
 
+def test_a_later_stage_measures_thinned_batchnorm_against_its_original_size(tmp_path):
+    """slimming -> kmeans: the k-means stage encodes the model, and a thinned BatchNorm's dense size is
+    still its original one (the shared encoder undercounted it: 268 of bn_tiny's 284 parameters)."""
+    config = H.make_config("slimming", tmp_path / "runs", model="bn_tiny", epochs=1, params={"prune_ratio": 0.5})
+    config.stages.append(StageConfig("kmeans", {}, {"epochs": 1}))
+    fin = H.finished(H.run_events(config))
+    assert fin.status == "completed", fin.error
+    dense = sum(p.numel() for p in zoo.build_model("bn_tiny", (1, 8, 8), 4).parameters())
+    assert fin.summary["dense_params"] == dense
+
+
 def test_resnet20_at_half_the_multiply_adds_through_the_run_loop(tmp_path):
     config = H.make_config("l1filter", tmp_path / "runs", model="resnet20", epochs=1, pretrain_epochs=2,
                            params={"target": "flops", "flops_target": 0.5})

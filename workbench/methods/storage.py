@@ -96,5 +96,8 @@ def encode_state(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool
             e.layer_dense_params = dense
             out.append(e)
         else:
-            out.append(encode_dense(key, owner or key, "other", t, is_param=key in params))
+            e = encode_dense(key, owner or key, "other", t, is_param=key in params)
+            if owner in owners:          # a thinned BatchNorm: measured against its original size
+                e.layer_dense_params = owners[owner][1]
+            out.append(e)
     return out

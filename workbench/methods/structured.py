@@ -216,16 +216,6 @@ class _Structured(Method):
                 f"per sample {self.dense_macs:,} -> {macs:,} ({self.dense_macs / max(macs, 1):.2f}x fewer); "
                 f"outputs equal the masked model's (max |difference| {diff:.2g})")
 
-    def encode(self, model: nn.Module, huffman: bool = False):
-        """As every method stores tensors, and a thinned BatchNorm measured against its original size (the
-        shared encoder measures only thinned Linear / Conv layers so)."""
-        encoded = super().encode(model, huffman=huffman)
-        owners = structure.tensor_owners(model)
-        for e in encoded:
-            if e.layer_dense_params is None and e.layer in owners:
-                e.layer_dense_params = owners[e.layer][1]
-        return encoded
-
 
 @torch.no_grad()
 def _outputs(model: nn.Module, example: tuple) -> list[torch.Tensor]:
