@@ -6,6 +6,7 @@ model is read back and its accounting recomputed here.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from workbench.core.store import read_model, read_run
 from workbench.engine.reference import resolve_model
 from workbench.methods import get_method, method_keys
 from workbench.models import zoo
+from workbench.models.checkpoint import load_model_file
 from workbench.models.layers import compressible_layers
+from workbench.models.quantized import float_activations
 from workbench.models.structure import apply_structure
 
 METHODS = method_keys()
@@ -175,6 +178,15 @@ def _check_exports(run_path, model, x, tmp_path, bits):
     dense = export_run(run_path, "dense", tmp_path / "model.safetensors")
     _, attrs = read_model(run_path)
     plain = zoo.build_model(attrs["model_key"], tuple(attrs["input_shape"]), int(attrs["num_classes"])).eval()
+    sidecar = json.loads(dense.path.with_suffix(".json").read_text())
+    with torch.no_grad(), float_activations(model):   # int8 layers: the weights as floats, inputs unquantized
+        expected = model(x)
+    if "structure" in sidecar:        # a thinned model: written at its thinner shapes, stock layers all the same
+        apply_structure(plain, sidecar["structure"])
+        assert dense.accounted_bytes == 4 * sum(p.numel() for p in plain.parameters())
+        loaded = load_model_file(dense.path).model           # the workbench's dense loader applies it too
+        with torch.no_grad():
+            assert torch.allclose(loaded(x), expected, atol=1e-4)
     plain.load_state_dict(load_file(str(dense.path)))
     with torch.no_grad():
         assert torch.allclose(plain(x), expected, atol=1e-4)

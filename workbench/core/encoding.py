@@ -13,6 +13,9 @@ can instead store a codebook of those values (fp32 each) and one code per entry 
 (Deep Compression sec. 3): `dense_cb` codes every entry, `sparse_cb` codes the entries of the relative
 index stream. Fillers decode to 0, so a zero code word is added to the codebook when there are fillers.
 
+int8 tensors (`int8`, `sparse_int8`: 8-bit codes on a per-channel grid) are in core/encoding_int8.py;
+the decoder of every encoding (with its checks against damage) in core/decoding.py.
+
 The integer streams (relative indices, codes) are fixed-width by default; with `huffman=True` each is
 Huffman coded when that is smaller (Deep Compression sec. 4), its code-length table counted in its bits.
 The encoder picks the cheapest representation, as a real exporter would.
@@ -21,12 +24,11 @@ The encoder picks the cheapest representation, as a real exporter would.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from numbers import Integral
 
 import numpy as np
 
 from workbench.core import huffman as hf
-from workbench.core.errors import CheckpointError
+from workbench.core.decoding import Damaged, decode, unpack_bits  # noqa: F401 - callers import them here
 
 # Per-tensor metadata in bits: encoding tag, ndim, each dimension, entry count, order flag.
 TAG_BITS, NDIM_BITS, DIM_BITS, COUNT_BITS, ORDER_BITS = 8, 8, 32, 32, 1
@@ -45,6 +47,7 @@ class Encoded:
     kind: str                    # "fc", "conv" or "other"
     shape: tuple[int, ...]
     encoding: str                # "dense" | "sparse" | "dense_cb" | "sparse_cb" | "uint" (integers)
+    #                              | "int8" | "sparse_int8" (codes on a per-channel grid)
     dense_params: int            # parameters of the uncompressed tensor (0 for buffers)
     stored_params: int           # nonzero parameters kept (fillers and buffers are not parameters)
     nonzeros: int
@@ -77,23 +80,10 @@ def pack_bits(values: np.ndarray, bits: int) -> np.ndarray:
     return np.packbits(bitmat.reshape(-1), bitorder="little")
 
 
-def unpack_bits(buf: np.ndarray, bits: int, count: int) -> np.ndarray:
-    flat = np.unpackbits(np.asarray(buf, dtype=np.uint8), bitorder="little", count=count * bits)
-    weights = (np.uint32(1) << np.arange(bits, dtype=np.uint32))
-    return (flat.reshape(count, bits).astype(np.uint32) * weights).sum(axis=1, dtype=np.uint32)
-
-
 def _ordered(t: np.ndarray, order: str) -> np.ndarray:
     if order == "col" and t.ndim >= 2:
         return t.reshape(t.shape[0], -1).T.reshape(-1)
     return t.reshape(-1)
-
-
-def _unordered(flat: np.ndarray, shape: tuple[int, ...], order: str) -> np.ndarray:
-    if order == "col" and len(shape) >= 2:
-        rows = shape[0]
-        return flat.reshape(-1, rows).T.reshape(shape)
-    return flat.reshape(shape)
 
 
 def relative_entries(flat: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -267,91 +257,3 @@ def encode_auto(name: str, layer: str, kind: str, t: np.ndarray, *, index_bits: 
     if huffman:
         candidates = [huffman_coded(c) for c in candidates]
     return min(candidates, key=lambda c: c.bits)    # ties keep the simpler (earlier) form
-
-
-class Damaged(CheckpointError):
-    """Encoded data that cannot be what an encoder wrote: a size, index or code out of place. The decoder
-    checks each before use, so damage is this one line, never an out-of-bounds read or a wrong tensor
-    of the right size."""
-
-
-def _require(ok, what: str) -> None:
-    if not ok:
-        raise Damaged(what)
-
-
-def _count(info: dict, key: str) -> int:
-    value = info.get(key)
-    _require(isinstance(value, Integral) and not isinstance(value, bool) and value >= 0,
-             f"{key} {value!r} is not a count")
-    return value
-
-
-def _stream(info: dict, arrays: dict, name: str, width_key: str) -> np.ndarray:
-    count = _count(info, "entries")
-    buf = np.asarray(arrays.get(name), dtype=np.uint8)
-    if info.get(f"{name}_coding") == "huffman":
-        lengths = np.asarray(arrays.get(f"{name}_lengths"), dtype=np.uint8)
-        _require(lengths.ndim == 1 and lengths.size > 0, f"{name}: no Huffman code lengths")
-        # A Huffman code's lengths satisfy Kraft's inequality and are shorter than its alphabet; others
-        # would build code words past 64 bits (the canonical code's integers) or no prefix code at all.
-        used = [int(n) for n in lengths if n]
-        _require(used and max(used) < max(lengths.size, 2) and max(used) <= 63
-                 and sum(1 << (max(used) - n) for n in used) <= 1 << max(used), f"{name}: Huffman code lengths "
-                 "that no Huffman code has")
-        _require(buf.ndim == 1 and buf.size * 8 >= count, f"{name}: {buf.size} bytes hold fewer than {count} "
-                 "Huffman codes")          # each code word is at least one bit
-        try:
-            return hf.decode(buf, lengths, count)
-        except ValueError as exc:                    # a stream that ends early or holds no code word
-            raise Damaged(f"{name}: {exc}") from None
-    width = _count(info, width_key)
-    _require(1 <= width <= 32, f"{name}: width {width} bits")
-    _require(buf.ndim == 1 and buf.size * 8 >= count * width, f"{name}: {buf.size} bytes hold fewer than "
-             f"{count} entries of {width} bits")
-    return unpack_bits(buf, width, count).astype(np.int64)
-
-
-def _shape(shape) -> tuple[int, int]:
-    _require(all(isinstance(d, Integral) and not isinstance(d, bool) and d >= 0 for d in shape),
-             f"shape {list(shape)} is not a list of sizes")
-    return tuple(shape), int(np.prod(shape, dtype=np.int64))
-
-
-def _sized(values, size: int, what: str) -> np.ndarray:
-    values = np.asarray(values)
-    _require(values.ndim == 1 and values.size == size, f"{what}: {values.size} values for {size} entries")
-    return values
-
-
-def decode(info: dict, shape: tuple[int, ...], encoding: str, arrays: dict) -> np.ndarray:
-    """Inverse of the encoders: the dense float32 tensor (int64 for "uint"). Every size, position and code
-    read from the data is checked against what it indexes first; `Damaged` (a CheckpointError) says
-    which did not fit."""
-    _require(isinstance(info, dict) and isinstance(arrays, dict), "tensor record is not a mapping")
-    shape, size = _shape(shape)
-    if encoding == "dense":
-        return _sized(arrays.get("values"), size, "values").astype(np.float32).reshape(shape)
-    if encoding == "uint":
-        return _sized(arrays.get("values"), size, "values").astype(np.int64).reshape(shape)
-    _require(encoding in ("sparse", "dense_cb", "sparse_cb"), f"unknown encoding {encoding!r}")
-    entries = _count(info, "entries")
-    if encoding == "sparse":
-        values = _sized(arrays.get("values"), entries, "values").astype(np.float32)
-    else:
-        book = np.asarray(arrays.get("codebook"))
-        _require(book.ndim == 1 and book.dtype.kind == "f", "codebook is not a list of values")
-        codes = _stream(info, arrays, "codes", "code_bits")
-        _require(not len(codes) or (codes.min() >= 0 and codes.max() < len(book)), "code outside the codebook")
-        values = book.astype(np.float32)[codes]
-    if encoding == "dense_cb":
-        _require(entries == size, f"{entries} codes for {size} entries")
-        return values.reshape(shape)
-    order = info.get("order")
-    _require(order in ("row", "col"), f"order {order!r}")
-    gaps = _stream(info, arrays, "index", "index_bits")
-    positions = np.cumsum(gaps + 1) - 1
-    _require(not len(positions) or positions[-1] < size, f"entries run past the tensor's {size} positions")
-    flat = np.zeros(size, dtype=np.float32)
-    flat[positions] = values
-    return _unordered(flat, shape, order)

@@ -35,11 +35,12 @@ from torch import nn
 from workbench.core import params as P
 from workbench.core.accounting import account
 from workbench.core.config import RunConfig
+from workbench.core.decoding import companions
 from workbench.core.encoding import decode
 from workbench.core.errors import CheckpointError, WorkbenchError
 from workbench.core.store import read_model
 from workbench.methods import get_method
-from workbench.models import architecture, structure, zoo
+from workbench.models import architecture, quantized, structure, zoo
 from workbench.models.checkpoint import nonfinite
 
 MAGIC = b"CWBC"
@@ -265,9 +266,11 @@ def read_compact(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]
                 arrays[name] = np.frombuffer(payload[offset:offset + nbytes], dtype=np.dtype(dtype))
             try:
                 value = decode(t["info"], tuple(t["shape"]), t["encoding"], arrays)
+                extra = companions(t["info"], tuple(t["shape"]), t["encoding"], arrays)   # an int8 layer's scales
             except CheckpointError as exc:       # the decoder's own word on what is out of place
                 raise CheckpointError(f"{path} is damaged: {t['name']}: {exc}") from None
             state[t["name"]] = torch.from_numpy(value.copy())
+            state.update({k: torch.from_numpy(v.copy()) for k, v in extra.items()})
         return header, state
     # A file without the CRC (or a damaged header that still inflates) reaches the decoder with whatever
     # it holds: out-of-range indices and sizes are damage too, not bugs.
@@ -298,18 +301,32 @@ def load_compact(path: str | os.PathLike, trust_code: bool = False) -> nn.Module
 
 
 def write_dense(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
+    """A plain float state dict (safetensors) and its JSON sidecar. A thinned model (channels or units
+    removed, nothing else: `structure.thinned_only`) is written at its thinner shapes, with the structure
+    in the sidecar for the loader (models/checkpoint.py) to apply first: exact and smaller. Factorised
+    and hashed layers are multiplied out to the original architecture's shapes. int8 layers are written
+    as their dequantized weights (plain floats on the int8 grid) in float layers: their inputs are not
+    quantized there (the compact and ONNX exports keep that)."""
     from safetensors.torch import save_file
 
-    # Factorised / thinned layers are multiplied out to the original architecture's shapes.
-    state = {k: v.detach().contiguous() for k, v in structure.dense_state_dict(model).items()}
+    spec = structure.structure_of(model)
+    meta = {"format": "compression-workbench/dense", **_arch(attrs)}
+    if structure.thinned_only(spec):
+        state = quantized.strip_buffers(model.state_dict(), model)
+        meta["structure"] = structure.float_spec(spec)
+        params = sum(p.numel() for p in model.parameters())
+    else:
+        state = structure.dense_state_dict(model)
+        params = structure.dense_param_count(model)
+    if quantized.quantized_modules(model):
+        meta["int8"] = "weights on the int8 grid as floats; layer inputs not quantized in this form"
+    state = {k: v.detach().contiguous() for k, v in state.items()}
     sidecar = out.with_suffix(".json")
     # Both are complete before either is renamed (the sidecar first): a failure leaves both as they were.
     with _atomic(sidecar, out) as (tmp_sidecar, tmp):
         save_file(state, str(tmp))
-        _write_parts(tmp_sidecar, json.dumps({"format": "compression-workbench/dense", **_arch(attrs)},
-                                             indent=1).encode())
-    dense_bits = structure.dense_param_count(model) * 32
-    return ExportResult(out, out.stat().st_size, dense_bits / 8, extra_paths=(sidecar,))
+        _write_parts(tmp_sidecar, json.dumps(meta, indent=1).encode())
+    return ExportResult(out, out.stat().st_size, params * 32 / 8, extra_paths=(sidecar,))
 
 
 def _materialised(model: nn.Module, attrs: dict, trust_code: bool = False) -> nn.Module:
@@ -352,6 +369,9 @@ def _need_onnx() -> None:
 
 
 def write_onnx(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
+    """The model as an ONNX graph; int8 layers become QDQ: QuantizeLinear / DequantizeLinear around each
+    weight (per channel, int8) and each quantized input (uint8), which ONNX Runtime runs as int8 (per-axis
+    QDQ needs opset 13; torch's default opset is above it)."""
     _need_onnx()
     dummy = torch.zeros((1, *attrs["input_shape"]))
     with _atomic(out) as tmp:

@@ -10,6 +10,7 @@ from workbench.methods import dns, magnitude, plain  # noqa: F401 - importing re
 from workbench.methods import kmeans, sws  # noqa: F401
 from workbench.methods import lowrank  # noqa: F401
 from workbench.methods import structured  # noqa: F401
+from workbench.methods import int8  # noqa: F401
 from workbench.methods.hashing import hashednets, funhash  # noqa: F401
 from workbench.methods.registry import registered, registered_keys
 

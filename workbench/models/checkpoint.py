@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 from workbench.core.errors import CheckpointError, WorkbenchError
-from workbench.models import _match, _pt2
+from workbench.models import _match, _pt2, structure
 from workbench.models._sniff import code_globals, sniff
-from workbench.models.zoo import ZOO_CLASSES, check_input_shape, model_info, model_keys
+from workbench.models.zoo import ZOO_CLASSES, build_model, check_input_shape, model_info, model_keys
 
 REFERENCE_FORMAT = "compression-workbench/reference"
 REFERENCE_VERSION = 1
@@ -108,9 +108,13 @@ def _state_dict_of(p: Path, name: str, kind: str, allow_code: bool) -> dict[str,
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(p), device="cpu")
+            state = load_file(str(p), device="cpu")
         except Exception:
             raise CheckpointError(f"{name} is damaged or not a safetensors file") from None
+        spec = _sidecar_structure(p, name)
+        # A thinned model's dense export, given as weights for the architecture it came from: the removed
+        # channels come back as zeros (exact), so the weights fit the user's unthinned model.
+        return structure.expand_state(state, spec) if spec else state
     if kind == "torch.export":
         return _match.strip_prefixes(_load_pt2(p, name, allow_code))
     if kind == "torchscript":
@@ -332,6 +336,40 @@ def _load_pt2(p: Path, name: str, allow_code: bool) -> dict:
         raise CheckpointError(f"{name} is damaged or not a PyTorch checkpoint (torch.export archive)") from None
 
 
+def _thinned_spec(meta, where: str) -> dict | None:
+    """The thinned structure a dense export's sidecar records (None: a plain architecture's file)."""
+    spec = meta.get("structure") if isinstance(meta, dict) else None
+    if spec is None:
+        return None
+    spec = structure.parse(spec)
+    if not structure.thinned_only(spec):
+        raise CheckpointError(f"{where} describes layers other than thinned ones, which a dense file does not hold")
+    return spec
+
+
+def _sidecar_structure(p: Path, name: str) -> dict | None:
+    sidecar = p.with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise CheckpointError(f"{sidecar.name} (config of {name}) is unusable: not a JSON object") from None
+    return _thinned_spec(meta, f"{sidecar.name} (config of {name})")
+
+
+def _load_thinned(sd: dict, name: str, spec: dict, meta: dict, model_key, input_shape, num_classes) -> LoadedModel:
+    """A thinned model's dense export: its architecture built, the sidecar's structure applied (thinner
+    layers), then the weights loaded strictly."""
+    if model_key is None or input_shape is None or num_classes is None:
+        raise CheckpointError(f"{name} holds a thinned model, but its sidecar does not name its architecture, "
+                              "input shape and classes")
+    model = build_model(model_key, input_shape, int(num_classes))
+    structure.apply_structure(model, spec)
+    load_into(model, _finite(sd, name), f"{name}'s weights (thinned {model_key})")
+    return LoadedModel(model.eval(), model_key, tuple(input_shape), int(num_classes), meta, "state_dict")
+
+
 def _load_safetensors(p: Path, name: str, model_key, input_shape, num_classes) -> LoadedModel:
     from safetensors.torch import load_file
 
@@ -354,4 +392,7 @@ def _load_safetensors(p: Path, name: str, model_key, input_shape, num_classes) -
         except (OSError, ValueError, WorkbenchError) as exc:
             why = str(exc) if isinstance(exc, WorkbenchError) else "not a JSON object"
             raise CheckpointError(f"{sidecar.name} (config of {name}) is unusable: {why}") from None
+    spec = _thinned_spec(meta, f"{sidecar.name} (config of {name})")
+    if spec is not None:                  # a thinned model's dense export (engine/export.write_dense)
+        return _load_thinned(sd, name, spec, meta, model_key, input_shape, num_classes)
     return _fit_and_load(sd, name, "state_dict", meta, model_key, input_shape, num_classes)

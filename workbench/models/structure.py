@@ -36,6 +36,14 @@ Version 3 adds what structured pruning (methods/structured.py) removes besides p
                         "in_keep": null, "rank": null}}   # a BatchNorm1d/2d keeps these channels
     "graph": [{"module", "op": "pad", "index", "was", "value"}, ...]   # models/graph_edits.py
 and Conv1d layers as "conv" entries. Specs without these are still written as version 1 or 2.
+
+Version 4 adds int8 layers (models/quantized.py, the `int8` stage), replayed after the layers and graph
+edits above, so a factor (`fc1.0`) or a thinned layer can be quantized too:
+    "quantized": {"<module path>": {"type": "Linear"|"Conv1d"|"Conv2d"|"Embedding",
+                                    "shape": [weight shape as the layer has it],
+                                    "per_channel": bool, "activations": bool}}
+    "float_version": the version the spec has without "quantized"
+Specs without it are still written as their earlier versions.
 """
 
 from __future__ import annotations
@@ -47,11 +55,12 @@ import torch
 from torch import nn
 
 from workbench.core.errors import CheckpointError
+from workbench.models import quantized
 from workbench.models.graph_edits import apply_edits
 from workbench.models.hashed import layers as hashed_layers
 
-FORMAT, VERSION = "workbench-structure", 3
-READABLE = (1, 2, 3)
+FORMAT, VERSION = "workbench-structure", 4
+READABLE = (1, 2, 3, 4)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 ATTR = "workbench_structure"       # the applied spec, kept on the root module
 
@@ -182,8 +191,39 @@ def apply_structure(model: nn.Module, spec: dict | str) -> nn.Module:
         setattr(parent, child, new.train(module.training))      # a BatchNorm's mode matters
     if spec.get("graph"):
         apply_edits(model, spec["graph"])
+    if spec.get("quantized"):
+        try:
+            quantized.replay(model, spec["quantized"])
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"cannot rebuild the int8 layers: {exc}") from None
     object.__setattr__(model, ATTR, spec)      # a plain attribute, not a submodule or buffer
     return model
+
+
+def record_quantized(model: nn.Module, names: list[str]) -> dict:
+    """Add the layers `names` (already made int8 by models/quantized.py) to the model's spec, making one
+    if it has none; returns the spec."""
+    spec = dict(structure_of(model) or new_spec())
+    spec["quantized"] = {**spec.get("quantized", {}),
+                         **{name: quantized.spec_entry(model.get_submodule(name)) for name in names}}
+    spec.setdefault("float_version", spec["version"])     # what the spec needs without its int8 layers
+    spec["version"] = 4
+    object.__setattr__(model, ATTR, spec)
+    return spec
+
+
+def thinned_only(spec: dict | None) -> bool:
+    """Whether the spec removes channels / units and nothing else (no factors, no hashing): a dense model
+    of the thinner shapes holds the same function (int8 layers aside: their weights are plain values)."""
+    return bool(spec) and bool(spec["layers"]) and "hashing" not in spec and all(
+        e.get("rank") is None and not is_hashed(e) for e in spec["layers"].values())
+
+
+def float_spec(spec: dict) -> dict:
+    """The spec without its int8 layers (what a float model of the same shapes needs)."""
+    out = {k: v for k, v in spec.items() if k not in ("quantized", "float_version")}
+    out["version"] = spec.get("float_version", spec["version"])
+    return out
 
 
 def _misfit(module: nn.Module, entry: dict) -> str | None:
@@ -274,6 +314,7 @@ def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     spec = structure_of(model)
     if spec is None:
         return state
+    state = quantized.strip_buffers(state, model)     # int8 weights are plain values on their grid already
     if "hashing" in spec:                    # the seed and shared spaces have no dense counterpart
         for key in [k for k in state if k.startswith(hashed_layers.ROOT + ".")]:
             del state[key]
@@ -290,6 +331,29 @@ def dense_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         if bias is not None:
             state[f"{name}.bias"] = bias
     return state
+
+
+def expand_state(state: dict[str, torch.Tensor], spec: dict) -> dict[str, torch.Tensor]:
+    """A thinned model's state dict (`thinned_only` spec) at the original architecture's shapes, from the
+    spec alone: removed units and inputs as zeros, removed BatchNorm channels with zero scale and shift
+    and neutral statistics (what `dense_state_dict` gives from the model)."""
+    out = dict(state)
+    for name, entry in spec["layers"].items():
+        full, keep = entry["shape"], entry.get("out_keep")
+        if entry.get("kind") == "norm":
+            fills = {"running_mean": 0.0, "running_var": 1.0}
+            for key in [k for k in out if k.startswith(name + ".") and k.count(".") == name.count(".") + 1]:
+                t, leaf = out[key], key[len(name) + 1:]
+                if t.dim():
+                    out[key] = _expand(t, 0, keep, full[0], fills.get(leaf, 0.0))
+            continue
+        weight = _expand(out[f"{name}.weight"], 0, keep, full[0])
+        if entry.get("in_keep") is not None:
+            weight = _expand(weight, 1, entry["in_keep"], full[1])
+        out[f"{name}.weight"] = weight
+        if entry["bias"]:
+            out[f"{name}.bias"] = _expand(out[f"{name}.bias"], 0, keep, full[0])
+    return out
 
 
 def dense_param_count(model: nn.Module) -> int:
