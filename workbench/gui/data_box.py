@@ -49,7 +49,7 @@ class DataBox(QGroupBox):
         form.addRow("Data set", self.dataset)
         data_dir = next(s for s in P.specs(RunSettings) if s.name == "data_dir")
         self.data_dir = QLineEdit()
-        self.data_dir.setPlaceholderText("search WORKBENCH_DATA, cache, /usr/share/datasets")
+        self.data_dir.setPlaceholderText("none: the usual places (see tooltip)")
         self.data_dir.setToolTip(f"{data_dir.knob.help}\nCLI: --data-dir PATH")
         form.addRow(data_dir.knob.label, path_row(self.data_dir, self._browse))
         self.status = FitLabel()              # where the set was found, or why it cannot be loaded

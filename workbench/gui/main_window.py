@@ -126,7 +126,7 @@ class MainWindow(QMainWindow):
         compare = QSplitter(Qt.Vertical)
         compare.addWidget(self.compare)
         compare.addWidget(self.compare_plot)
-        compare.setSizes([400, 500])
+        compare.setSizes([300, 600])       # the plot gets most; the table scrolls past a dozen runs
         self.tabs = QTabWidget()
         self.tabs.addTab(live, "Live")
         self.tabs.addTab(compare, "Compare")
@@ -274,7 +274,8 @@ class MainWindow(QMainWindow):
 
     def _run_warning(self, path: str, text: str) -> None:
         self._warnings[path] = text
-        self.show_error(text)
+        trace = self.traces.get(path)           # it stays on screen while later runs go: say whose it is
+        self.show_error(f"{trace.label}: {text}" if trace is not None else text)
 
     def _run_finished(self, fin: Finished) -> None:
         if fin.status == "failed":
@@ -389,7 +390,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("window_state", self.saveState())
         self.settings.setValue("setup", json.dumps(self.setup.config_parts()))
         self.settings.setValue("method", self.methods.current_method())
-        if self.queue.busy and not self._closing:
+        if self.queue.busy and not self._closing and self.isVisible():   # a hidden window has no one to ask
             answer = QMessageBox.question(
                 self, "A run is in progress",
                 "A run is in progress. Cancel it and close? Its file keeps everything recorded so far; "

@@ -106,7 +106,7 @@ class SetupPanel(QWidget):
         self._name_row = form.rowCount()
         form.addRow("Name", self.model_name)
         self.checkpoint = QLineEdit()
-        self.checkpoint.setPlaceholderText("none: pretrain the architecture (cached)")
+        self.checkpoint.setPlaceholderText("none: pretrained here (cached)")
         self.checkpoint.setToolTip("A trained model: state_dict, workbench reference, TorchScript or .pt2. "
                                    "Drop a file here too.")
         form.addRow("Checkpoint", path_row(self.checkpoint, self._browse_checkpoint))
@@ -303,7 +303,7 @@ class SetupPanel(QWidget):
         kind = Path(path).suffix.lower() if file_mode else ""
         self.checkpoint.setPlaceholderText(
             "none: the file's own weights" if kind in GRAPH_SUFFIXES else
-            "none: fresh weights, pretrained first" if kind == ".py" else "none: pretrain the architecture (cached)")
+            "none: fresh weights, pretrained first" if kind == ".py" else "none: pretrained here (cached)")
         self._check_checkpoint()
         checkpoint = app_words(self.checkpoint_problem())
         self.checkpoint_status.setText(checkpoint)
