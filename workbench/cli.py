@@ -14,6 +14,7 @@ from workbench import __version__
 from workbench.core import params as P
 from workbench.core.config import SETTINGS, RunConfig, RunSettings, StageConfig, TrainParams
 from workbench.core.errors import WorkbenchError
+from workbench.core.events import Cancelled, CancelToken
 from workbench.engine.console import SIGNALS, Printer, run_with_events, signal_word
 
 # Exit status: 2 bad input or a failed run (e.g. disk full); 128 + the signal for a run ended by one
@@ -102,6 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--trust-code", action="store_true",
                    help="the run's model is Python code (FILE.py:NAME): allow running it to rebuild the model")
     e.add_argument("--json", action="store_true")
+
+    dp = sub.add_parser("deploy", help="measure what a run's compressed model costs where it runs: each form "
+                        "(dense, the method's own, CSR, onnxruntime, int8) against the reference, interleaved")
+    dp.add_argument("run")
+    dp.add_argument("--batch", default="1,32,256", help="batch sizes: latency at the smallest, throughput at "
+                    "the others (default 1,32,256)")
+    dp.add_argument("--threads", type=int, help="torch and onnxruntime intra-op threads (default: torch's)")
+    dp.add_argument("--forms", help="comma-separated forms to measure (reference and dense always are)")
+    dp.add_argument("--device", choices=("cpu", "cuda", "all"), default="cpu")
+    dp.add_argument("--repeats", type=int, default=15, help="interleaved repeats; the median is reported")
+    dp.add_argument("--eval-samples", type=int, default=2000, help="test images for each form's accuracy")
+    dp.add_argument("--no-store", action="store_true", help="do not keep the report in the run file")
+    dp.add_argument("--trust-code", action="store_true",
+                    help="the run's model is Python code (FILE.py:NAME): allow running it to rebuild the model")
+    dp.add_argument("--json", action="store_true", help="print the report as one JSON object, last line")
 
     d = sub.add_parser("demo", help="demo: LeNet-300-100 pruned by both papers' methods, in the app (or "
                        "headless where there is no display)")
@@ -371,6 +387,32 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_deploy(args) -> int:
+    from workbench.engine.deploy import deploy
+    from workbench.engine.deploy_report import format_table, store_report
+
+    def progress(done: int, total: int, text: str) -> None:
+        if not args.json:
+            print(f"[{done}/{total}] {text}", file=sys.stderr, flush=True)
+
+    token = SIGNALS.token = CancelToken()          # Ctrl-C / SIGTERM end the measurement, nothing stored
+    try:
+        report = deploy(args.run, batches=args.batch.split(","), threads=args.threads, device=args.device,
+                        forms=args.forms.split(",") if args.forms else None, repeats=args.repeats,
+                        eval_samples=args.eval_samples, trust_code=args.trust_code, progress=progress,
+                        cancel=token)
+    except Cancelled:
+        print(f"{signal_word(SIGNALS.received or signal.SIGINT)}: deployment measurement cancelled; nothing "
+              "stored", file=sys.stderr)
+        return SIGNALS.exit_code
+    finally:
+        SIGNALS.token = None
+    if not args.no_store:
+        store_report(args.run, report)
+    print(json.dumps(json.loads(report.to_json())) if args.json else format_table(report))
+    return 0
+
+
 def cmd_gui(args) -> int:
     from workbench.gui.app import has_display, run_app
 
@@ -393,7 +435,8 @@ def cmd_demo(args) -> int:
 
 
 COMMANDS = {"gui": cmd_gui, "methods": cmd_methods, "presets": cmd_presets, "train": cmd_train,
-            "run": cmd_run, "compare": cmd_compare, "export": cmd_export, "demo": cmd_demo}
+            "run": cmd_run, "compare": cmd_compare, "export": cmd_export, "deploy": cmd_deploy,
+            "demo": cmd_demo}
 
 
 def entry() -> None:

@@ -1,0 +1,46 @@
+"""`workbench deploy RUN.h5`: the issue's contract — a table, or with --json one JSON object as the last
+line with each form's figures and its speed-up under `speedup`; the report kept in the run file unless
+--no-store; bad input one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from workbench.cli import main
+from workbench.engine.deploy_report import read_report
+
+FAST = ["--batch", "1,8", "--repeats", "2", "--eval-samples", "64", "--threads", "1"]
+
+
+def test_json_last_line_has_every_form_with_its_speedup_and_the_file_keeps_it(magnitude_run, tmp_path, capsys):
+    run = tmp_path / "run.h5"
+    shutil.copy(magnitude_run[1], run)
+    assert main(["deploy", str(run), *FAST, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    forms = {f["name"]: f for f in report["forms"]}
+    assert {"reference", "dense"} <= set(forms)
+    for f in forms.values():
+        assert set(f["speedup"]) >= {"latency", "throughput"}, f["name"]
+        # the speed-up is the reference's median over the form's, from the same measurements
+        ref = forms["reference"]["latency_ms"]["1"]
+        assert abs(f["speedup"]["latency"] - ref / f["latency_ms"]["1"]) < 1e-6 * f["speedup"]["latency"]
+    stored = read_report(run)
+    assert stored is not None and [f.name for f in stored.forms] == list(forms)
+
+
+def test_table_and_no_store(magnitude_run, tmp_path, capsys):
+    run = tmp_path / "run.h5"
+    shutil.copy(magnitude_run[1], run)
+    assert main(["deploy", str(run), *FAST, "--no-store", "--forms", "csr"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:2] == ["form", "ms"] and "\ncsr " in out
+    assert read_report(run) is None
+
+
+def test_bad_input_is_one_line(tmp_path, capsys):
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not a run")
+    assert main(["deploy", str(junk), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
