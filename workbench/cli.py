@@ -45,11 +45,17 @@ def _common(p: argparse.ArgumentParser, settings=SETTINGS) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # one line, as every other bad input: argparse's usage block made a typo a screenful
+        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="workbench", description="Compress neural networks and compare "
-                                 "compression methods side by side.")
+    ap = _Parser(prog="workbench", description="Compress neural networks and compare compression methods "
+                 "side by side.")
     ap.add_argument("--version", action="version", version=f"workbench {__version__}")
-    sub = ap.add_subparsers(dest="command")
+    sub = ap.add_subparsers(dest="command", parser_class=_Parser)
     g = sub.add_parser("gui", help="open the desktop app")
     g.add_argument("runs", nargs="*")
     m = sub.add_parser("methods", help="list methods and their parameters")
@@ -136,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         # First thing: SIGINT / SIGTERM answered with one line from here on (engine/console.py), also in
         # the seconds of imports and data loading before a run starts (the commands import torch later).
         installed = SIGNALS.install()
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:          # --help, --version, or the one-line error of _Parser
+            return done.code if isinstance(done.code, int) else EXIT_ERROR
         command = args.command or "gui"
         if command in ("gui", "demo") and installed:
             SIGNALS.restore()               # the app keeps Qt's own handling; the demo run installs its own

@@ -136,6 +136,10 @@ class RunWriter:
         image = self._image()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:      # outside the next try: a file in the way is not "the run file exists"
+            self.f.close()
+            raise WorkbenchError(f"cannot make the run folder {self.path.parent}: {exc.strerror or exc}") from None
+        try:
             file_image.check_room(self.path.parent, 2 * len(image), len(image))
             self._fd = file_image.create(self.path, image)   # never truncate a file that is there
         except FileExistsError:
@@ -280,6 +284,8 @@ def _read(ds: h5py.Dataset, path) -> np.ndarray:
 
 def read_run(path: str | os.PathLike) -> RunData:
     """A run file's small parts; a file marked `running` is checked for a live writer (see RunData.status)."""
+    if Path(path).is_dir():
+        raise WorkbenchError(f"{path} is a folder, not a run file")
     run = _read_run(Path(path))
     if run.attrs.get("status") == "running":
         run.writer_alive = file_image.writer_alive(path)

@@ -81,6 +81,9 @@ def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[ob
             break
         except RunFileExists:       # created by another process since the name was chosen: the next one
             tried.append(path)
+            if len(tried) >= 1000:  # not a race any more: something keeps refusing every name
+                raise WorkbenchError(f"cannot create a run file in {config.out_dir}: {len(tried)} names "
+                                     "refused as existing") from None
             path = run_path_for(config, tried)
     status, error, summary = "failed", "", {}
     try:
