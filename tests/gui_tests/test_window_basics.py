@@ -81,6 +81,18 @@ def test_the_setup_panel_fits_the_dock_without_a_horizontal_scroll_bar(qtbot, wi
             assert panel.width() <= view.width(), (parts, key)
 
 
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_the_histogram_point_slider_keeps_a_usable_width(qtbot, window, size):
+    """At 1280x800 the slider was squeezed to its handle beside the point label and the log box."""
+    window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    window.histogram.point_label.setText("finalized · epoch 12 (13/13)")   # the longest kind of point name
+    QApplication.processEvents()
+    assert window.histogram.slider.width() >= 100
+    assert window.histogram.point_label.width() >= window.histogram.point_label.sizeHint().width()
+
+
 def test_a_squeezed_saved_dock_is_restored_at_a_useful_width(qtbot, tmp_path):
     """A window state saved with the dock squeezed (once ~40 px, after a 1280x800 state was restored
     maximized on 1920x1080) opens with the dock at least its minimum width."""

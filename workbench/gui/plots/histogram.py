@@ -33,11 +33,14 @@ class HistogramView(QtWidgets.QWidget):
         self.layer_combo.setMinimumContentsLength(8)
         self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.slider.setRange(0, 0)
+        # At 1280x800 the pane is about 430 px wide: with a 170 px label floor and "log counts" the slider
+        # was squeezed to its handle. The slider keeps 100 px; the label and box take what their text needs.
+        self.slider.setMinimumWidth(100)
         self.point_label = QtWidgets.QLabel("no run")
-        self.point_label.setMinimumWidth(170)
-        self.log_check = QtWidgets.QCheckBox("log counts")
+        self.log_check = QtWidgets.QCheckBox("log")
+        self.log_check.setToolTip("Log scale for the counts")
         top = QtWidgets.QHBoxLayout()
-        top.addWidget(QtWidgets.QLabel("Layer:"))
+        self.layer_combo.setToolTip("The layer whose weights are shown")   # no "Layer:" label: width
         top.addWidget(self.layer_combo)
         top.addWidget(self.slider, 1)
         top.addWidget(self.point_label)
@@ -137,8 +140,9 @@ class HistogramView(QtWidgets.QWidget):
             return
         epoch = aligned(trace, "epoch")[point]
         epoch_text = f"epoch {epoch:g}" if np.isfinite(epoch) else "epoch ?"
-        self.point_label.setText(f"{epoch_text} · {trace.point_labels[point]}  "
-                                 f"({point + 1}/{trace.points})")
+        kind = trace.point_labels[point]      # reference | epoch | finalized; "epoch 3 · epoch" said it twice
+        what = epoch_text if kind == "epoch" else kind if kind == "reference" else f"{kind} · {epoch_text}"
+        self.point_label.setText(f"{what} ({point + 1}/{trace.points})")
         series = trace.layers.get(layer, {})
         counts = layer_value(trace, layer, "hist_counts", point)
         edges = trace.hist_edges.get(layer)
