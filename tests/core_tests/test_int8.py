@@ -69,7 +69,7 @@ def _reference(model_key: str) -> tuple[nn.Module, object]:
 
 def _ptq(model: nn.Module, dataset, **values) -> tuple[nn.Module, object]:
     """Post-training quantization through the method's hooks, with training batches in `prepare` (the
-    RunContext.train_batches the run loop is to give; see the xfail below)."""
+    RunContext.train_batches, as the run loop gives it)."""
     method = INT8.from_values(values)
     ctx = RunContext(device=torch.device("cpu"), steps_per_epoch=4, total_steps=0, num_train=len(dataset.train_x))
     ctx.train_batches = lambda: data_mod.batches(dataset.train_x, dataset.train_y, 128, shuffle=True,
@@ -169,8 +169,6 @@ def test_weight_only_ptq_is_a_zero_epoch_stage_in_the_run_loop(tmp_path_factory)
     assert abs(fin.summary["test_accuracy"] - fin.summary["reference_accuracy"]) <= 0.03
 
 
-@pytest.mark.xfail(strict=True, reason="needs RunContext.train_batches from the run loop (methods/base.py, "
-                   "engine/runner.py: see the int8 report); without it a 0-epoch stage cannot calibrate")
 def test_ptq_with_calibrated_activations_is_a_zero_epoch_stage_in_the_run_loop(tmp_path_factory):
     fin, model = _run(tmp_path_factory, "int8-ptq", [StageConfig("int8", {"calibration_batches": 2},
                                                                  {"epochs": 0})])

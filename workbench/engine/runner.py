@@ -57,6 +57,15 @@ def run_path_for(config: RunConfig, tried: Collection[Path] = ()) -> Path:
     return path
 
 
+def _batches_for(data, batch_size: int, seed: int):
+    """RunContext.train_batches: a fresh shuffled pass each call, from its own generator (the training
+    loop's order is untouched)."""
+    def batches():
+        return data_mod.batches(data.train_x, data.train_y, batch_size, shuffle=True,
+                                generator=torch.Generator().manual_seed(seed))
+    return batches
+
+
 def execute(config: RunConfig, cancel: CancelToken | None = None) -> Iterator[object]:
     """Run a whole pipeline; yields RunStarted, Message, Progress, Evaluated, ..., Finished."""
     cancel = cancel or CancelToken()
@@ -143,7 +152,7 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
         ctx = RunContext(device=device, steps_per_epoch=steps_per_epoch,
                          total_steps=train.epochs * steps_per_epoch, num_train=len(data.train_x),
                          stage=stage, generator=torch.Generator().manual_seed(config.seed + 1000 + stage),
-                         cancel=cancel)
+                         cancel=cancel, train_batches=_batches_for(data, train.batch_size, config.seed + 2000 + stage))
         messages: list[str] = []
         ctx.log = messages.append
         cancel.check()

@@ -19,7 +19,7 @@ pieces of work: a cancelled run then ends as `cancelled` without waiting for the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -46,6 +46,10 @@ class RunContext:
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
     log: Callable[[str], None] = lambda message: None
     cancel: CancelToken = field(default_factory=CancelToken)
+    # Training batches (x, y) on the device, shuffled by their own seeded generator, for hooks that need
+    # data before or without training (int8's calibration in a 0-epoch stage, tracing a model); None where
+    # the caller has no data. Reading them does not move the training order.
+    train_batches: Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor]]] | None = None
 
     def check_cancelled(self) -> None:
         """Raise `Cancelled` if the user cancelled the run: long hooks call it between pieces of work."""
