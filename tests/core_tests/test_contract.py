@@ -100,6 +100,9 @@ def test_method_contract(method, model_key, tmp_path):
     elif method == "plain":
         assert s["param_ratio"] == 1.0
         assert s["storage_ratio"] < 1.0          # the same weights plus per-tensor metadata
+    elif method == "int8":
+        assert s["param_ratio"] >= 1.0           # weights rounding to code 0 are not kept
+        assert 1.0 < s["storage_ratio"] < 4.0    # 8 of 32 bits per weight, the rest (biases, BatchNorm) fp32
     else:
         assert s["param_ratio"] > 0 and s["storage_ratio"] > 0
 

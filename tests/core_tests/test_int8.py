@@ -207,9 +207,16 @@ def test_onnx_export_is_qdq_and_runs_in_onnxruntime_as_the_stored_model(int8_run
     ort = pytest.importorskip("onnxruntime")
     fin, model = int8_run
     path = export_run(fin.run_path, "onnx", tmp_path / "m.onnx").path
-    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
-    layers = len(Q.quantized_modules(model))
-    assert ops.count("QuantizeLinear") == ops.count("DequantizeLinear") == 2 * layers   # weights and inputs
+    graph = onnx.load(str(path)).graph
+    ops = [n.op_type for n in graph.node]
+    layers = Q.quantized_modules(model)
+    assert ops.count("DequantizeLinear") == 2 * len(layers)            # each weight and each input
+    assert ops.count("QuantizeLinear") == len(layers)                  # inputs; the weights are stored int8
+    stored = {t.name: t for t in graph.initializer}
+    for name, m in layers.items():             # one byte per weight in the file
+        t = stored[f"{name}.weight_int8"]
+        assert t.data_type == onnx.TensorProto.INT8 and len(t.raw_data) == m.weight.numel()
+        assert f"{name}.weight" not in stored
     x, _ = H.tiny_test_set()
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
     with torch.no_grad():

@@ -39,6 +39,7 @@ from workbench.core.decoding import companions
 from workbench.core.encoding import decode
 from workbench.core.errors import CheckpointError, WorkbenchError
 from workbench.core.store import read_model
+from workbench.engine.onnx_qdq import fold_weight_quantization
 from workbench.methods import get_method
 from workbench.models import architecture, quantized, structure, zoo
 from workbench.models.checkpoint import nonfinite
@@ -377,5 +378,7 @@ def write_onnx(model: nn.Module, attrs: dict, out: Path) -> ExportResult:
     with _atomic(out) as tmp:
         torch.onnx.export(model, (dummy,), str(tmp), input_names=["input"], output_names=["logits"],
                           dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+        if quantized.quantized_modules(model):
+            fold_weight_quantization(tmp)          # int8 weights on disk, not fp32 ones and a QuantizeLinear
     dense_bits = sum(v.numel() for v in model.parameters()) * 32
     return ExportResult(out, out.stat().st_size, dense_bits / 8)
