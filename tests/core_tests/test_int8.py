@@ -71,9 +71,9 @@ def _ptq(model: nn.Module, dataset, **values) -> tuple[nn.Module, object]:
     """Post-training quantization through the method's hooks, with training batches in `prepare` (the
     RunContext.train_batches, as the run loop gives it)."""
     method = INT8.from_values(values)
-    ctx = RunContext(device=torch.device("cpu"), steps_per_epoch=4, total_steps=0, num_train=len(dataset.train_x))
-    ctx.train_batches = lambda: data_mod.batches(dataset.train_x, dataset.train_y, 128, shuffle=True,
-                                                 generator=torch.Generator().manual_seed(0))
+    ctx = RunContext(device=torch.device("cpu"), steps_per_epoch=4, total_steps=0, num_train=len(dataset.train_x),
+                     train_batches=lambda: data_mod.batches(dataset.train_x, dataset.train_y, 128, shuffle=True,
+                                                            generator=torch.Generator().manual_seed(0)))
     method.prepare(model, ctx)
     method.finalize(model, ctx)
     return model, method
@@ -124,6 +124,34 @@ def test_input_quantizer_keeps_zero_exact_and_covers_the_range():
 
 
 # --- post-training quantization --------------------------------------------------------------------------
+
+def test_without_data_in_prepare_the_first_fine_tuning_batches_calibrate():
+    """A caller that gives no training batches: the first `calibration_batches` training forwards are
+    observed (inputs unquantized meanwhile), then the ranges are fixed."""
+    reference, dataset = _reference("mlp_tiny")
+    model = copy.deepcopy(reference)
+    method = INT8.from_values({"calibration_batches": 2})
+    ctx = RunContext(device=torch.device("cpu"), steps_per_epoch=4, total_steps=4, num_train=len(dataset.train_x))
+    method.prepare(model, ctx)
+    layers = list(Q.quantized_modules(model).values())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.001)
+    model.train()
+    for i, (xb, yb) in enumerate(data_mod.batches(dataset.train_x, dataset.train_y, 128, shuffle=False)):
+        assert all((m.observer is None) == (i >= 2) for m in layers)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(xb), yb).backward()
+        optimizer.step()
+        method.after_step(model, ctx)
+        ctx.step += 1
+    assert all(m.observer is None and float(m.input_scale) != 1.0 for m in layers)
+    # the first layer's range is the one the first two batches' pixels span
+    x = dataset.train_x[:256].reshape(256, -1)
+    scale, zero = Q.input_qparams(float(x.min()), float(x.max()))
+    assert float(layers[0].input_scale) == pytest.approx(scale) and float(layers[0].input_zero_point) == zero
+    method.finalize(model, ctx)
+    assert evaluate(model, dataset.test_x, dataset.test_y)[0] >= evaluate(reference, dataset.test_x,
+                                                                          dataset.test_y)[0] - 0.03
+
 
 @pytest.mark.parametrize("model_key", ["mlp_tiny", "cnn_tiny"])
 @pytest.mark.parametrize("observer", ["minmax", "percentile", "mse"])

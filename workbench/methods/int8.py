@@ -15,10 +15,10 @@ the standard PTQ recipe of torch.ao, TensorRT and ONNX Runtime).
 * At the end the weights are put on their int8 grid (models/quantized.snap): the stored model computes
   with the dequantized int8 weights and fake-quantized inputs, so its accuracy is the int8 accuracy.
 
-Calibration reads training batches in `prepare` from `ctx.train_batches` where the run loop gives it.
-Where it does not, the first `calibration_batches` steps of fine-tuning observe instead (in training
-mode) and the ranges are fixed after them or at the first epoch's end, whichever comes first; a stage of
-0 epochs then cannot calibrate and says so.
+Calibration reads training batches in `prepare` from `ctx.train_batches` (the run loop gives them). A
+caller without data (a RunContext without `train_batches`) gets the first `calibration_batches` steps of
+fine-tuning observed instead (in training mode), the ranges fixed after them or at the first epoch's end,
+whichever comes first; with 0 epochs as well, nothing could calibrate, which it says.
 """
 
 from __future__ import annotations
@@ -115,16 +115,14 @@ class Int8Quantization(Method):
             return
         for m in inputs:
             m.observer = RangeObserver(p.observer, ctx.generator)
-        batches = getattr(ctx, "train_batches", None)
-        if batches is not None:
-            self._calibrate(model, batches(), ctx)
+        if ctx.train_batches is not None:
+            self._calibrate(model, ctx.train_batches(), ctx)
         elif ctx.total_steps > 0:
             self.observing = p.calibration_batches
             ctx.log(f"int8: calibrating on the first {p.calibration_batches} fine-tuning batches")
         else:
-            raise ParamError("int8: calibrating the activations needs training batches, which this run loop "
-                             "gives a stage only while it trains: give the stage at least 1 epoch, or set "
-                             "quantize_activations=false")
+            raise ParamError("int8: calibrating the activations needs training batches, and this caller gives "
+                             "none: give the stage at least 1 epoch, or set quantize_activations=false")
 
     @torch.no_grad()
     def _calibrate(self, model: nn.Module, batches, ctx: RunContext) -> None:
