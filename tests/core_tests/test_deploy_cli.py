@@ -44,3 +44,17 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     assert main(["deploy", str(junk), *FAST]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_an_int8_runs_own_form_is_int8(tmp_path):
+    """An int8 run's spec has no replaced layers, only quantized ones: its own form was named "thinned"."""
+    import core_helpers as H
+
+    from workbench.engine.deploy_forms import RunForms
+
+    fin = H.finished(H.run_events(H.make_config("int8", tmp_path / "runs", model="mlp_tiny", params={},
+                                                epochs=0)))
+    assert fin.status == "completed", fin.error
+    forms = RunForms(fin.run_path, tmp_path)
+    assert forms.own_form() == "int8" and "int8" in forms.candidates()
+    assert "int8" in forms.describe("int8")

@@ -175,6 +175,8 @@ class RunForms:
             return None
         if "hashing" in self.spec:
             return "hashed"
+        if self.spec.get("quantized"):      # int8 layers (over any factorised or thinned ones)
+            return "int8"
         ranked = any(e.get("rank") is not None for e in self.spec["layers"].values())
         return "lowrank" if ranked else "thinned"
 
@@ -197,6 +199,7 @@ class RunForms:
         return {"reference": "the uncompressed model the run started from",
                 "dense": "final weights materialised in the original architecture",
                 "lowrank": "the run's factorised layers", "thinned": "the run's thinned layers",
+                "int8": "the run's int8 layers (fake-quantized in PyTorch; replaced layers kept)",
                 "hashed": "hashed layers, virtual weights kept after the first call",
                 "hashed-regen": "hashed layers, virtual weights recomputed every call",
                 "onnxruntime": "the ONNX export in onnxruntime (replaced layers kept, hashed ones multiplied "
@@ -238,7 +241,7 @@ class RunForms:
             return source.state_dict(), {}
         if name == "dense":
             return structure.dense_state_dict(self.model), {}
-        if name in ("lowrank", "thinned", "hashed", "hashed-regen"):
+        if name in ("lowrank", "thinned", "int8", "hashed", "hashed-regen"):
             return self.model.state_dict(), {}
         if name == "csr":
             state = self.model.state_dict()
