@@ -58,3 +58,29 @@ def test_an_int8_runs_own_form_is_int8(tmp_path):
     forms = RunForms(fin.run_path, tmp_path)
     assert forms.own_form() == "int8" and "int8" in forms.candidates()
     assert "int8" in forms.describe("int8")
+
+
+def test_storing_a_report_goes_through_a_copy_and_refuses_a_run_being_written(magnitude_run, tmp_path):
+    """The report is written into a copy renamed over the run file (no partial copy left, the old file
+    untouched on failure); a run whose writer is alive is refused, since its next point would replace it."""
+    import pytest
+
+    from workbench.core.errors import WorkbenchError
+    from workbench.core.store import RunWriter
+    from workbench.engine.deploy import deploy
+    from workbench.engine.deploy_report import store_report
+
+    run = tmp_path / "run.h5"
+    shutil.copy(magnitude_run[1], run)
+    report = deploy(run, batches=(1, 4), repeats=1, eval_samples=16, memory=False, threads=1, forms=[])
+    store_report(run, report)
+    store_report(run, report)                      # replacing the first
+    assert read_report(run).to_json() == report.to_json()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5"]
+    writer = RunWriter(tmp_path / "live.h5", {"config": "{}"})
+    try:
+        with pytest.raises(WorkbenchError, match="still being written"):
+            store_report(tmp_path / "live.h5", report)
+    finally:
+        writer.finish("cancelled")
+        writer.close()

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
-import uuid
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import h5py
 import numpy as np
 
 from workbench.core.errors import WorkbenchError
-from workbench.core.store import now_iso
+from workbench.core.store import now_iso, read_run
 
 FORMAT, VERSION = "workbench-deploy", 1
 GROUP, PENDING = "deploy", "deploy-new-"
@@ -170,29 +171,39 @@ def _num(v, width: int, digits: int) -> str:
 
 
 def store_report(run_path: str | os.PathLike, report: DeployReport) -> None:
-    """Write the report into the run file under /deploy, replacing an earlier one."""
-    text = report.to_json()
-    pending = PENDING + uuid.uuid4().hex[:8]
+    """Write the report into the run file under /deploy, replacing an earlier one.
+
+    As the run store writes its files (core/store.py), the change is made on a copy beside the file
+    (`.NAME.h5.deploy-part`) and renamed over it: a reader, a kill or a full disk meets the old file or the
+    new one, never a half-written one. A run still being written is refused: its writer would replace
+    the file at its next point and the report with it."""
+    path = Path(run_path)
     try:
-        with h5py.File(run_path, "a") as f:
-            if "schema_version" not in f.attrs:
-                raise WorkbenchError(f"{run_path} is an HDF5 file but not a workbench run")
-            g = f.create_group(pending)
+        run = read_run(path)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if run.attrs.get("status") == "running" and run.writer_alive:
+        raise WorkbenchError(f"{path.name} is still being written: measure it once the run has ended")
+    text = report.to_json()
+    part = path.with_name(f".{path.name}.deploy-part")
+    try:
+        shutil.copyfile(path, part)
+        with h5py.File(part, "a") as f:
+            for stale in [k for k in f if k == GROUP or k.startswith(PENDING)]:
+                del f[stale]
+            g = f.create_group(GROUP)
             g.attrs["measured"] = report.measured or now_iso()
             if len(text.encode()) <= ATTR_LIMIT:
                 g.attrs["report"] = text
             else:
                 g.create_dataset("report_json", data=np.frombuffer(text.encode(), dtype=np.uint8),
                                  chunks=True, compression="gzip", fletcher32=True)
-            f.flush()
-            if GROUP in f:
-                del f[GROUP]
-            f.move(pending, GROUP)
-            for stale in [k for k in f if k.startswith(PENDING)]:     # left by an interrupted store
-                del f[stale]
+        os.replace(part, path)
     except OSError as exc:
-        raise WorkbenchError(f"cannot store the deployment report in {run_path}: "
+        raise WorkbenchError(f"cannot store the deployment report in {path}: "
                              f"{str(exc).splitlines()[0]}") from None
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def read_report(run_path: str | os.PathLike) -> DeployReport | None:
