@@ -4,6 +4,7 @@ their accounting counted by hand, the compact round trip, the ONNX QDQ export in
 from __future__ import annotations
 
 import copy
+import math
 import random
 
 import core_helpers as H
@@ -26,6 +27,7 @@ from workbench.engine.reference import resolve_model
 from workbench.engine.training import evaluate
 from workbench.methods import get_method
 from workbench.methods.base import RunContext
+from workbench.methods.int8 import check_pipeline
 from workbench.models import quantized as Q
 from workbench.models import structure
 
@@ -314,6 +316,61 @@ def test_lowrank_then_int8_counts_both_factors_at_8_bits(tmp_path_factory, tmp_p
     x, _ = H.tiny_test_set()
     with torch.no_grad():
         assert torch.equal(load_compact(result.path)(x), model(x))
+
+
+# --- stages after int8 ------------------------------------------------------------------------------------
+
+def test_a_stage_after_int8_is_accounted_as_int8_and_the_compact_file_holds_exactly_that(tmp_path_factory, tmp_path):
+    """A 0-epoch plain stage after int8 (the last stage's method does the accounting) counts the int8 codes,
+    not fp32 values: the same bits as the pipeline without it, and the compact file's payload is those
+    bits to the byte (each tensor's record rounded up to whole bytes; the per-tensor headers the
+    accounting counts are in the file's JSON header instead)."""
+    mag, int8 = StageConfig("magnitude", {"q_fc": 1.5}, {"epochs": 1}), StageConfig("int8", {}, {"epochs": 0})
+    fin, model = _run(tmp_path_factory, "mag-int8-plain", [mag, int8, StageConfig("plain", {}, {"epochs": 0})])
+    alone, _ = _run(tmp_path_factory, "mag-int8-alone", [mag, int8])
+    assert fin.summary["bits"] == alone.summary["bits"]
+    encoded = get_method("plain")().encode(model)
+    weights = {e.name: e.encoding for e in encoded if e.name.endswith(".weight")}
+    assert weights == {"fc1.weight": "sparse_int8", "fc2.weight": "sparse_int8"}
+    assert account(encoded).bits == fin.summary["bits"]
+    result = export_run(fin.run_path, "compact", tmp_path / "m.cwbc")
+    assert result.size_bytes - result.header_bytes == sum(math.ceil((e.bits - e.meta_bits) / 8) for e in encoded)
+    x, _ = H.tiny_test_set()
+    with torch.no_grad():
+        assert torch.equal(load_compact(result.path)(x), model(x))
+
+
+def _stages(*spec):
+    return [StageConfig(method, {}, {"epochs": epochs}) for method, epochs in spec]
+
+
+@pytest.mark.parametrize("stages, message", [
+    (_stages(("int8", 0), ("plain", 1)), r"stage 2 \(plain\) after int8: 1 epoch of training would move the weights"),
+    (_stages(("magnitude", 2), ("int8", 1), ("dns", 3)), r"stage 3 \(dns\) after int8: 3 epochs of training"),
+    (_stages(("int8", 0), ("kmeans", 0)), r"stage 2 \(kmeans\) after int8: it would change the int8 weights"),
+    (_stages(("int8", 0), ("plain", 0), ("sws", 0)), r"stage 3 \(sws\)"),
+    ([StageConfig("int8", {}, {}), StageConfig("plain", {}, {})], "10 epochs"),      # the default epochs
+])
+def test_a_stage_after_int8_that_cannot_keep_the_weights_int8_is_refused_in_one_line(stages, message):
+    with pytest.raises(ParamError, match=message) as info:
+        check_pipeline(stages)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("stages", [_stages(("magnitude", 2), ("int8", 1)), _stages(("int8", 0), ("plain", 0)),
+                                    _stages(("int8", 3), ("magnitude", 0), ("dns", 0)), _stages(("kmeans", 1))])
+def test_stages_that_keep_the_weights_int8_pass_the_check(stages):
+    check_pipeline(stages)
+
+
+@pytest.mark.xfail(strict=True, reason="engine/configure.complete must call methods.int8.check_pipeline(config.stages)")
+def test_a_refused_pipeline_stops_before_the_run_file_exists(tmp_path):
+    from workbench.engine.configure import complete
+
+    config = RunConfig(dataset="tiny", stages=_stages(("int8", 0), ("plain", 1)), model="mlp_tiny",
+                       out_dir=str(tmp_path), device="cpu")
+    with pytest.raises(ParamError, match="after int8"):
+        complete(config)
 
 
 # --- the records: decoder and bad input ----------------------------------------------------------------

@@ -15,6 +15,15 @@ the standard PTQ recipe of torch.ao, TensorRT and ONNX Runtime).
 * At the end the weights are put on their int8 grid (models/quantized.snap): the stored model computes
   with the dequantized int8 weights and fake-quantized inputs, so its accuracy is the int8 accuracy.
 
+A stage after int8 must leave every weight on its int8 grid, or the stored model is no longer int8
+(`check_pipeline`, from what the methods do): a stage with epochs trains the float weights while the
+scales stay fixed, so they leave the grid (the forward fake-quantizes them; the stored weights, the
+accounting and a dense export would not); kmeans and sws move weights to their own codebooks; low rank,
+structured pruning, hashing and a second int8 stage refuse an int8 model in their `prepare`. What keeps
+them: plain, magnitude and dns with 0 epochs (nothing changes, or weights become 0, which every grid
+holds); their accounting is the int8 one (methods/storage.py hands int8 layers to int8_storage whatever
+stage comes last).
+
 Calibration reads training batches in `prepare` from `ctx.train_batches` (the run loop gives them). A
 caller without data (a RunContext without `train_batches`) gets the first `calibration_batches` steps of
 fine-tuning observed instead (in training mode), the ranges fixed after them or at the first epoch's end,
@@ -29,11 +38,11 @@ from itertools import islice
 import torch
 from torch import nn
 
+from workbench.core.config import TrainParams
 from workbench.core.errors import ParamError
 from workbench.core.params import knob
 from workbench.methods.base import Method, RunContext
 from workbench.methods.int8_observers import OBSERVERS, RangeObserver
-from workbench.methods.int8_storage import encode_quantized
 from workbench.methods.registry import register
 from workbench.models import quantized, structure
 from workbench.models.layers import compressible_layers, layer_kind
@@ -52,6 +61,28 @@ class Int8Params:
                                       "calibrated scale and zero point (off: weights only).")
     layers: str = knob("all", "Layers", "all, fc, conv, or layer names separated by commas (e.g. fc1,fc2; "
                        "a factorised layer's name takes both factors).")
+
+
+AFTER_INT8 = ("plain", "magnitude", "dns")       # with 0 epochs: they leave the int8 weights as they are
+
+
+def check_pipeline(stages) -> None:
+    """One ParamError line for the first stage after an int8 stage that cannot keep the weights int8
+    (see the module's docstring); `stages`: the config's StageConfig list (method, train)."""
+    keys = [s.method for s in stages]
+    if "int8" not in keys:
+        return
+    first = keys.index("int8")
+    default_epochs = TrainParams().epochs
+    for i, stage in enumerate(stages[first + 1:], start=first + 2):
+        epochs = (stage.train or {}).get("epochs", default_epochs)
+        where = f"stage {i} ({stage.method}) after int8"
+        if stage.method not in AFTER_INT8:
+            raise ParamError(f"{where}: it would change the int8 weights (only plain, magnitude or dns with "
+                             f"0 epochs may follow int8); put it before the int8 stage")
+        if epochs:
+            raise ParamError(f"{where}: {epochs} epoch{'s' * (epochs != 1)} of training would move the weights "
+                             f"off their int8 grid; fine-tune in the int8 stage (its epochs) instead")
 
 
 def choose(model: nn.Module, which: str) -> list[tuple[str, nn.Module]]:
@@ -173,9 +204,6 @@ class Int8Quantization(Method):
                     state[f"{name}.weight"] = module.quantized_weight().detach()
                 state[f"{name}.weight_scale"] = module.weight_scale.detach().clone()
         return state
-
-    def encode(self, model: nn.Module, huffman: bool = False):
-        return encode_quantized(model, self.effective_state(model), huffman=huffman)
 
     def finalize(self, model: nn.Module, ctx: RunContext) -> None:
         if self.observing:

@@ -5,29 +5,34 @@ entry, or of the kept entries with their relative indices, plus one fp32 scale a
 per output channel); the record restores the layer's `weight_scale` buffer, so the scales are counted
 and written once. A layer that quantizes its input stores that quantizer as a small header: its scale
 (fp32) and zero point (8 bits). Everything else (biases, other layers, BatchNorm) is stored as
-methods/storage.encode_state stores it, so "magnitude -> int8" counts the kept weights' 8-bit codes plus
+methods/storage.encode_plain stores it (passed in by storage.encode_state, which calls this for every
+model with int8 layers, so this module does not import it back), so "magnitude -> int8" counts the kept weights' 8-bit codes plus
 their sparse indices, "lowrank -> int8" both factors at 8 bits, a thinned layer its thinner weights.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
 
 from workbench.core.encoding import Encoded, encode_dense, encode_integers
 from workbench.core.encoding_int8 import encode_int8
-from workbench.methods.storage import encode_state
 from workbench.models import quantized, structure
 from workbench.models.layers import layer_kind
 
 ZERO_POINT_BITS = 8
 
 
-def encode_quantized(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool = False) -> list[Encoded]:
+def encode_quantized(model: nn.Module, state: dict[str, torch.Tensor],
+                     encode_rest: Callable[..., list[Encoded]], huffman: bool = False) -> list[Encoded]:
+    """The int8 layers' tensors as int8 records; the other tensors as `encode_rest(model, state, huffman=)`
+    stores them."""
     layers = quantized.quantized_modules(model)
     owners = structure.tensor_owners(model)        # a factor `fc1.0` is accounted under `fc1`
     own = {f"{name}.{leaf}": name for name in layers for leaf in ("weight", *quantized.BUFFERS)}
-    others = {e.name: e for e in encode_state(model, {k: v for k, v in state.items() if k not in own},
+    others = {e.name: e for e in encode_rest(model, {k: v for k, v in state.items() if k not in own},
                                                huffman=huffman)}
     out = []
     for key, tensor in state.items():

@@ -5,6 +5,10 @@ distinct values remain; integer streams Huffman coded when asked), other tensors
 replaced (models/structure.py: factors `fc1.0`, `fc1.1`, thinned layers) are accounted under their
 original name and measured against the original dense layer.
 
+`encode_state` hands a model with int8 layers (an `int8` stage, models/quantized.py) to
+methods/int8_storage.py whichever stage comes last, so its weights are counted (and exported) as the
+8-bit codes they are, not as fp32 values; the rest of such a model is stored as below.
+
 `encode_hashed`: a model with hashed layers stores buckets, reconstruction networks, dense biases and
 the seed, whichever stage comes after the hashing one. What the accounting counts is what the compact
 file holds (nothing is free unless recomputed at load time): each space's buckets (fp32), g's
@@ -20,7 +24,8 @@ import torch
 from torch import nn
 
 from workbench.core.encoding import Encoded, encode_auto, encode_dense, encode_integers
-from workbench.models import structure
+from workbench.methods.int8_storage import encode_quantized
+from workbench.models import quantized, structure
 from workbench.models.hashed import layers as hashed_layers
 from workbench.models.layers import compressible_layers, layer_kind
 
@@ -78,9 +83,17 @@ def parameter_names(model: nn.Module) -> set[str]:
 
 def encode_state(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool = False) -> list[Encoded]:
     """Layers a method replaced (structure.py: factors `fc1.0`, `fc1.1`, thinned layers, hashed layers)
-    are accounted under their original name and measured against the original dense layer."""
+    are accounted under their original name and measured against the original dense layer; int8 layers
+    as their codes and scales (int8_storage), whichever method asks."""
     if structure.hashed_spec(model) is not None:      # buckets, g and the seed
         return encode_hashed(model, state, huffman=huffman)
+    if quantized.quantized_modules(model):
+        return encode_quantized(model, state, encode_plain, huffman=huffman)
+    return encode_plain(model, state, huffman=huffman)
+
+
+def encode_plain(model: nn.Module, state: dict[str, torch.Tensor], huffman: bool = False) -> list[Encoded]:
+    """`encode_state` for a model without hashed or int8 layers (or the rest of an int8 model)."""
     kinds = layer_index(model)
     params = parameter_names(model)
     owners = structure.tensor_owners(model)
