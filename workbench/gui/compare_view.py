@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from workbench.core import params as P
 from workbench.core.config import TrainParams
 from workbench.core.errors import WorkbenchError
+from workbench.gui.deploy_figures import compare_figures
 from workbench.gui.run_trace import RunTrace
 from workbench.methods import get_method
 
@@ -30,18 +31,21 @@ COLUMNS = [  # (header, tooltip)
     ("Ref acc %", "test accuracy before compression"), ("Acc %", "test accuracy after compression"),
     ("Params x", "dense / stored parameters (Han 2015, DNS)"),
     ("Bits x", "dense fp32 bits / stored bits (Deep Compression, SWS)"), ("KiB", "stored size"),
+    ("Latency ms", "batch-1 latency of the run's fastest form on CPU (hover a cell for the form); blank until "
+                   "the run's deployment is measured (Deploy tab)"),
+    ("Speed-up", "that form's batch-1 latency speed-up against the reference, measured in the same process"),
     ("Wall s", "wall time of the compression"), ("Device", ""),
     ("Key parameters", "the knobs that differ from their defaults"),
 ]
 KEY_WIDTH = 420
 
 
-class _Num(QTableWidgetItem):
-    """Sorts by number, shows formatted text; NaN sorts last."""
+class NumberItem(QTableWidgetItem):
+    """Sorts by number, shows formatted text; NaN sorts last. `missing` is the text of no number."""
 
-    def __init__(self, value, fmt: str):
+    def __init__(self, value, fmt: str, missing: str = "-"):
         ok = isinstance(value, (int, float)) and math.isfinite(value)
-        super().__init__(format(value, fmt) if ok else "-")
+        super().__init__(format(value, fmt) if ok else missing)
         self.value = float(value) if ok else float("inf")
         self.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
 
@@ -62,6 +66,17 @@ def key_params(trace: RunTrace) -> str:
         items = [f"{k}={P.format_value(v)}" for k, v in values.items()]
         parts.append(f"{stage['method']}: " + ", ".join(items) if len(stages) > 1 else ", ".join(items))
     return "; ".join(parts)
+
+
+def _deploy_cells(trace: RunTrace) -> list[QTableWidgetItem]:
+    """Latency ms and Speed-up from the run's stored deployment report; blank (sorted last) without one."""
+    figures = compare_figures(trace.deploy)
+    if figures is None:
+        return [NumberItem(None, "", missing=""), NumberItem(None, "", missing="")]
+    cells = [NumberItem(figures.latency_ms, ".3g"), NumberItem(figures.speedup, ".2f")]
+    for cell in cells:
+        cell.setToolTip(figures.tip)
+    return cells
 
 
 class CompareView(QWidget):
@@ -115,8 +130,8 @@ class CompareView(QWidget):
         keys.setToolTip(keys.text())
         cells = [QTableWidgetItem(trace.label), QTableWidgetItem(trace.method), QTableWidgetItem(trace.model),
                  QTableWidgetItem(str(trace.attrs.get("dataset", ""))), QTableWidgetItem(trace.status),
-                 _Num(100 * ref, ".2f"), _Num(100 * acc, ".2f"), _Num(pr, ".1f"), _Num(sr, ".1f"),
-                 _Num(bits / 8192, ".1f"), _Num(s.get("wall_seconds"), ".0f"),
+                 NumberItem(100 * ref, ".2f"), NumberItem(100 * acc, ".2f"), NumberItem(pr, ".1f"), NumberItem(sr, ".1f"),
+                 NumberItem(bits / 8192, ".1f"), *_deploy_cells(trace), NumberItem(s.get("wall_seconds"), ".0f"),
                  QTableWidgetItem(str(trace.attrs.get("device", ""))), keys]
         warnings = str(trace.attrs.get("warnings", ""))
         if warnings:                       # a stalled stage (runner.stall_notice)

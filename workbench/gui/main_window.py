@@ -1,5 +1,6 @@
-"""The main window: wires the setup and method panels, the run queue, the live plots and the comparison
-table together. It computes nothing itself: runs go to the RunQueue's thread, files to the thread pool."""
+"""The main window: wires the setup and method panels, the run queue, the live plots, the comparison
+table and the Deploy tab together. It computes nothing itself: runs and deployment measurements go to the
+RunQueue's thread (one at a time), files to the thread pool."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from PySide6.QtWidgets import (
 
 from workbench.core.config import RunConfig
 from workbench.core.events import Finished, RunStarted
-from workbench.core.store import read_run
 from workbench.gui.compare_view import CompareView
+from workbench.gui.deploy_control import DeployControl
+from workbench.gui.deploy_job import DeployJob
+from workbench.gui.deploy_view import DeployView
 from workbench.gui.export_dialog import ExportDialog
 from workbench.gui.help_menu import add_help_menu
 from workbench.gui.live_refresh import StaggeredRefresh
@@ -41,7 +44,7 @@ from workbench.gui.plots import (
     export_plot,
 )
 from workbench.gui.recent_files import RecentFiles
-from workbench.gui.run_trace import RunTrace
+from workbench.gui.run_trace import RunTrace, load_trace
 from workbench.gui.setup_dock import SetupDock
 from workbench.gui.setup_panel import SetupPanel
 from workbench.gui.wheel_guard import WheelGuard
@@ -89,6 +92,8 @@ class MainWindow(QMainWindow):
         # Created now, not by the first message: its appearing mid-run resized and repainted every plot.
         self.statusBar().showMessage("ready", 3000)
         self._connect()
+        self.deploy = DeployControl(self)              # Measure deployment: queued like a run
+        self.queue.measured.connect(lambda outcome: self._closing and self.close())   # closed while measuring
         self._restore()
         self._wheel_guard = WheelGuard(self)            # scrolling a panel never changes a setting
         QApplication.instance().installEventFilter(self._wheel_guard)
@@ -130,6 +135,8 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(live, "Live")
         self.tabs.addTab(compare, "Compare")
+        self.deploy_view = DeployView()      # accuracy against latency and file size; the per-form table
+        self.tabs.addTab(self.deploy_view, "Deploy")
         self.model_layers = ModelLayers()    # the chosen model's layers and what each stage does with them
         self.tabs.addTab(self.model_layers, "Layers")
         _cache_axes(self.tabs)
@@ -161,7 +168,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(act)
         run_menu = self.menuBar().addMenu("&Run")
         for text, key, slot in (("&Run the current settings", "F5", self.queue_current),
-                                ("&Cancel the running run", "Shift+F5", self.queue.cancel)):
+                                ("&Cancel the running run", "Shift+F5", self.queue.cancel),
+                                ("&Measure deployment of the current run", "F6", lambda: self.deploy.request())):
             act = QAction(text, self, shortcut=QKeySequence(key))
             act.triggered.connect(slot)
             run_menu.addAction(act)
@@ -238,8 +246,9 @@ class MainWindow(QMainWindow):
 
     def _queue_changed(self) -> None:
         # The bar keeps saying how the last run ended: the queue emptying is no news (see run_bar).
-        self.run_bar.set_queue(self.queue.busy, [f"{cfg.method_label} on {cfg.model or cfg.checkpoint}"
-                                                 for cfg in self.queue.pending()])
+        self.run_bar.set_queue(self.queue.busy, [
+            item.describe() if isinstance(item, DeployJob) else f"{item.method_label} on {item.model or item.checkpoint}"
+            for item in self.queue.pending()])
 
     def _run_started(self, ev: RunStarted) -> None:
         trace = RunTrace.started(ev)      # named as its file will name it (run_trace.run_label)
@@ -309,11 +318,14 @@ class MainWindow(QMainWindow):
             self._load(path)
 
     def _load(self, path: str) -> None:
-        run_in_pool(lambda: RunTrace.from_run(read_run(path)), path, self._loader)
+        run_in_pool(lambda: load_trace(path), path, self._loader)      # with its deployment report
 
     def _file_loaded(self, path: str, trace: RunTrace) -> None:
         # a live row update still pending holds the run's live trace ("running"): the file is newer
         self.live_refresh.discard(lambda key: key == f"table:{path}")
+        old = self.traces.get(path)
+        if trace.deploy is None and old is not None and old.deploy is not None:
+            trace.deploy = old.deploy     # measured here but not (or not yet, when this was read) in the file
         self.traces[path] = trace
         if self.focus_path not in self.traces:
             self.focus_path = path      # nothing shown yet: the opened run fills the per-layer plots
@@ -326,6 +338,10 @@ class MainWindow(QMainWindow):
             self.focus_path = paths[0]
         self._show_traces()
 
+    def refresh_views(self) -> None:
+        """Redraw what shows the loaded runs (after a deployment report arrived)."""
+        self._show_traces()
+
     def _show_traces(self) -> None:
         # The rebuild below draws the newest data of the shown traces; a pending live update would
         # re-add a trace the selection just left out. Table rows are not rebuilt here, so they stay.
@@ -336,6 +352,7 @@ class MainWindow(QMainWindow):
         self.compare_plot.set_traces(traces)
         self.curves.set_traces(traces)
         focus = self.traces.get(self.focus_path)
+        self.deploy_view.set_runs(traces, focus)
         if focus is not None:
             for plot in self.layer_plots.values():
                 plot.set_trace(focus)
@@ -393,8 +410,8 @@ class MainWindow(QMainWindow):
         if self.queue.busy and not self._closing and self.isVisible():   # a hidden window has no one to ask
             answer = QMessageBox.question(
                 self, "A run is in progress",
-                "A run is in progress. Cancel it and close? Its file keeps everything recorded so far; "
-                "queued runs are dropped.", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                "A run (or deployment measurement) is in progress. Cancel it and close? A run's file keeps "
+                "everything recorded so far, a measurement stores nothing; queued runs are dropped.", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                 QMessageBox.StandardButton.No)
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()

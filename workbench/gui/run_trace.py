@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.core.errors import WorkbenchError
 from workbench.core.events import Evaluated, RunStarted
-from workbench.core.store import RunData
+from workbench.core.store import RunData, read_run
+from workbench.engine.deploy_report import DeployReport, read_report
 from workbench.engine.runner import POINT_KINDS
 
 _STAMPED = re.compile(r"(?P<date>\d{8})-(?P<h>\d\d)(?P<m>\d\d)(?P<s>\d\d)-")
@@ -56,6 +58,8 @@ class RunTrace:
     summary: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)      # the run file's root attributes (device, dataset, ...)
+    deploy: DeployReport | None = None             # the deployment report stored in the run file, if any
+    deploy_error: str = ""                         # why a stored report could not be read
 
     @property
     def points(self) -> int:
@@ -112,3 +116,14 @@ class RunTrace:
         kinds = trace.metrics.get("point_kind") or [0] + [1] * max(n - 2, 0) + [2] * (n > 1)
         trace.point_labels = [POINT_KINDS[int(k)] if np.isfinite(k) else "epoch" for k in kinds]
         return trace
+
+
+def load_trace(path: str) -> RunTrace:
+    """A run file as the app shows it: its trace and the deployment report it holds (read in the thread
+    pool, never on the GUI thread). A report that cannot be read leaves the run readable and says why."""
+    trace = RunTrace.from_run(read_run(path))
+    try:
+        trace.deploy = read_report(path)
+    except WorkbenchError as exc:
+        trace.deploy_error = str(exc)
+    return trace

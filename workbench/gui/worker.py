@@ -1,7 +1,11 @@
-"""Background work: the run queue (one run at a time in a worker thread) and file loading.
+"""Background work: the run queue (one run or deployment measurement at a time in a worker thread) and
+file loading.
 
 The GUI thread never trains, evaluates or reads HDF5: the worker consumes the core's event generator
 and re-emits each event as a Qt signal (queued across threads); run files are read in a thread pool.
+Deployment measurements (gui/deploy_job.py) go through the same queue, so that a measurement never
+runs beside a compression run: each would disturb the other's timing, and `deploy` sets torch's
+process-wide thread count.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import CancelToken, Evaluated, Finished, Message, Progress, RunStarted
 from workbench.engine.runner import execute
+from workbench.gui.deploy_job import DeployJob, measure
 
 
 class _RunWorker(QObject):
@@ -23,6 +28,8 @@ class _RunWorker(QObject):
 
     event = Signal(object)
     done = Signal(object)          # Finished (also for runs that failed before a file existed)
+    measure_progress = Signal(int, int, str)
+    measured = Signal(object)      # DeployOutcome
 
     @Slot(object, object)
     def run(self, config: RunConfig, token: CancelToken) -> None:
@@ -40,9 +47,14 @@ class _RunWorker(QObject):
             finished = Finished("", "failed", {}, f"{type(exc).__name__}: {exc}".splitlines()[0])
         self.done.emit(finished)
 
+    @Slot(object, object)
+    def measure(self, job: DeployJob, token: CancelToken) -> None:
+        self.measured.emit(measure(job, token, self.measure_progress.emit))
+
 
 class RunQueue(QObject):
-    """Runs queued configs one after another in a background thread; cancel stops the current one."""
+    """Runs queued configs and deployment jobs one after another in a background thread; cancel stops the
+    current one."""
 
     started = Signal(object)       # RunStarted
     progress = Signal(object)      # Progress
@@ -51,30 +63,38 @@ class RunQueue(QObject):
     warning = Signal(str, str)     # run path, a Message marked warning: shown until the next run is queued
     finished = Signal(object)      # Finished
     queue_changed = Signal()
+    measure_started = Signal(object)             # DeployJob
+    measure_progress = Signal(int, int, str)     # done, total, what was just done
+    measured = Signal(object)                    # DeployOutcome
     _submit = Signal(object, object)
+    _submit_job = Signal(object, object)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
-        self._pending: deque[RunConfig] = deque()
+        self._pending: deque[RunConfig | DeployJob] = deque()
         self._token: CancelToken | None = None
-        self._current: RunConfig | None = None
+        self._current: RunConfig | DeployJob | None = None
         self._path = ""
         self._thread = QThread(self)
         self._thread.setObjectName("workbench-runs")
         self._worker = _RunWorker()
         self._worker.moveToThread(self._thread)
         self._submit.connect(self._worker.run)
+        self._submit_job.connect(self._worker.measure)
         self._worker.event.connect(self._on_event)
         self._worker.done.connect(self._on_done)
+        self._worker.measure_progress.connect(self.measure_progress)
+        self._worker.measured.connect(self._on_measured)
         self._thread.start()
 
     # --- queue ------------------------------------------------------------------------------
-    def enqueue(self, config: RunConfig) -> None:
-        self._pending.append(config)
+    def enqueue(self, item: RunConfig | DeployJob) -> None:
+        """Queue a run, or a deployment measurement (DeployJob): either waits for the one running."""
+        self._pending.append(item)
         self.queue_changed.emit()
         self._next()
 
-    def pending(self) -> list[RunConfig]:
+    def pending(self) -> list[RunConfig | DeployJob]:
         return list(self._pending)
 
     @property
@@ -82,8 +102,13 @@ class RunQueue(QObject):
         return self._current is not None
 
     @property
-    def current(self) -> RunConfig | None:
+    def current(self) -> RunConfig | DeployJob | None:
         return self._current
+
+    @property
+    def measuring(self) -> bool:
+        """The current item is a deployment measurement."""
+        return isinstance(self._current, DeployJob)
 
     def cancel(self) -> None:
         """Cancel the running run (it ends as `cancelled` after the current batch)."""
@@ -102,7 +127,11 @@ class RunQueue(QObject):
         self._token = CancelToken()
         self._path = ""
         self.queue_changed.emit()
-        self._submit.emit(self._current, self._token)
+        if isinstance(self._current, DeployJob):
+            self.measure_started.emit(self._current)
+            self._submit_job.emit(self._current, self._token)
+        else:
+            self._submit.emit(self._current, self._token)
 
     # --- events from the worker thread (delivered on the GUI thread) --------------------------
     @Slot(object)
@@ -128,6 +157,14 @@ class RunQueue(QObject):
         self.queue_changed.emit()
         self._next()
 
+    @Slot(object)
+    def _on_measured(self, outcome) -> None:
+        self._current = None
+        self._token = None
+        self.measured.emit(outcome)
+        self.queue_changed.emit()
+        self._next()
+
     def shutdown(self, wait_ms: int = 10000) -> bool:
         """Cancel everything and stop the thread; True when it stopped within `wait_ms`.
 
@@ -140,7 +177,8 @@ class RunQueue(QObject):
         self._thread.quit()
         if self._thread.wait(wait_ms):
             return True
-        path = self._path or "the current run"
+        path = self._path or (self._current.describe() if isinstance(self._current, DeployJob) else
+                              "the current run")
         print(f"workbench: {path} is still finishing after {wait_ms / 1000:g} s of cancelling; waiting for "
               "it to close its file", file=sys.stderr, flush=True)
         self._thread.wait()
