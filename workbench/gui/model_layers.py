@@ -30,6 +30,7 @@ from workbench.core.config import StageConfig
 from workbench.core.errors import WorkbenchError
 from workbench.data import tiny
 from workbench.data.locate import canonical
+from workbench.gui.messages import app_words
 from workbench.gui.worker import TaskSignals, run_in_pool
 from workbench.methods.per_layer import not_a_matrix
 from workbench.models import zoo
@@ -235,8 +236,10 @@ class ModelLayers(QWidget):
         self.inspected.emit(spec, "", None, error)
 
     def _show_message(self, text: str) -> None:
+        """`text` in the table's place, naming the app's controls rather than the core's CLI flags (the
+        `inspected` signal keeps the core's words: its receivers translate what they show)."""
         self.title.setText("")
-        self.message.setText(text)
+        self.message.setText(app_words(text))
         self.stack.setCurrentWidget(self.message)
 
     def _built(self, key, summary: ModelSummary) -> None:
