@@ -109,7 +109,7 @@ def test_flops_budget_is_met_in_both_rankings():
     floor = sel.floors(a, 0.1, {"conv1": 1.0})
     dense = a.macs()
     for scope in ("layer", "global"):
-        removed = sel.select(a, sel.l1_scores(a), floor, scope=scope, macs_budget=0.5 * dense)
+        removed = sel.select(a, sel.l1_scores(a), floor, scope=scope, budget=0.5 * dense)
         assert 0.45 * dense <= a.macs(removed) <= 0.5 * dense, scope
         outs, _ = a.removed_counts(removed)
         assert outs["conv1"] == 0                                   # kept whole by keep_layers

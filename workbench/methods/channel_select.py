@@ -1,5 +1,5 @@
 """Which coupled channel groups (models/channel_groups.py) structured pruning removes: scores, per-layer
-limits and the target, a fraction of the channels or a budget of multiply-adds.
+limits and the target, a fraction of the channels or a budget of multiply-adds or of predicted latency.
 
 * Scores. L1-norm filter pruning (Li et al. 2017) scores a group by the L1 norms of its members' filters
   (weight rows: conv filters, fc units), network slimming (Liu et al. 2017) by its members' |BatchNorm
@@ -11,16 +11,19 @@ limits and the target, a fraction of the channels or a budget of multiply-adds.
   (within a family the mean orders as the sum does).
 * Limits. A layer keeps at least max(1, ceil(min_keep x its outputs)) outputs (`floors`); a group whose
   removal would take a layer below that stays.
-* Target. A ratio removes that fraction of the groups (per family or overall); a budget of
-  multiply-adds removes groups until the model's conv and linear layers need no more than that per
-  sample: lowest scores first (global), or the smallest common ratio that meets it (per layer, by
-  bisection). Groups removed by an earlier step of an iterative schedule stay removed.
+* Target. A ratio removes that fraction of the groups (per family or overall); a budget removes groups
+  until the model's cost is within it: lowest scores first (global), or the smallest common ratio that
+  meets it (per layer, by bisection). The cost is the conv and linear layers' multiply-adds per sample,
+  or any other function of the channels removed per layer that falls as channels go (the predicted
+  latency of methods/latency_table.py); the walk is the same. Groups removed by an earlier step of an
+  iterative schedule stay removed.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from typing import Callable
 
 import torch
 
@@ -62,11 +65,15 @@ def floors(analysis: ChannelAnalysis, min_keep: float, keep_layers: dict) -> dic
             for name, m in analysis.layers.items() if not _is_norm(m)}
 
 
+Cost = Callable[[Counter, Counter], float]      # (outputs removed, input columns removed) per layer -> cost
+
+
 class _Removal:
     """Groups removed so far and what they take from each layer."""
 
-    def __init__(self, analysis: ChannelAnalysis, floor: dict[str, int]):
+    def __init__(self, analysis: ChannelAnalysis, floor: dict[str, int], cost: Cost | None = None):
         self.analysis, self.floor = analysis, floor
+        self.cost_of = cost or (lambda outs, ins: analysis.macs(counts=(outs, ins)))
         self.removed: set[int] = set()
         self.outs, self.ins = Counter(), Counter()
 
@@ -82,14 +89,16 @@ class _Removal:
             if m.role in ("out", "in"):
                 (self.outs if m.role == "out" else self.ins)[m.name] += 1
 
-    def macs(self) -> int:
-        return self.analysis.macs(counts=(self.outs, self.ins))
+    def cost(self) -> float:
+        return self.cost_of(self.outs, self.ins)
 
 
 def select(analysis: ChannelAnalysis, scores: list, floor: dict[str, int], *, scope: str,
-           ratio: float | None = None, macs_budget: float | None = None, keep_removed=()) -> set[int]:
+           ratio: float | None = None, budget: float | None = None, cost: Cost | None = None,
+           keep_removed=()) -> set[int]:
     """The groups to remove (see the module's docstring); `scores[g]` is (sum, members) or None (the
-    group is not a candidate); `keep_removed` are removed first whatever their scores."""
+    group is not a candidate); `budget` bounds `cost` (default: multiply-adds per sample), which must not
+    rise as groups go; `keep_removed` are removed first whatever their scores."""
     candidates = [g for g, s in enumerate(scores) if s is not None]
     forced = set(keep_removed)
 
@@ -101,26 +110,26 @@ def select(analysis: ChannelAnalysis, scores: list, floor: dict[str, int], *, sc
         order = sorted(candidates, key=key)
         if ratio is not None:
             return _take(analysis, floor, order, forced, quota=round(ratio * len(order))).removed
-        return _take(analysis, floor, order, forced, budget=macs_budget).removed
+        return _take(analysis, floor, order, forced, budget=budget, state=_Removal(analysis, floor, cost)).removed
     families: dict[tuple, list[int]] = defaultdict(list)
     for g in candidates:
         families[analysis.groups[g].family()].append(g)
     orders = [sorted(members, key=key) for members in families.values()]
 
     def per_family(r: float) -> _Removal:
-        state = _Removal(analysis, floor)
+        state = _Removal(analysis, floor, cost)
         for order in orders:
             _take(analysis, floor, order, forced, quota=round(r * len(order)), state=state)
         return state
 
     if ratio is not None:
         return per_family(ratio).removed
-    if per_family(1.0).macs() > macs_budget:          # out of reach within the limits: go as far as they allow
+    if per_family(1.0).cost() > budget:          # out of reach within the limits: go as far as they allow
         return per_family(1.0).removed
     lo, hi = 0.0, 1.0
     for _ in range(30):
         mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if per_family(mid).macs() <= macs_budget else (mid, hi)
+        lo, hi = (lo, mid) if per_family(mid).cost() <= budget else (mid, hi)
     return per_family(hi).removed
 
 
@@ -135,7 +144,7 @@ def _take(analysis, floor, order: list[int], forced: set[int], *, quota: int | N
             continue
         if quota is not None and taken >= quota:
             break
-        if budget is not None and state.macs() <= budget:
+        if budget is not None and state.cost() <= budget:
             break
         if state.allowed(g):
             state.remove(g)

@@ -17,6 +17,11 @@ masked (their weight rows, biases and BatchNorm entries held at zero after every
 already computes what the thinned one will); `finalize` then removes them physically (models/thinning.py,
 recorded in the structure spec so run files and exports are rebuilt smaller) and checks that the
 thinned model's outputs equal the masked model's on that first batch.
+
+Targets: a ratio of the channels, a fraction of the dense multiply-adds (`flops`), or a fraction of the
+dense model's latency (`latency`): a per-layer latency table measured on this machine when the graph is
+read (methods/latency_table.py, as NetAdapt, Yang et al. 2018), the same selection walk with the
+table's predicted latency in place of multiply-adds.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from torch import nn
 from workbench.core.errors import ParamError, WorkbenchError
 from workbench.core.params import LayerMap, knob
 from workbench.methods import channel_select as sel
+from workbench.methods import latency_table as lat
 from workbench.methods.base import Method, RunContext
 from workbench.methods.per_layer import check_layer_map
 from workbench.methods.registry import register
@@ -40,7 +46,9 @@ from workbench.models.thinning import masks, thin
 
 def _target():
     return knob("ratio", "Target", "ratio: remove prune_ratio of the channels; flops: keep flops_target of the "
-                "dense model's multiply-adds (conv and linear layers, per sample).", choices=("ratio", "flops"))
+                "dense model's multiply-adds (conv and linear layers, per sample); latency: keep latency_target "
+                "of the dense model's latency, predicted from a table of its conv and linear layers timed on "
+                "this machine.", choices=("ratio", "flops", "latency"))
 
 
 def _scope(default: str):
@@ -56,6 +64,13 @@ class L1FilterParams:
                               "counted in coupled groups.", min=0.0, max=0.95, step=0.05)
     flops_target: float = knob(0.5, "FLOPs kept", "With target = flops: fraction of the dense model's "
                                "multiply-adds to keep (0.5: 2x fewer).", min=0.05, max=1.0, step=0.05)
+    latency_target: float = knob(0.5, "Latency kept", "With target = latency: fraction of the dense model's "
+                                 "latency to keep. Measured when the run starts: each conv / linear layer timed "
+                                 "alone in torch on the run's device and threads at 100/75/50/25 % of its "
+                                 "channels (median of 5, a few seconds in all), interpolated; other layers are "
+                                 "not counted.", min=0.05, max=1.0, step=0.05)
+    latency_batch: int = knob(1, "Latency batch", "With target = latency: the batch size the layers are timed "
+                              "at (1: one sample at a time, as served).", min=1, max=4096)
     scope: str = _scope("layer")
     min_keep: float = knob(0.1, "Min kept per layer", "Every layer keeps at least this fraction of its "
                            "outputs (and at least one).", min=0.0, max=1.0, step=0.05)
@@ -73,6 +88,8 @@ class L1FilterParams:
             raise ParamError("prune_ratio is 0: nothing would be removed")
         if self.target == "flops" and self.flops_target >= 1:
             raise ParamError("flops_target is 1: nothing would be removed")
+        if self.target == "latency" and self.latency_target >= 1:
+            raise ParamError("latency_target is 1: nothing would be removed")
 
 
 @dataclass
@@ -101,6 +118,8 @@ class _Structured(Method):
         self.ctx: RunContext | None = None
         self.floor: dict[str, int] = {}
         self.dense_macs = 0
+        self.latency: lat.LatencyTable | None = None
+        self.latency_timer: lat.Timer | None = None     # None: timed for real (tests give a deterministic one)
         self._hook = None
 
     def scores(self) -> list:
@@ -120,8 +139,9 @@ class _Structured(Method):
         self.points = sel.prune_points(epochs, p.steps, p.prune_start, p.prune_span)
         self.ctx = ctx
         self._hook = model.register_forward_pre_hook(self._before_forward)
-        goal = (f"remove {p.prune_ratio:g} of the channels" if p.target == "ratio"
-                else f"keep {p.flops_target:g} of the multiply-adds")
+        goal = {"ratio": f"remove {p.prune_ratio:g} of the channels",
+                "flops": f"keep {p.flops_target:g} of the multiply-adds",
+                "latency": f"keep {p.latency_target:g} of the latency at batch {p.latency_batch}"}[p.target]
         ctx.log(f"{self.key}: {goal}, ranked {'globally' if p.scope == 'global' else 'per layer'}, each layer keeping "
                 f"at least {p.min_keep:g}; prunes at the start of epoch(s) "
                 f"{', '.join(str(e + 1) for e, _ in self.points)}, then retraining")
@@ -150,21 +170,43 @@ class _Structured(Method):
         ctx.log(f"{self.key}: {len(a.groups)} removable channel groups in {len({g.family() for g in a.groups})} "
                 f"families of coupled layers; {self.dense_macs:,} multiply-adds per sample")
         self.floor = sel.floors(a, self.params.min_keep, self.params.keep_layers)
+        if self.params.target == "latency" and a.groups:
+            self.latency = lat.build(model, a, self.example, batch=self.params.latency_batch,
+                                     timer=self.latency_timer, check=ctx.check_cancelled)
+            ctx.log(f"{self.key}: {self.latency.describe()}")
 
     def _prune(self, fraction: float) -> None:
         p, a = self.params, self.analysis
         self.done += 1
-        budget = None if p.target == "ratio" else self.dense_macs * (1 - (1 - p.flops_target) * fraction)
+        table = self.latency
+        cost = None
+        if p.target == "flops":
+            budget = self.dense_macs * (1 - (1 - p.flops_target) * fraction)
+        elif p.target == "latency" and table is not None:
+            budget = table.dense * (1 - (1 - p.latency_target) * fraction)
+            cost = lambda outs, ins: table.predict(counts=(outs, ins))  # noqa: E731
+        else:
+            budget = None
         self.removed = sel.select(a, self.scores(), self.floor, scope=p.scope, keep_removed=self.removed,
                                   ratio=p.prune_ratio * fraction if p.target == "ratio" else None,
-                                  macs_budget=budget)
+                                  budget=budget, cost=cost)
         self.masked = masks(a, self.removed)
         self._apply_masks()
         now = a.macs(self.removed)
-        note = "" if budget is None or now <= budget else " (the per-layer limits allow no more)"
+        reached = now if cost is None else table.predict(self.removed)
+        note = "" if budget is None or reached <= budget else " (the per-layer limits allow no more)"
         self.ctx.log(f"{self.key}: prune {self.done}/{len(self.points)} at epoch {self.ctx.epoch + 1}: "
                      f"{len(self.removed)} of {len(a.groups)} channel groups removed; multiply-adds per sample "
-                     f"{self.dense_macs:,} -> {now:,} ({now / max(self.dense_macs, 1):.1%}){note}")
+                     f"{self.dense_macs:,} -> {now:,} ({now / max(self.dense_macs, 1):.1%})"
+                     f"{self._latency_note(self.removed)}{note}")
+
+    def _latency_note(self, removed) -> str:
+        t = self.latency
+        if t is None:
+            return ""
+        now = t.predict(removed)
+        return (f"; predicted latency (batch {t.batch}, {t.threads} threads) {lat.format_seconds(t.dense)} -> "
+                f"{lat.format_seconds(now)} ({now / max(t.dense, 1e-12):.1%})")
 
     @torch.no_grad()
     def _apply_masks(self) -> None:
@@ -213,8 +255,8 @@ class _Structured(Method):
                                  f"{diff:.3g}: an operation's channels were misread")
         macs = self.analysis.macs(self.removed)
         ctx.log(f"{self.key}: thinned: parameters {params_before:,} -> {count_params(model):,}, multiply-adds "
-                f"per sample {self.dense_macs:,} -> {macs:,} ({self.dense_macs / max(macs, 1):.2f}x fewer); "
-                f"outputs equal the masked model's (max |difference| {diff:.2g})")
+                f"per sample {self.dense_macs:,} -> {macs:,} ({self.dense_macs / max(macs, 1):.2f}x fewer)"
+                f"{self._latency_note(self.removed)}; outputs equal the masked model's (max |difference| {diff:.2g})")
 
 
 @torch.no_grad()
