@@ -1,9 +1,13 @@
 """Where unstructured sparsity starts to pay on this CPU: a Linear layer as the deployment measurement's
-`csr` form runs it (engine/deploy_forms.CsrLinear: torch.sparse CSR, int32 indices) against the same
+`csr` form runs it (engine/deploy_csr.CsrLinear: torch.sparse CSR, int32 indices) against the same
 layer dense (nn.Linear), at densities from 1% to 50%, batch 1 and 256, in one process, interleaved.
 
     python tests/benchmarks/bench_deploy.py [--shapes 1024x1024,300x784] [--densities 1,2,5,10,20,30,40,50]
-        [--batches 1,256] [--threads 1] [--repeats 15] [--quick]
+        [--batches 1,256] [--threads 1] [--repeats 15] [--quick] [--plan]
+
+--plan also runs the deployment's own per-layer choice (engine/deploy_csr.plan: a short interleaved
+measurement at the given batches, the geometric mean of dense / CSR over them deciding) on each layer,
+so its choices can be held against the crossover measured here.
 
 Per shape and batch: a row per density with the median ms per call of dense and of CSR and the ratio
 dense / CSR (above 1: CSR is faster), then the crossover: the density below which CSR beats dense,
@@ -25,7 +29,8 @@ import time
 import torch
 from torch import nn
 
-from workbench.engine.deploy_forms import CsrLinear, to_csr
+from workbench.engine import deploy_csr
+from workbench.engine.deploy_csr import CsrLinear, to_csr
 
 MIN_SAMPLE_S = 0.005
 
@@ -84,6 +89,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--plan", action="store_true", help="also print deploy_csr.plan's choice per layer")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     densities = sorted(float(d) / 100 for d in args.densities.split(","))
@@ -100,6 +106,16 @@ def main() -> None:
             for d, dense, csr in rows:
                 print(f"{100 * d:>7g}% {dense:>10.4f} {csr:>10.4f} {dense / csr:>7.2f}")
             print(f"crossover (CSR beats dense below): {crossover(rows)}")
+        if args.plan:
+            batches = [int(b) for b in args.batches.split(",")]
+            print(f"\ndeploy_csr.plan, Linear {in_f} -> {out_f}, dense ms / CSR ms at batch "
+                  f"{'/'.join(map(str, batches))}")
+            gen = torch.Generator().manual_seed(1)
+            for d in densities:
+                layer, _ = layers(out_f, in_f, d, gen)
+                entry = deploy_csr.plan(nn.Sequential(layer), torch.randn(1, in_f), batches)["0"]
+                ratios = "/".join(f"{r:.2f}" for r in entry["ratio"].values())
+                print(f"{100 * d:>7g}% {ratios:>16} {entry['form']}")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ import torch
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import Cancelled, CancelToken
 from workbench.core.store import read_run
-from workbench.engine import deploy_report
+from workbench.engine import deploy_csr, deploy_report
 from workbench.engine.deploy import DeployReport, FormResult, deploy, format_table, read_report, store_report
-from workbench.engine.deploy_forms import GENERIC, CsrConv2d, CsrLinear, RunForms
+from workbench.engine.deploy_csr import CsrConv2d, CsrLinear
+from workbench.engine.deploy_forms import GENERIC, RunForms
 from workbench.engine.deploy_reference import find_reference
 from workbench.engine.runner import load_data
 
@@ -46,9 +47,21 @@ def runs(tmp_path_factory, cache_root, magnitude_run):
     }
 
 
+def cost_timer(csr_cost: float, overhead_ms: float = 0.0):
+    """Fake layer timings from a cost model, no clock (deploy_csr.plan's `timer`): dense ms = batch x
+    entries x 1e-6; CSR ms = batch x nonzeros x csr_cost x 1e-6 + overhead_ms."""
+    def timer(module, x):
+        if isinstance(module, (CsrLinear, CsrConv2d)):
+            return 1e-6 * x.shape[0] * module.weight.values().numel() * csr_cost + overhead_ms
+        return 1e-6 * x.shape[0] * module.weight.numel()
+    return timer
+
+
 @pytest.fixture(scope="module")
 def magnitude_report(runs):
-    return deploy(runs["magnitude"], threads=1, **FAST)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(deploy_csr, "sample_ms", cost_timer(1.0))      # CSR faster for every pruned layer
+        return deploy(runs["magnitude"], threads=1, **FAST)
 
 
 def _forms(run_path, folder):
@@ -262,3 +275,134 @@ def test_a_form_that_changes_accuracy_says_so():
     assert a.agreement == pytest.approx(0.9995) and a.max_abs_diff == 1.0
     assert not a.accuracy_changed and b.accuracy_changed and not dense.accuracy_changed   # 0.05, 0.15 points
     assert b.note == "changes accuracy: -0.15 points against dense" and "*" in format_table(report)
+
+
+# --- the csr form: CSR only where it pays ---------------------------------------------------------------
+
+def _sparse(layer, density: float, seed: int = 0):
+    with torch.no_grad():
+        keep = torch.rand(layer.weight.shape, generator=torch.Generator().manual_seed(seed)) < density
+        layer.weight.mul_(keep)
+    return layer
+
+
+def test_csr_plan_picks_csr_for_a_very_sparse_big_layer_and_dense_for_a_half_dense_one():
+    """Fake timings (a cost model: CSR 4x dearer per multiply-add than dense, plus 0.05 ms a call): the
+    1%-dense 512 -> 1024 layer goes CSR, the 50%-dense 1024 -> 256 one stays dense, and so does the small
+    5%-dense convolution, whose call overhead outweighs its gain at batch 1 more than it wins at 256."""
+    model = torch.nn.Sequential(_sparse(torch.nn.Conv2d(4, 8, 3, padding=1), 0.05), torch.nn.Flatten(),
+                                _sparse(torch.nn.Linear(512, 1024), 0.01, 1), torch.nn.ReLU(),
+                                _sparse(torch.nn.Linear(1024, 256), 0.5, 2)).eval()
+    plan = deploy_csr.plan(model, torch.randn(3, 4, 8, 8), [1, 256], timer=cost_timer(4.0, 0.05))
+    assert {k: v["form"] for k, v in plan.items()} == {"0": "dense", "2": "csr", "4": "dense"}
+    for name, entry in plan.items():
+        layer = model.get_submodule(name)
+        nnz, size = int(torch.count_nonzero(layer.weight)), layer.weight.numel()
+        assert entry["density"] == pytest.approx(nnz / size)
+        for b in (1, 256):       # the ratio is dense ms / CSR ms of the layer's own shape at that batch
+            assert entry["ratio"][str(b)] == pytest.approx(size / (4 * nnz + 0.05e6 / b))
+    assert deploy_csr.choose({"1": 0.5, "256": 2.5}) == "csr"      # geometric mean 1.12
+    assert deploy_csr.choose({"1": 0.5, "256": 1.5}) == "dense"    # 0.87: it loses more at batch 1
+
+
+def test_csr_form_holds_only_the_layers_its_plan_chose(runs, tmp_path):
+    forms = _forms(runs["magnitude"], tmp_path)
+    forms.csr_plan = {"conv1": {"density": 0.1, "ratio": {"1": 0.5}, "form": "dense"},
+                      "fc1": {"density": 0.1, "ratio": {"1": 3.0}, "form": "csr"}}
+    forms.path("csr").unlink()
+    forms.write("csr")
+    csr = forms.load("csr")
+    assert type(csr.module.conv1) is torch.nn.Conv2d and isinstance(csr.module.fc1, CsrLinear)
+    assert "fc1" in csr.description and "conv1" not in csr.description
+    x, _ = H.tiny_test_set()
+    with torch.no_grad():
+        torch.testing.assert_close(csr(x), forms.load("dense")(x), atol=1e-4, rtol=1e-4)
+
+
+def test_the_chosen_layers_and_their_ratios_are_in_the_report(magnitude_report):
+    csr = magnitude_report.form("csr")
+    assert set(csr.layers) == {"conv1", "fc1"} and all(v["form"] == "csr" for v in csr.layers.values())
+    assert all(set(v["ratio"]) == {"1", "8"} for v in csr.layers.values())
+    assert "csr per layer (density, dense ms / CSR ms at batch 1/8, chosen): conv1 " in format_table(magnitude_report)
+
+
+def test_a_csr_form_without_a_faster_layer_is_reported_not_measured(runs, monkeypatch):
+    monkeypatch.setattr(deploy_csr, "sample_ms", cost_timer(100.0))        # CSR slower for every layer
+    seen = []
+    r = deploy(runs["magnitude"], progress=lambda *a: seen.append(a), threads=1, **FAST)
+    assert [s[0] for s in seen] == list(range(1, len(seen) + 1)) and seen[-1][0] == seen[-1][1]
+    assert [f.name for f in r.forms] == ["reference", "dense", "csr", "onnxruntime", "onnxruntime-int8"]
+    csr = r.form("csr")
+    assert csr.samples_ms == {} and csr.file_bytes is None and csr.accuracy is None
+    assert "no layer is faster as CSR" in csr.note and csr.speedup["latency"] is None
+    assert {k: v["form"] for k, v in csr.layers.items()} == {"conv1": "dense", "fc1": "dense"}
+    table = format_table(r)
+    assert "csr: not measured: no layer is faster as CSR" in table and "conv1" in table
+    assert DeployReport.from_json(r.to_json()) == r
+    assert deploy_report.deploy_summary(r)["form"] != "csr"
+
+
+# --- threads --------------------------------------------------------------------------------------------
+
+def test_threads_are_restored_after_an_error_and_a_cancel(runs, monkeypatch):
+    assert torch.get_num_threads() == 1
+    seen = []
+    from workbench.engine import deploy as deploy_mod
+
+    def broken(*args):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("a failure in the middle of the timing")
+    monkeypatch.setattr(deploy_mod, "_time", broken)
+    with pytest.raises(RuntimeError, match="middle"):
+        deploy(runs["plain"], forms=["dense"], threads=2, **FAST)
+    assert seen == [2] and torch.get_num_threads() == 1
+    token = CancelToken()
+    with pytest.raises(Cancelled):
+        deploy(runs["plain"], threads=2, progress=lambda done, *_: done == 2 and token.cancel(), cancel=token,
+               **FAST)
+    assert torch.get_num_threads() == 1
+
+
+def test_onnxruntime_sessions_get_the_measurements_threads(runs, monkeypatch):
+    from workbench.engine import deploy_forms
+
+    made = []
+    real = deploy_forms.ort_session
+
+    def recording(path, threads, device):
+        session = real(path, threads, device)
+        made.append((path.name, session.get_session_options().intra_op_num_threads, torch.get_num_threads()))
+        return session
+    monkeypatch.setattr(deploy_forms, "ort_session", recording)
+    deploy(runs["plain"], forms=["onnxruntime", "onnxruntime-int8"], threads=2, **FAST)
+    assert made == [("model.onnx", 2, 2), ("model.int8.onnx", 2, 2)]
+
+
+# --- the compare table's deployment columns ----------------------------------------------------------------
+
+def test_compare_rows_carry_the_stored_reports_fastest_form(runs, tmp_path):
+    from workbench.engine.compare import compare_rows
+    from workbench.engine.compare import format_table as compare_table
+
+    path = tmp_path / "run.h5"
+    shutil.copy(runs["magnitude"], path)
+    report = deploy(path, batches=(1, 8), repeats=2, eval_samples=64, memory=False, threads=1)
+    store_report(path, report)
+    summary = deploy_report.deploy_summary(read_report(path))
+    eligible = [f for f in report.forms if f.device == "cpu" and f.name != "reference" and f.latency_ms
+                and not f.accuracy_changed]
+    fastest = min(eligible, key=lambda f: f.latency_ms[1])
+    assert summary == {"form": fastest.name, "batch": 1, "latency_ms": fastest.latency_ms[1],
+                       "speedup": fastest.speedup["latency"], "threads": 1}
+    with_report, without = compare_rows([str(path), runs["plain"]])
+    assert (with_report["deploy_form"], with_report["latency_ms"], with_report["speedup"],
+            with_report["deploy_threads"]) == (fastest.name, fastest.latency_ms[1], fastest.speedup["latency"], 1)
+    assert without["latency_ms"] is None and without["speedup"] is None and without["deploy_form"] is None
+    table = compare_table([with_report, without])
+    assert "b1 ms" in table and f"{fastest.latency_ms[1]:.3f}" in table and f"{fastest.name} (1 thr)" in table
+    assert "speed-up against the reference" in table
+    with h5py.File(path, "a") as f:                  # a damaged report: a warning on its row, not an error
+        f["deploy"].attrs["report"] = "{not json"
+    (damaged,) = compare_rows([str(path)])
+    assert damaged["latency_ms"] is None and "cannot be read" in damaged["deploy_warning"]
+    assert f"run: {damaged['deploy_warning']}" in compare_table([damaged])

@@ -22,6 +22,9 @@ def test_json_last_line_has_every_form_with_its_speedup_and_the_file_keeps_it(ma
     assert {"reference", "dense"} <= set(forms)
     for f in forms.values():
         assert set(f["speedup"]) >= {"latency", "throughput"}, f["name"]
+        if not f["latency_ms"]:            # csr where no layer was faster as CSR here: said, not timed
+            assert f["name"] == "csr" and "no layer is faster as CSR" in f["note"] and f["speedup"]["latency"] is None
+            continue
         # the speed-up is the reference's median over the form's, from the same measurements
         ref = forms["reference"]["latency_ms"]["1"]
         assert abs(f["speedup"]["latency"] - ref / f["latency_ms"]["1"]) < 1e-6 * f["speedup"]["latency"]

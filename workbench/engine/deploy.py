@@ -10,7 +10,11 @@ a rotating order, so that a slow spell of the machine hits all forms alike):
     memory       resident and peak memory, measured in a fresh process (deploy_memory.py); on CUDA the
                  memory torch allocates
     accuracy     on a fixed subset of the run's test set, with agreement and logit difference to dense
-The caller chooses the threads (torch's intra-op threads and onnxruntime's alike; restored afterwards).
+The csr form holds as CSR only the layers that were faster so, timed first at these batch sizes and
+threads (deploy_csr.plan; each layer's choice and ratios in the form's `layers`); where none is, the csr
+form is reported with that note and not measured (no file, no times).
+The caller chooses the threads (torch's intra-op threads and onnxruntime's alike: every session is made
+with the same count); torch's process-wide count is restored afterwards, on an error or a cancel too.
 Progress goes to a callback (done, total, text); a CancelToken ends the measurement by raising
 core.events.Cancelled, with nothing stored. `store_report` / `read_report` keep it in the run file.
 """
@@ -29,7 +33,7 @@ import torch
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import CancelToken
 from workbench.core.store import now_iso, read_run
-from workbench.engine import deploy_memory
+from workbench.engine import deploy_csr, deploy_memory
 from workbench.engine.deploy_forms import Form, RunForms, onnxruntime_available
 from workbench.engine.deploy_reference import find_reference
 from workbench.engine.deploy_report import (
@@ -37,13 +41,14 @@ from workbench.engine.deploy_report import (
     DeployReport,
     FormResult,
     add_speedups,
+    deploy_summary,
     format_table,
     read_report,
     store_report,
 )
 from workbench.engine.runner import load_data
 
-__all__ = ["deploy", "DeployReport", "FormResult", "format_table", "store_report", "read_report"]
+__all__ = ["deploy", "DeployReport", "FormResult", "format_table", "store_report", "read_report", "deploy_summary"]
 
 DEVICES = ("cpu", "cuda", "all")
 MIN_SAMPLE_S = 0.005       # one timing sample repeats a call until it lasts this long (timer resolution)
@@ -132,7 +137,21 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
         notes.append(f"onnxruntime forms left out: {onnxruntime_available()}")
     loaded = [(n, d) for d in devices for n in names if not (d == "cuda" and n.startswith("onnxruntime")
                                                               and not _ort_cuda())]
-    steps = _Steps(len(names) + 2 * len(loaded) + len(batches) * repeats + 2, progress, cancel)
+    planned = deploy_csr.csr_candidates(run.model) if "csr" in names else {}
+    steps = _Steps(len(planned) + len(names) + 2 * len(loaded) + len(batches) * repeats + 2, progress, cancel)
+    inputs = _inputs(dataset, run.attrs["input_shape"], batches)
+    skipped = None
+    if planned:
+        # which layers go CSR: timed here, at this measurement's batch sizes and threads (deploy_csr.py)
+        run.csr_plan = deploy_csr.plan(run.model, inputs[batches[0]], batches, cancel=cancel, progress=steps)
+        steps.total -= len(planned) - len(run.csr_plan)        # layers the forward never reaches: not timed
+        if not run.csr_layers():
+            cut = [x for x in loaded if x[0] == "csr"]
+            names.remove("csr")
+            loaded = [x for x in loaded if x[0] != "csr"]
+            steps.total -= 1 + 2 * len(cut)
+            skipped = FormResult("csr", "pytorch", "cpu", run.describe("csr"), layers=run.csr_plan,
+                                 note="not measured: no layer is faster as CSR (each layer's ratio below)")
     sizes = {}
     for name in names:
         sizes[name] = run.write(name)
@@ -140,7 +159,8 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
     results, callables = [], []
     for name, dev in loaded:
         form = run.load(name, dev, threads)
-        result = FormResult(form.name, form.runtime, form.device, form.description, file_bytes=sizes[name])
+        result = FormResult(form.name, form.runtime, form.device, form.description, file_bytes=sizes[name],
+                            layers=(run.csr_plan or {}) if name == "csr" else {})
         if dev == "cuda":
             result.memory = _cuda_memory(run, name, max(batches), threads)
         results.append(result)
@@ -162,9 +182,7 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
     else:
         for _ in callables:
             steps("accuracy skipped")
-    inputs = _inputs(dataset, run.attrs["input_shape"], batches)
     _time(results, callables, inputs, repeats, steps)
-    add_speedups(report)
     del callables
     cpu = [r.name for r in results if r.device == "cpu"]
     if memory and cpu:
@@ -174,6 +192,12 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
             if figures and r.name in figures:
                 r.memory = figures[r.name]
     steps("measured memory")
+    if skipped is not None:             # in the candidates' order, after the forms before it
+        order = run.candidates()
+        at = next((i for i, r in enumerate(results) if r.device == "cpu" and r.name in order
+                   and order.index(r.name) > order.index("csr")), len(results))
+        results.insert(at, skipped)
+    add_speedups(report)
     report.compact_bytes = _compact_bytes(run_path, folder, trust_code, notes)
     steps("wrote the compact export")
     return report

@@ -11,7 +11,8 @@ Forms (CPU names; on CUDA the same with "@cuda"):
     lowrank/thinned   the run's own replaced layers (factorised / with units removed): stock modules
     hashed            hashed layers (native kernel on CPU), virtual weights kept after the first call
     hashed-regen      the same, virtual weights recomputed on every call (only the buckets stay resident)
-    csr               layers at density <= CSR_MAX_DENSITY as torch.sparse_csr matmuls (conv: unfold)
+    csr               pruned layers as torch.sparse_csr matmuls (conv: unfold) where that is faster for the
+                      layer, as `csr_plan` measured (deploy_csr.py); without a plan every candidate
     onnxruntime       the ONNX export (engine/export.write_onnx) in onnxruntime
     onnxruntime-int8  its dynamic int8 quantization (onnxruntime.quantization.quantize_dynamic)
 """
@@ -20,26 +21,27 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from workbench.core.errors import WorkbenchError
 from workbench.engine import export
+from workbench.engine.deploy_csr import (  # noqa: F401 - CsrLinear, CsrConv2d, to_csr: this module's API too
+    CsrConv2d,
+    CsrLinear,
+    csr_candidates,
+    csr_tensor,
+    matrix_shape,
+    to_csr,
+)
 from workbench.models import structure
 from workbench.models.hashed import layers as hashed_layers
 
 GENERIC = ("reference", "dense", "onnxruntime", "onnxruntime-int8")
-# Above half its entries, a CSR layer holds more bytes than the dense one (a 4-byte value and a 4-byte
-# column index per nonzero) and does at least as many multiply-adds with scattered reads: it cannot win.
-# Where below that it starts to pay is this CPU's business: tests/benchmarks/bench_deploy.py measures it.
-CSR_MAX_DENSITY = 0.5
-
 
 
 @dataclass
@@ -50,78 +52,10 @@ class Form:
     description: str
     call: Callable[[torch.Tensor], torch.Tensor]   # a batch on `device` -> logits on `device`
     module: nn.Module | None = None
+    session: object | None = None                  # an onnxruntime form's InferenceSession
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.call(x)
-
-
-class CsrLinear(nn.Module):
-    """A Linear layer whose weight is a sparse CSR matrix (out x in, int32 indices): y = (W x^T)^T + b."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        self.register_buffer("weight", weight, persistent=False)
-        self.register_buffer("bias", bias, persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, self.in_features)
-        y = torch.sparse.mm(self.weight, flat.t()).t()
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
-
-
-class CsrConv2d(nn.Module):
-    """A Conv2d (groups 1, zero padding) as im2col (F.unfold) and one sparse CSR matmul per batch; the
-    weight is the CSR matrix out x (C k k)."""
-
-    def __init__(self, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.out_channels = weight.shape[0]
-        self.geometry = {"kernel_size": conv.kernel_size, "dilation": conv.dilation, "padding": conv.padding,
-                         "stride": conv.stride}
-        self.register_buffer("weight", weight, persistent=False)
-        self.register_buffer("bias", bias, persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        cols = F.unfold(x, **self.geometry)                                   # (N, C k k, L)
-        y = torch.sparse.mm(self.weight, cols.transpose(0, 1).reshape(cols.shape[1], -1))   # (O, N L)
-        k, d, p, s = (self.geometry[key] for key in ("kernel_size", "dilation", "padding", "stride"))
-        oh = (h + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
-        ow = (w + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
-        y = y.reshape(self.out_channels, n, oh * ow).transpose(0, 1)
-        if self.bias is not None:
-            y = y + self.bias[:, None]
-        return y.reshape(n, self.out_channels, oh, ow)
-
-
-def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
-    with warnings.catch_warnings():    # torch warns that sparse CSR is beta on every construction
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, tuple(shape))
-
-
-def to_csr(weight: torch.Tensor) -> torch.Tensor:
-    """A 2-D weight as CSR with int32 indices (half the index bytes of torch's default int64)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        csr = weight.detach().to_sparse_csr()
-    return csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape)
-
-
-def csr_candidates(model: nn.Module) -> dict[str, float]:
-    """Layer -> density of the plain Linear / Conv2d layers sparse enough for the csr form."""
-    out = {}
-    for name, m in model.named_modules():
-        plain_conv = isinstance(m, nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros" \
-            and not isinstance(m.padding, str)
-        if isinstance(m, nn.Linear) or plain_conv:
-            density = float(torch.count_nonzero(m.weight)) / max(m.weight.numel(), 1)
-            if density <= CSR_MAX_DENSITY:
-                out[name] = density
-    return out
 
 
 def onnxruntime_available() -> str | None:
@@ -167,6 +101,15 @@ class RunForms:
         self.reference = reference          # None: the architecture, freshly initialised (timing only)
         self.spec = structure.structure_of(self.model)
         self.threads = torch.get_num_threads()
+        # deploy_csr.plan's result: {layer: {"density", "ratio", "form"}}; None: every candidate goes CSR
+        self.csr_plan: dict[str, dict] | None = None
+
+    def csr_layers(self) -> dict[str, float]:
+        """Layer -> density of the layers the csr form holds as CSR: those the plan found faster so."""
+        candidates = csr_candidates(self.model)
+        if self.csr_plan is None:
+            return candidates
+        return {k: v for k, v in candidates.items() if self.csr_plan.get(k, {}).get("form") == "csr"}
 
     # --- which forms ----------------------------------------------------------------------------------
     def own_form(self) -> str | None:
@@ -194,8 +137,10 @@ class RunForms:
 
     def describe(self, name: str) -> str:
         if name == "csr":
-            layers = ", ".join(f"{k} {v:.0%}" for k, v in csr_candidates(self.model).items())
-            return f"sparse CSR matmuls for layers at density <= {CSR_MAX_DENSITY:.0%} ({layers})"
+            layers = ", ".join(f"{k} {v:.0%}" for k, v in self.csr_layers().items()) or "none"
+            if self.csr_plan is None:
+                return f"sparse CSR matmuls for every pruned layer ({layers})"
+            return f"sparse CSR matmuls where they were faster for the layer ({layers}; the rest dense)"
         return {"reference": "the uncompressed model the run started from",
                 "dense": "final weights materialised in the original architecture",
                 "lowrank": "the run's factorised layers", "thinned": "the run's thinned layers",
@@ -245,7 +190,7 @@ class RunForms:
             return self.model.state_dict(), {}
         if name == "csr":
             state = self.model.state_dict()
-            layers = csr_candidates(self.model)
+            layers = self.csr_layers()
             for layer in layers:
                 csr = to_csr(state.pop(f"{layer}.weight").reshape(state_shape(self.model, layer)))
                 state.update({f"{layer}.weight.crow": csr.crow_indices(), f"{layer}.weight.col": csr.col_indices(),
@@ -263,7 +208,7 @@ class RunForms:
 
             def run(x: torch.Tensor) -> torch.Tensor:
                 return torch.from_numpy(session.run(None, {"input": x.detach().cpu().numpy()})[0]).to(x.device)
-            return Form(label, "onnxruntime", device, self.describe(name), run)
+            return Form(label, "onnxruntime", device, self.describe(name), run, session=session)
         from safetensors.torch import load_file, safe_open
 
         state = load_file(str(self.path(name)))
@@ -294,8 +239,7 @@ class RunForms:
 
 def state_shape(model: nn.Module, layer: str) -> tuple[int, int]:
     """A layer's weight as the 2-D matrix its CSR form multiplies (conv: out x C k k)."""
-    w = model.get_submodule(layer).weight
-    return w.shape[0], w[0].numel()
+    return matrix_shape(model.get_submodule(layer))
 
 
 def _replaced(model: nn.Module, key: str) -> bool:

@@ -43,6 +43,9 @@ class FormResult:
     accuracy_changed: bool = False               # differs from dense's by more than CHANGED_POINTS
     speedup: dict = field(default_factory=dict)  # against the reference on the same device: see add_speedups
     note: str = ""
+    # per layer, for a form that chose per layer (csr: {layer: {"density", "ratio": {str(batch): dense ms
+    # / CSR ms}, "form": "csr" | "dense"}}, engine/deploy_csr.plan)
+    layers: dict = field(default_factory=dict)
 
     @property
     def latency_ms(self) -> dict[int, float]:
@@ -162,8 +165,35 @@ def format_table(report: DeployReport) -> str:
     if report.compact_bytes is not None:
         lines.append(f"compact export (the accounted size): {report.compact_bytes / 1024:.1f} KiB")
     lines += [report.memory_note] if report.memory_note else []
-    lines += [f"{f.name}: {f.note}" for f in report.forms if f.note] + report.notes
+    lines += [f"{f.name}: {f.note}" for f in report.forms if f.note]
+    lines += [_layers_line(f) for f in report.forms if f.layers] + report.notes
     return "\n".join(lines)
+
+
+def _layers_line(f: FormResult) -> str:
+    """Each layer's density, its dense ms / CSR ms at each batch size and what the form made it."""
+    batches = next(iter(f.layers.values()))["ratio"].keys()
+    parts = [f"{name} {d['density']:.0%} " + "/".join(f"{r:.2f}" for r in d["ratio"].values()) + f" {d['form']}"
+             for name, d in f.layers.items()]
+    return (f"{f.name} per layer (density, dense ms / CSR ms at batch {'/'.join(batches)}, chosen): "
+            + "; ".join(parts))
+
+
+def deploy_summary(report: DeployReport | None) -> dict | None:
+    """The headline of a report for a table of runs: the fastest CPU form at the smallest batch measured
+    (batch 1 by default) among the forms that compute the run's model, i.e. not the reference and not a
+    form flagged as changing accuracy against dense. {"form", "batch", "latency_ms", "speedup" (against
+    the reference, same process), "threads"}; None without a report or a timed form."""
+    if report is None or not report.batches:
+        return None
+    batch = report.batches[0]
+    timed = [f for f in report.forms if f.device == "cpu" and not f.name.startswith("reference")
+             and not f.accuracy_changed and batch in f.latency_ms]
+    if not timed:
+        return None
+    best = min(timed, key=lambda f: f.latency_ms[batch])
+    return {"form": best.name, "batch": batch, "latency_ms": best.latency_ms[batch],
+            "speedup": best.speedup.get("latency"), "threads": report.threads}
 
 
 def _num(v, width: int, digits: int) -> str:
