@@ -406,3 +406,22 @@ def test_compare_rows_carry_the_stored_reports_fastest_form(runs, tmp_path):
     (damaged,) = compare_rows([str(path)])
     assert damaged["latency_ms"] is None and "cannot be read" in damaged["deploy_warning"]
     assert f"run: {damaged['deploy_warning']}" in compare_table([damaged])
+
+
+def test_a_pruned_int8_convolutional_run_deploys_as_int8_and_its_qdq_onnx(tmp_path_factory, cache_root):
+    """magnitude -> int8 on cnn_tiny: its layers are int8, so no CSR form (as CSR they would compute
+    without their input quantization) and no onnxruntime-int8 (the ONNX export is QDQ int8 already;
+    onnxruntime's dynamic quantizer refused its convolutions, failing the whole measurement)."""
+    from workbench.core.config import StageConfig
+
+    config = H.make_config("magnitude", tmp_path_factory.mktemp("mag-int8"), model="cnn_tiny", epochs=1)
+    config.stages.append(StageConfig("int8", {}, {"epochs": 0}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WORKBENCH_CACHE", str(cache_root))
+        fin = H.finished(H.run_events(config))
+    assert fin.status == "completed", fin.error
+    r = deploy(fin.run_path, threads=1, **FAST)
+    assert [f.name for f in r.forms] == ["reference", "dense", "int8", "onnxruntime"]
+    assert "QuantizeLinear" in r.form("onnxruntime").description
+    assert r.form("int8").accuracy == pytest.approx(fin.summary["test_accuracy"])
+    assert r.form("onnxruntime").agreement >= 0.95
