@@ -78,7 +78,8 @@ class DynamicNetworkSurgery(Method):
         self.names: tuple[str, ...] = ("weight",)
         # layer -> [entries changed, net entries gained] since the last epoch (pruned and spliced follow)
         self._flips: dict[str, torch.Tensor] = {}
-        self._masks: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}   # layer -> [(W, T)]
+        # every masked tensor's (W, T, W ⊙ T the forward reads, a_k, b_k, counts), updated in one pass a step
+        self._updates = mask_update.MaskUpdates([])
         self.updates = 0
 
     def prepare(self, model: nn.Module, ctx: RunContext) -> None:
@@ -94,9 +95,12 @@ class DynamicNetworkSurgery(Method):
                 t = getattr(module, n).detach()
                 # Entries already zero (an earlier stage) start pruned; the rest start kept.
                 per_layer.attach_mask(module, n, (t != 0).to(t.dtype), straight_through=True)
-            self._masks[name] = [(getattr(module, n + "_orig"), getattr(module, n + "_mask")) for n in names]
             self.layers[name] = module
             self._flips[name] = torch.zeros(2, dtype=torch.long, device=module.weight_orig.device)
+        self._updates = mask_update.MaskUpdates(
+            [(getattr(module, n + "_orig"), getattr(module, n + "_mask"), per_layer.masked_entry(module, n),
+              *self.bounds[name], self._flips[name])
+             for name, module in self.layers.items() for n in self.names if per_layer.has_mask(module, n)])
 
     def _thresholds(self, name: str, tensors: list[torch.Tensor]) -> tuple[float, float]:
         p = self.params
@@ -111,18 +115,17 @@ class DynamicNetworkSurgery(Method):
     def after_step(self, model: nn.Module, ctx: RunContext) -> None:
         p = self.params
         t = ctx.step
-        if t >= p.t_stop:
-            return
-        probability = (1.0 + p.gamma * t) ** (-p.power)
-        if torch.rand((), generator=ctx.generator).item() >= probability:
-            return
-        self.updates += 1
+        update = False
+        if t < p.t_stop:
+            probability = (1.0 + p.gamma * t) ** (-p.power)
+            update = torch.rand((), generator=ctx.generator).item() < probability
+        if update:
+            self.updates += 1
         with torch.no_grad():
-            for name, module in self.layers.items():
-                a, b = self.bounds[name]
-                for weight, mask in self._masks[name]:
-                    # eq. (3)'s h_k, in one pass where the native loop is available
-                    mask_update.update(weight, mask, a, b, self._flips[name])
+            # eq. (3)'s h_k and the W ⊙ T the next forward reads, in one pass where the native loop is
+            # available. Without an update W still moved, so W ⊙ T is written anyway, here rather than left
+            # to the forward's check of version counters (a fused optimizer's step does not count as a write).
+            self._updates.run(update)
 
     def epoch_stats(self, model: nn.Module) -> dict:
         out = {}
@@ -153,4 +156,4 @@ class DynamicNetworkSurgery(Method):
                 if per_layer.has_mask(module, n):
                     per_layer.remove_mask(module, n)
         self.layers.clear()
-        self._masks.clear()
+        self._updates = mask_update.MaskUpdates([])

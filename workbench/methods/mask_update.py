@@ -1,11 +1,15 @@
-"""DNS's mask update (Guo et al. 2016, eq. 3) in one pass over a layer's weights.
+"""DNS's mask update (Guo et al. 2016, eq. 3) in one pass over a layer's weights, writing W ⊙ T on the way.
 
 h_k(W, T) sets T = 0 where |W| < a_k, T = 1 where |W| >= b_k and leaves T in between. Early in a stage
 the paper's update probability is about 1, so this runs after nearly every step. Written as PyTorch
 operations (abs, two comparisons, masked fills, counts) it took 2.3 ms on LeNet-300-100, as long as the
 rest of the training step (tests/benchmarks/bench_step_cost.py, 1 thread). The C loop below reads each
-weight and mask entry once, updates the mask in place and counts what changed: about 0.15 ms. Where it cannot be built (no compiler, WORKBENCH_NATIVE=torch) or the
-tensors are not contiguous float32 CPU tensors, `update` runs the same rule in PyTorch.
+weight and mask entry once, updates the mask in place, counts what changed and writes the masked weight
+W ⊙ T that the next forward reads (methods/per_layer.MaskedValue), so the forward multiplies nothing: the
+whole pass costs about what the multiply alone did. `MaskUpdates` runs it for all of a model's masked
+tensors in one native call a step (a call per tensor cost 5-8 us of Python each, as much as the arithmetic
+of a small layer). Where it cannot be built (no compiler, WORKBENCH_NATIVE=torch) or a tensor is not a
+contiguous float32 CPU tensor, the same rule runs in PyTorch, with the same results.
 """
 
 from __future__ import annotations
@@ -13,65 +17,111 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import torch
 
 from workbench.models import native
+
+if TYPE_CHECKING:
+    from workbench.methods.per_layer import MaskedValue
 
 SOURCE = r"""
 #include <stdint.h>
 #include <math.h>
 /* mask: the layer's float 0/1 mask, updated in place. counts[0] += entries changed, counts[1] +=
    entries kept now minus kept before. NaN weights compare false both ways and are pruned, as in the
-   PyTorch path. */
-void dns_update(const float *w, float *mask, int64_t n, float a, float b, int64_t *counts) {
+   PyTorch path. out (when `write`): receives w * t, the W ⊙ T the forward reads, in the same pass (NaN * 0
+   stays NaN and -w * 0 is -0, as PyTorch's product gives). */
+static inline __attribute__((always_inline)) void pass(const float *w, float *mask, float *out, int64_t n,
+                                                       float a, float b, int64_t *counts, const int write) {
     int64_t changed = 0, gained = 0;
     #pragma omp simd reduction(+:changed,gained)
     for (int64_t i = 0; i < n; i++) {
-        float x = fabsf(w[i]);
+        float v = w[i], x = fabsf(v);
         int k = mask[i] != 0.0f;
         int t = (x >= b) | (k & (x >= a));
         changed += t ^ k;
         gained += t - k;
         mask[i] = (float)t;
+        if (write)
+            out[i] = v * (float)t;
     }
     counts[0] += changed;
     counts[1] += gained;
 }
+
+void dns_update(const float *w, float *mask, float *out, int64_t n, float a, float b, int64_t *counts) {
+    if (out)
+        pass(w, mask, out, n, a, b, counts, 1);
+    else
+        pass(w, mask, out, n, a, b, counts, 0);
+}
+
+/* table: `count` rows of (w, mask, out, n, counts) as integers; ab: (a, b) per row. update = 0: only
+   out = w * mask (a step without a mask update still moved W). */
+void dns_update_many(int64_t count, const int64_t *table, const float *ab, int update) {
+    for (int64_t j = 0; j < count; j++) {
+        const int64_t *r = table + 5 * j;
+        const float *w = (const float *)(intptr_t)r[0];
+        float *mask = (float *)(intptr_t)r[1], *out = (float *)(intptr_t)r[2];
+        int64_t n = r[3];
+        if (update) {
+            pass(w, mask, out, n, ab[2 * j], ab[2 * j + 1], (int64_t *)(intptr_t)r[4], 1);
+        } else {
+            #pragma omp simd
+            for (int64_t i = 0; i < n; i++)
+                out[i] = w[i] * mask[i];
+        }
+    }
+}
 """
 
 _lock = threading.Lock()
-_function = []          # [the loaded C function or None], filled on first use
+_library = []           # [the loaded library or None], filled on first use
 
 
 def _native():
+    """The loaded kernels (dns_update, dns_update_many), or None: PyTorch does the work."""
     if os.environ.get("WORKBENCH_NATIVE", "").lower() == "torch":
         return None
     with _lock:
-        if not _function:
+        if not _library:
             path = native.build(SOURCE, "dns-mask")
-            fn = None
+            lib = None
             if path is not None:
                 try:
-                    fn = ctypes.CDLL(str(path)).dns_update
-                    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_float,
-                                   ctypes.c_float, ctypes.c_void_p]
-                    fn.restype = None
+                    lib = ctypes.CDLL(str(path))
+                    lib.dns_update.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                               ctypes.c_float, ctypes.c_float, ctypes.c_void_p]
+                    lib.dns_update.restype = None
+                    lib.dns_update_many.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+                    lib.dns_update_many.restype = None
                 except (OSError, AttributeError) as exc:
                     native.note_error(f"cannot load {path}: {exc}")
-                    fn = None
-            _function.append(fn)
-        return _function[0]
+                    lib = None
+            _library.append(lib)
+        return _library[0]
 
 
-def update(weight: torch.Tensor, mask: torch.Tensor, a: float, b: float, counts: torch.Tensor) -> None:
+def _native_ok(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+
+
+def _counts_ok(counts: torch.Tensor) -> bool:
+    return counts.device.type == "cpu" and counts.dtype == torch.int64 and counts.is_contiguous()
+
+
+def update(weight: torch.Tensor, mask: torch.Tensor, a: float, b: float, counts: torch.Tensor,
+           out: torch.Tensor | None = None) -> None:
     """Apply h_k to the 0/1 `mask` (the weight's dtype) in place from `weight`; add [changed, gained] into
-    the int64 tensor `counts` (pruned = (changed - gained) / 2, spliced = (changed + gained) / 2)."""
-    fn = _native()
-    if (fn is not None and weight.device.type == "cpu" and weight.dtype == torch.float32
-            and weight.is_contiguous() and mask.is_contiguous() and mask.dtype == torch.float32
-            and counts.device.type == "cpu" and counts.dtype == torch.int64 and counts.is_contiguous()):
-        fn(weight.data_ptr(), mask.data_ptr(), weight.numel(), a, b, counts.data_ptr())
+    the int64 tensor `counts` (pruned = (changed - gained) / 2, spliced = (changed + gained) / 2). `out`, if
+    given (shaped like `weight`), receives weight * mask with the new mask."""
+    lib = _native()
+    if (lib is not None and _native_ok(weight) and _native_ok(mask) and (out is None or _native_ok(out))
+            and _counts_ok(counts)):
+        lib.dns_update(weight.data_ptr(), mask.data_ptr(), None if out is None else out.data_ptr(),
+                       weight.numel(), a, b, counts.data_ptr())
         return
     w = weight.abs()
     keep = mask != 0
@@ -82,3 +132,57 @@ def update(weight: torch.Tensor, mask: torch.Tensor, a: float, b: float, counts:
     counts += torch.stack((torch.count_nonzero(new ^ keep),
                            torch.count_nonzero(new) - torch.count_nonzero(keep))).to(counts.device)
     mask.copy_(new)
+    if out is not None:
+        torch.mul(weight, mask, out=out)
+
+
+class MaskUpdates:
+    """The mask updates of several tensors, run together after each step.
+
+    `entries`: (weight, mask, masked, a, b, counts): `masked` is the weight's per_layer.MaskedValue, the
+    persistent W ⊙ T its forward reads. `run(True)` applies h_k to every mask and writes W ⊙ T; `run(False)`
+    only writes W ⊙ T (W moved, T did not). Either way each MaskedValue is then marked fresh. The entries
+    the native kernel can take go in one call; its table of data pointers is rebuilt whenever a tensor's
+    storage changed (moved, reallocated), found by comparing the pointers each run."""
+
+    def __init__(self, entries: list[tuple[torch.Tensor, torch.Tensor, MaskedValue, float, float, torch.Tensor]]):
+        self.entries = list(entries)
+        self._key: tuple | None = None
+        self._table = self._ab = None
+        self._count = 0
+        self._rest: list = []
+
+    def _pointers(self) -> tuple:
+        return tuple(p for w, m, v, _, _, c in self.entries
+                     for p in (w.data_ptr(), m.data_ptr(), c.data_ptr(), v.value.data_ptr()))
+
+    def _build(self) -> None:
+        for w, _, v, _, _, _ in self.entries:
+            v.buffer(w)                    # (re)allocated like W where W moved
+        fast = [e for e in self.entries if _native_ok(e[0]) and _native_ok(e[1]) and _native_ok(e[2].value)
+                and _counts_ok(e[5])]
+        self._rest = [e for e in self.entries if not any(e is f for f in fast)]
+        self._count = len(fast)
+        self._table = torch.tensor([[w.data_ptr(), m.data_ptr(), v.value.data_ptr(), w.numel(), c.data_ptr()]
+                                    for w, m, v, _, _, c in fast], dtype=torch.int64).reshape(-1, 5)
+        self._ab = torch.tensor([[a, b] for _, _, _, a, b, _ in fast], dtype=torch.float32).reshape(-1, 2)
+        self._key = self._pointers()
+
+    def run(self, update_masks: bool) -> None:
+        lib = _native()
+        if lib is None:
+            rest = self.entries
+        else:
+            if self._key is None or self._key != self._pointers():
+                self._build()
+            if self._count:
+                lib.dns_update_many(self._count, self._table.data_ptr(), self._ab.data_ptr(), int(update_masks))
+            rest = self._rest
+        for weight, mask, masked, a, b, counts in rest:
+            out = masked.buffer(weight)
+            if update_masks:
+                update(weight, mask, a, b, counts, out)
+            else:
+                torch.mul(weight, mask, out=out)
+        for weight, mask, masked, _, _, _ in self.entries:
+            masked.mark_fresh(weight, mask)

@@ -85,29 +85,92 @@ def check_named_layers(knob: str, names: Iterable[str], known: Iterable[str], *,
         raise ParamError(f"{where}{knob} names unknown layer(s) {', '.join(unknown)}; layers: {', '.join(known)}")
 
 
-class _StraightThroughMask(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return weight * mask
+class _StraightThrough(torch.autograd.Function):
+    """Forward: the masked values W ⊙ T already computed (`tensors` = W_1..W_n, then their masked values);
+    backward: the gradient with respect to W ⊙ T passes to every entry of W unchanged. One call per module
+    covers its weight and bias (the call's Python overhead, not its arithmetic, is what it costs)."""
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # noqa: D102
-        return grad, None
+    def forward(ctx, *tensors):  # noqa: D102
+        n = len(tensors) // 2
+        return tensors[n] if n == 1 else tensors[n:]
+
+    @staticmethod
+    def backward(ctx, *grads):  # noqa: D102
+        return (*grads, *(None,) * len(grads))
+
+
+class MaskedValue:
+    """One straight-through masked tensor of a module: the persistent W ⊙ T the forward reads, and what it
+    was computed from. `stamp` holds the version counters and data pointers of W and T at that time: an
+    in-place write through PyTorch (an optimizer step, load_state_dict, a test's edit) or a move to another
+    device changes it, and the next forward computes W ⊙ T afresh. Writes PyTorch does not count (a fused
+    optimizer's step, a native kernel) must be followed by `refresh`, or by `mark_fresh` once the writer
+    has put W ⊙ T into `buffer` itself."""
+
+    __slots__ = ("name", "value", "stamp")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.value: torch.Tensor | None = None
+        self.stamp: tuple = ()
+
+    def buffer(self, orig: torch.Tensor) -> torch.Tensor:
+        """The tensor the forward reads (contiguous, like W), for a writer to fill with W ⊙ T."""
+        v = self.value
+        if v is None or v.shape != orig.shape or v.device != orig.device or v.dtype != orig.dtype:
+            v = self.value = torch.empty_like(orig, memory_format=torch.contiguous_format)
+            self.stamp = ()
+        return v
+
+    def mark_fresh(self, orig: torch.Tensor, mask: torch.Tensor) -> None:
+        self.stamp = _stamp(orig, mask)
+
+    def refresh(self, orig: torch.Tensor, mask: torch.Tensor) -> None:
+        with torch.no_grad():
+            torch.mul(orig, mask, out=self.buffer(orig))
+        self.stamp = _stamp(orig, mask)
+
+
+def _stamp(orig: torch.Tensor, mask: torch.Tensor) -> tuple:
+    return orig._version, mask._version, orig.data_ptr(), mask.data_ptr()
 
 
 class _MaskHook:
-    def __init__(self, name: str, straight_through: bool):
-        self.name = name
-        self.straight_through = straight_through
+    """The forward pre-hook of a module with masks: sets each masked attribute to W ⊙ T (one hook per
+    module, however many of its tensors are masked)."""
+
+    def __init__(self):
+        self.straight: list[MaskedValue] = []      # straight-through: the forward reads the persistent value
+        self.plain: list[str] = []             # torch.nn.utils.prune style: W * T computed here
+
+    def entry(self, name: str) -> MaskedValue | None:
+        return next((e for e in self.straight if e.name == name), None)
 
     def __call__(self, module: nn.Module, inputs) -> None:
-        orig = getattr(module, self.name + "_orig")
-        mask = getattr(module, self.name + "_mask")
-        if self.straight_through:
-            value = _StraightThroughMask.apply(orig, mask)
-        else:
-            value = orig * mask
-        setattr(module, self.name, value)
+        params, buffers, attrs = module._parameters, module._buffers, module.__dict__
+        for name in self.plain:
+            attrs[name] = params[name + "_orig"] * buffers[name + "_mask"]
+        if not self.straight:
+            return
+        origs, values = [], []
+        for e in self.straight:
+            orig, mask = params[e.name + "_orig"], buffers[e.name + "_mask"]
+            if e.stamp != _stamp(orig, mask):
+                e.refresh(orig, mask)
+            origs.append(orig)
+            values.append(e.value)
+        if torch.is_grad_enabled():
+            out = _StraightThrough.apply(*origs, *values)
+            values = [out] if len(values) == 1 else out
+        for e, value in zip(self.straight, values):
+            # the instance dict, not setattr: the name is no parameter or buffer any more (attach_mask
+            # removed it), and nn.Module.__setattr__'s checks cost more than this whole hook otherwise does
+            attrs[e.name] = value
+
+
+def _hook_of(module: nn.Module) -> _MaskHook | None:
+    return getattr(module, "_workbench_mask_hook", (None, None))[0]
 
 
 def attach_mask(module: nn.Module, name: str, mask: torch.Tensor, *, straight_through: bool) -> None:
@@ -116,10 +179,14 @@ def attach_mask(module: nn.Module, name: str, mask: torch.Tensor, *, straight_th
     del module._parameters[name]
     module.register_parameter(name + "_orig", nn.Parameter(param.detach()))
     module.register_buffer(name + "_mask", mask.to(param.device, param.dtype))
-    hook = _MaskHook(name, straight_through)
-    handle = module.register_forward_pre_hook(hook)
-    module._workbench_mask_hooks = getattr(module, "_workbench_mask_hooks", {})
-    module._workbench_mask_hooks[name] = handle
+    hook = _hook_of(module)
+    if hook is None:
+        hook = _MaskHook()
+        module._workbench_mask_hook = (hook, module.register_forward_pre_hook(hook))
+    if straight_through:
+        hook.straight.append(MaskedValue(name))
+    else:
+        hook.plain.append(name)
     hook(module, None)
 
 
@@ -127,8 +194,16 @@ def has_mask(module: nn.Module, name: str) -> bool:
     return hasattr(module, name + "_mask")
 
 
+def masked_entry(module: nn.Module, name: str) -> MaskedValue:
+    """The persistent W ⊙ T of a straight-through mask, for a mask update that writes it in the same pass."""
+    e = _hook_of(module).entry(name) if _hook_of(module) is not None else None
+    if e is None:
+        raise KeyError(f"{name} of {type(module).__name__} has no straight-through mask")
+    return e
+
+
 def masked_value(module: nn.Module, name: str) -> torch.Tensor:
-    """The weight that inference uses (W ⊙ T), detached."""
+    """The weight that inference uses (W ⊙ T), detached and computed afresh."""
     if has_mask(module, name):
         return (getattr(module, name + "_orig") * getattr(module, name + "_mask")).detach()
     return getattr(module, name).detach()
@@ -137,9 +212,13 @@ def masked_value(module: nn.Module, name: str) -> torch.Tensor:
 def remove_mask(module: nn.Module, name: str) -> None:
     """Bake W ⊙ T into a plain parameter and drop the mask (the pruned entries become exact zeros)."""
     value = masked_value(module, name).clone()
-    module._workbench_mask_hooks.pop(name).remove()
+    hook, handle = module._workbench_mask_hook
+    hook.straight = [e for e in hook.straight if e.name != name]
+    hook.plain = [n for n in hook.plain if n != name]
+    if not hook.straight and not hook.plain:
+        handle.remove()
+        del module._workbench_mask_hook
     del module._parameters[name + "_orig"]
     del module._buffers[name + "_mask"]
-    if hasattr(module, name):
-        delattr(module, name)
+    module.__dict__.pop(name, None)
     module.register_parameter(name, nn.Parameter(value))
