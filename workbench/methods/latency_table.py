@@ -10,8 +10,9 @@ channel counts. Here, at the start of the stage:
   gets, at a grid of kept channel counts: 100 %, 75 %, 50 %, 25 % and 1 channel of its outputs, times the
   same of its inputs (only along the sides pruning can change); a depthwise convolution by its channels,
   a grouped one (never thinned) once;
-* each point is the median of `repeats` samples, each sample long enough (several calls) to be above the
-  timer's noise, in torch at the current thread count, on the model's device, at batch `batch`;
+* each point is the median of `repeats` samples, taken round-robin over a layer's points, each sample
+  long enough (several calls) to be above the timer's noise, in torch at the current thread count, on
+  the model's device, at batch `batch`;
 * the whole table has a time budget of a few seconds: every layer's full size is timed first; points the
   budget leaves unmeasured are the full-size time scaled by multiply-adds (and the log says how many);
 * timings on a shared machine are noisy, so the table is made monotone (a cumulative maximum along both
@@ -62,7 +63,7 @@ class LayerPoint:
         return tuple(shape)
 
 
-Timer = Callable[[LayerPoint], float]        # seconds per call of the layer at that point
+Timer = Callable[[LayerPoint], float]        # one sample: seconds per call of the layer at that point
 
 
 @dataclass
@@ -182,55 +183,76 @@ def build(model: nn.Module, analysis: ChannelAnalysis, example: tuple, *, batch:
           check: Callable[[], None] = lambda: None) -> LatencyTable:
     """Measure the table (see the module's docstring); `check` runs between layers (cancellation)."""
     start = time.perf_counter()
-    timer = timer or TorchTimer(repeats)
+    timer = timer or TorchTimer()
     shapes = input_shapes(model, analysis, example, batch)
     outs_vary = {m.name for g in analysis.groups for m in g.members if m.role == "out"}
     ins_vary = {m.name for g in analysis.groups for m in g.members if m.role == "in"}
     grids, tables = [], []
     for use, shape in zip(analysis.uses, shapes):
         m = analysis.layers[use.name]
-        n_out, n_in = out_size(m), in_size(m)
-        fixed = use.kind == "fixed"
-        outs = grid_counts(n_out, not fixed and use.name in outs_vary)
-        ins = [1] if use.kind == "depthwise" else grid_counts(n_in, use.kind == "dense" and use.name in ins_vary)
-        full = _point(use, m, shape, n_out, n_out if use.kind == "depthwise" else n_in, batch)
-        grids.append((use, m, shape, outs, ins, full))
+        outs = grid_counts(out_size(m), use.kind != "fixed" and use.name in outs_vary)
+        ins = [1] if use.kind == "depthwise" else grid_counts(in_size(m), use.kind == "dense" and use.name in ins_vary)
+        points = {(a, b): _point(use, m, shape, o, o if use.kind == "depthwise" else i, batch)
+                  for a, o in enumerate(outs) for b, i in enumerate(ins)}
+        grids.append(points)
         tables.append(UseTable(outs, ins, [[math.nan] * len(ins) for _ in outs]))
-    full_times = []
-    for (use, m, shape, outs, ins, full), table in zip(grids, tables):     # every layer's full size first
-        check()
-        full_times.append(max(timer(full), 1e-12))
-        table.values[-1][-1] = full_times[-1]
-    measured = len(tables)
-    estimated = 0
-    for (use, m, shape, outs, ins, full), table, t_full in zip(grids, tables, full_times):
-        check()
-        for a, o in enumerate(outs):
-            for b, i in enumerate(ins):
-                if not math.isnan(table.values[a][b]):
-                    continue
-                p = _point(use, m, shape, o, o if use.kind == "depthwise" else i, batch)
-                if time.perf_counter() - start < budget_s:
-                    table.values[a][b] = max(timer(p), 1e-12)
-                    measured += 1
-                else:
-                    table.values[a][b] = t_full * p.macs / max(full.macs, 1)
-                    estimated += 1
+    # every layer's full size first (the dense prediction never rests on an estimate)
+    fulls = [(t, (len(t.outs) - 1, len(t.ins) - 1), g[len(t.outs) - 1, len(t.ins) - 1]) for t, g in zip(tables, grids)]
+    _sample(fulls, timer, repeats, check)
+    measured, estimated = len(tables), 0
+    for points, table in zip(grids, tables):
+        rest = [(table, key, p) for key, p in points.items() if key != (len(table.outs) - 1, len(table.ins) - 1)]
+        if time.perf_counter() - start < budget_s:
+            _sample(rest, timer, repeats, check)
+            measured += len(rest)
+        else:
+            full = points[len(table.outs) - 1, len(table.ins) - 1]
+            for t, (a, b), p in rest:
+                t.values[a][b] = t.values[-1][-1] * p.macs / max(full.macs, 1)
+            estimated += len(rest)
         table.monotone()
     device = str(next((p.device for p in model.parameters()), torch.device("cpu")))
     return LatencyTable(analysis, tables, batch, torch.get_num_threads(), repeats, device,
                         time.perf_counter() - start, measured, estimated)
 
 
-class TorchTimer:
-    """Times a fresh layer of the point's kind and size on a random input: a warm-up call, one call that
-    sizes the samples, then `repeats` samples of enough calls each to last MIN_SAMPLE_S, the median per call."""
+def _sample(points: list, timer: Timer, repeats: int, check: Callable[[], None]) -> None:
+    """Median of `repeats` samples per point, taken round-robin (one sample of each point per round), so
+    a burst of load from another process spreads over the points instead of raising one of them."""
+    samples: list[list[float]] = [[] for _ in points]
+    for _ in range(repeats):
+        check()
+        for k, (_, _, p) in enumerate(points):
+            samples[k].append(timer(p))
+    for (table, (a, b), _), values in zip(points, samples):
+        table.values[a][b] = max(statistics.median(values), 1e-12)
 
-    def __init__(self, repeats: int = REPEATS):
-        self.repeats = repeats
+
+class TorchTimer:
+    """One sample: a fresh layer of the point's kind and size on a random input (built, warmed up and
+    sized on a point's first sample, then kept), called enough times to last MIN_SAMPLE_S; seconds per
+    call."""
+
+    def __init__(self, keep: int = 64):
+        self.keep = keep
+        self.ready: dict[LayerPoint, tuple] = {}
 
     @torch.no_grad()
     def __call__(self, p: LayerPoint) -> float:
+        if p not in self.ready:
+            if len(self.ready) >= self.keep:
+                self.ready.pop(next(iter(self.ready)))
+            self.ready[p] = self._prepare(p)
+        layer, x, number, sync = self.ready[p]
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(number):
+            layer(x)
+        sync()
+        return (time.perf_counter() - t0) / number
+
+    @staticmethod
+    def _prepare(p: LayerPoint) -> tuple:
         layer = _fresh(p)
         x = torch.randn(p.scaled_input(), dtype=p.layer.weight.dtype, device=p.layer.weight.device)
         sync = (lambda: torch.cuda.synchronize(x.device)) if x.device.type == "cuda" else (lambda: None)
@@ -240,15 +262,7 @@ class TorchTimer:
         layer(x)
         sync()
         once = time.perf_counter() - t0
-        number = max(1, min(1000, math.ceil(MIN_SAMPLE_S / max(once, 1e-9))))
-        samples = []
-        for _ in range(self.repeats):
-            t0 = time.perf_counter()
-            for _ in range(number):
-                layer(x)
-            sync()
-            samples.append((time.perf_counter() - t0) / number)
-        return statistics.median(samples)
+        return layer, x, max(1, min(1000, math.ceil(MIN_SAMPLE_S / max(once, 1e-9)))), sync
 
 
 def _fresh(p: LayerPoint) -> nn.Module:

@@ -66,9 +66,9 @@ class L1FilterParams:
                                "multiply-adds to keep (0.5: 2x fewer).", min=0.05, max=1.0, step=0.05)
     latency_target: float = knob(0.5, "Latency kept", "With target = latency: fraction of the dense model's "
                                  "latency to keep. Measured when the run starts: each conv / linear layer timed "
-                                 "alone in torch on the run's device and threads at 100/75/50/25 % of its "
-                                 "channels (median of 5, a few seconds in all), interpolated; other layers are "
-                                 "not counted.", min=0.05, max=1.0, step=0.05)
+                                 "alone in torch on the run's device and threads at 100/75/50/25 % (and 1) of "
+                                 "its output and input channels (median of 5, a few seconds in all), "
+                                 "interpolated; other layers are not counted.", min=0.05, max=1.0, step=0.05)
     latency_batch: int = knob(1, "Latency batch", "With target = latency: the batch size the layers are timed "
                               "at (1: one sample at a time, as served).", min=1, max=4096)
     scope: str = _scope("layer")
