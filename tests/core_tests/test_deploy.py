@@ -401,6 +401,7 @@ def test_compare_rows_carry_the_stored_reports_fastest_form(runs, tmp_path):
     table = compare_table([with_report, without])
     assert "b1 ms" in table and f"{fastest.latency_ms[1]:.3f}" in table and f"{fastest.name} (1 thr)" in table
     assert "speed-up against the reference" in table
+    assert "b1 ms" not in compare_table([without]) and "speed-up" not in compare_table([without])
     with h5py.File(path, "a") as f:                  # a damaged report: a warning on its row, not an error
         f["deploy"].attrs["report"] = "{not json"
     (damaged,) = compare_rows([str(path)])

@@ -62,20 +62,25 @@ def _form(r: dict) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
+    """The runs side by side; the deployment columns only where a row has a deployment report (the
+    table of runs never measured stays as narrow as it was)."""
+    deployed = any(r.get("latency_ms") is not None for r in rows)
     head = (f"{'run':<34}{'method':<12}{'model':<10}{'status':<10}{'ref acc':>8}{'acc':>8}{'err%':>7}"
-            f"{'params x':>10}{'bits x':>8}{'KiB':>9}{'wall s':>8}{'b1 ms':>9}{'x ref':>7}  {'fastest form':<16}")
-    lines = [head, "-" * len(head)]
+            f"{'params x':>10}{'bits x':>8}{'KiB':>9}{'wall s':>8}")
+    head += f"{'b1 ms':>9}{'x ref':>7}  {'fastest form':<16}" if deployed else ""
+    lines = [head.rstrip(), "-" * len(head.rstrip())]
     for r in rows:
         kib = r["bits"] / 8192 if isinstance(r["bits"], (int, float)) else float("nan")
-        lines.append(
-            f"{r['name'][:33]:<34}{r['method'][:11]:<12}{r['model'][:9]:<10}{r['status']:<10}"
-            f"{_f(100 * r['reference_accuracy'], '.2f'):>8}{_f(100 * r['test_accuracy'], '.2f'):>8}"
-            f"{_f(100 * r['test_error'], '.2f'):>7}{_f(r['param_ratio'], '.1f'):>10}"
-            f"{_f(r['storage_ratio'], '.1f'):>8}{_f(kib, '.1f'):>9}{_f(r['wall_seconds'], '.0f'):>8}"
-            f"{_f(r.get('latency_ms'), '.3f'):>9}{_f(r.get('speedup'), '.2f'):>7}  {_form(r):<16}".rstrip())
+        line = (f"{r['name'][:33]:<34}{r['method'][:11]:<12}{r['model'][:9]:<10}{r['status']:<10}"
+                f"{_f(100 * r['reference_accuracy'], '.2f'):>8}{_f(100 * r['test_accuracy'], '.2f'):>8}"
+                f"{_f(100 * r['test_error'], '.2f'):>7}{_f(r['param_ratio'], '.1f'):>10}"
+                f"{_f(r['storage_ratio'], '.1f'):>8}{_f(kib, '.1f'):>9}{_f(r['wall_seconds'], '.0f'):>8}")
+        if deployed:
+            line += f"{_f(r.get('latency_ms'), '.3f'):>9}{_f(r.get('speedup'), '.2f'):>7}  {_form(r)}"
+        lines.append(line.rstrip())
     lines.append("params x = dense/stored parameters (Han 2015, DNS); bits x = dense fp32 bits/stored bits "
                  "(Deep Compression)")
-    if any(r.get("latency_ms") is not None for r in rows):
+    if deployed:
         lines.append("b1 ms, x ref: latency at batch 1 of the fastest CPU form (workbench deploy) and its "
                      "speed-up against the reference measured with it")
     lines += [f"{r['name']}: {w}" for r in rows for w in r["warnings"].splitlines()]
