@@ -54,3 +54,72 @@ def test_non_contiguous_weights_take_the_torch_rule():
     counts = torch.zeros(2, dtype=torch.long)
     mask_update.update(wt, mt, a, b, counts)
     assert torch.equal(mt, expected)
+
+
+@pytest.mark.parametrize("path", ["native", "torch"])
+def test_out_receives_the_masked_weight_bit_for_bit(path, monkeypatch):
+    if path == "torch":
+        monkeypatch.setenv("WORKBENCH_NATIVE", "torch")
+    elif mask_update._native() is None:
+        pytest.skip(f"no native build here: {native.last_error()}")
+    w, mask, a, b = _cases()
+    out = torch.full_like(w, 7.0)
+    mask_update.update(w, mask, a, b, torch.zeros(2, dtype=torch.long), out=out)
+    product = w * mask                          # what the forward computed before: NaN * 0 = NaN, -w * 0 = -0
+    assert out.view(-1)[5].isnan() and mask.view(-1)[5] == 0
+    assert torch.equal(out.view(torch.int32), product.view(torch.int32))      # the same bits, signs of zeros too
+
+
+class _Masked:
+    """A stand-in for per_layer.MaskedValue with the same three members MaskUpdates uses."""
+
+    def __init__(self):
+        self.value, self.fresh = None, 0
+
+    def buffer(self, w):
+        if self.value is None or self.value.shape != w.shape:
+            self.value = torch.empty_like(w)
+        return self.value
+
+    def mark_fresh(self, w, m):
+        self.fresh += 1
+
+
+@pytest.mark.parametrize("path", ["native", "torch"])
+def test_mask_updates_run_all_tensors_in_one_call_and_fall_back_per_tensor(path, monkeypatch):
+    if path == "torch":
+        monkeypatch.setenv("WORKBENCH_NATIVE", "torch")
+    elif mask_update._native() is None:
+        pytest.skip(f"no native build here: {native.last_error()}")
+    w, mask, a, b = _cases()
+    gen = torch.Generator().manual_seed(1)
+    small = torch.randn(40, generator=gen) * 0.1
+    small_mask = (torch.rand(40, generator=gen) > 0.5).float()
+    wt, mt = w.t(), mask.t().contiguous()       # not walkable as a flat array: the PyTorch rule takes it
+    tensors = [(w.clone(), mask.clone()), (small.clone(), small_mask.clone()), (wt, mt.clone())]
+    counts = [torch.zeros(2, dtype=torch.long) for _ in tensors]
+    bounds = [(a, b), (0.05, 0.08), (a, b)]
+    values = [_Masked() for _ in tensors]
+    plan = mask_update.MaskUpdates([(w_, m_, v, *ab, c) for (w_, m_), v, ab, c in zip(tensors, values, bounds, counts)])
+    plan.run(True)
+    for (w_, m_), v, (lo, hi), c, (w0, m0) in zip(tensors, values, bounds, counts,
+                                                 [(w, mask), (small, small_mask), (wt, mt)]):
+        expected = m0.clone()
+        one = torch.zeros(2, dtype=torch.long)
+        mask_update.update(w0, expected, lo, hi, one)       # the one-tensor rule, checked above
+        assert torch.equal(m_, expected) and torch.equal(c, one)
+        assert torch.equal(v.value.nan_to_num(), (w_ * m_).nan_to_num()) and v.fresh == 1
+    # W moves, T does not: run(False) writes W ⊙ T with the masks as they are
+    masks_before = [m_.clone() for _, m_ in tensors]
+    with torch.no_grad():
+        for w_, _ in tensors:
+            w_.mul_(-3.0)
+    plan.run(False)
+    for (w_, m_), v, before, c in zip(tensors, values, masks_before, counts):
+        assert torch.equal(m_, before)
+        assert torch.equal(v.value.nan_to_num(), (w_ * m_).nan_to_num())
+    # a weight given new storage (moved, reloaded): the pointer table is rebuilt, not written through stale
+    first, first_mask = tensors[0]
+    first.data = first.data.clone() * 0.5
+    plan.run(False)
+    assert torch.equal(values[0].value.nan_to_num(), (first * first_mask).nan_to_num())

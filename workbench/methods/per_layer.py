@@ -88,12 +88,17 @@ def check_named_layers(knob: str, names: Iterable[str], known: Iterable[str], *,
 class _StraightThrough(torch.autograd.Function):
     """Forward: the masked values W ⊙ T already computed (`tensors` = W_1..W_n, then their masked values);
     backward: the gradient with respect to W ⊙ T passes to every entry of W unchanged. One call per module
-    covers its weight and bias (the call's Python overhead, not its arithmetic, is what it costs)."""
+    covers its weight and bias (the call's Python overhead, not its arithmetic, is what it costs).
+
+    The outputs are detached aliases of the persistent values, not the inputs themselves: an input
+    returned as is becomes a view of it, and once the next step rewrote the value in place that view
+    (the module's `weight` attribute) could no longer be read at all. An alias shares the value's version
+    counter, so a rewrite between a forward and its backward is still an error, not a silent change."""
 
     @staticmethod
     def forward(ctx, *tensors):  # noqa: D102
         n = len(tensors) // 2
-        return tensors[n] if n == 1 else tensors[n:]
+        return tensors[n].detach() if n == 1 else tuple(t.detach() for t in tensors[n:])
 
     @staticmethod
     def backward(ctx, *grads):  # noqa: D102
