@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
     QHeaderView,
+    QMenu,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -26,8 +27,9 @@ from workbench.gui.deploy_figures import compare_figures
 from workbench.gui.run_trace import RunTrace
 from workbench.methods import get_method
 
-COLUMNS = [  # (header, tooltip)
-    ("Run", "method, model, data set, seed and start time; hover a run for its file"), ("Method", ""), ("Model", ""), ("Data", ""), ("Status", ""),
+COLUMNS = [  # (header, tooltip); the header is also the CSV's
+    ("Run", "method, model, data set, seed and start time; hover a run for its file (right-click a header "
+            "to show the Method, Model and Data columns)"), ("Method", ""), ("Model", ""), ("Data", ""), ("Status", ""),
     ("Ref acc %", "test accuracy before compression"), ("Acc %", "test accuracy after compression"),
     ("Params x", "dense / stored parameters (Han 2015, DNS)"),
     ("Bits x", "dense fp32 bits / stored bits (Deep Compression, SWS)"), ("KiB", "stored size"),
@@ -37,7 +39,43 @@ COLUMNS = [  # (header, tooltip)
     ("Wall s", "wall time of the compression"), ("Device", ""),
     ("Key parameters", "the knobs that differ from their defaults"),
 ]
-KEY_WIDTH = 420
+# At 1280x800 the table has about 870 px beside the Setup dock for its 15 columns (measured under Xvfb:
+# 1342 px of columns before, so it scrolled sideways). So: Method, Model and Data (the Run name holds them,
+# and sorting by Run groups by method) start hidden, shown from the header's context menu; number columns
+# get two-line headers (their figures are narrower than their names); the long texts are elided in the
+# middle (the end of a run name is its start time) at these widths, whole in their tooltips.
+HIDDEN = ("Method", "Model", "Data")
+RUN_WIDTH, DEVICE_WIDTH, KEY_WIDTH = 175, 100, 260
+KEY_MIN, PAD = 70, 14
+
+
+def fit_columns(table: QTableWidget, headers: list[str], caps: dict[str, int], least: int = KEY_MIN) -> None:
+    """Each shown column as wide as its cells and its header's widest line; those named in `caps` at most
+    that wide (at least `least`; their text is elided, whole in the tooltip) unless the table has room
+    to spare, which goes to them in order. Qt's own header hint reserves room for the sort arrow in every
+    column (about 30 px more each, measured): the header's widest line is enough, and the arrow shows in
+    the one column sorted."""
+    metrics = table.horizontalHeader().fontMetrics()
+    wanted = {}
+    for col, name in enumerate(headers):
+        if not table.isColumnHidden(col):
+            title = max(metrics.horizontalAdvance(line) for line in name.split("\n")) + PAD
+            wanted[col] = max(table.sizeHintForColumn(col), title)
+    widths = {col: max(min(w, caps[headers[col]]), least) if headers[col] in caps else w
+              for col, w in wanted.items()}
+    spare = table.viewport().width() - sum(widths.values())
+    for col in [c for c in widths if headers[c] in caps]:
+        more = max(0, min(spare, wanted[col] - widths[col]))
+        widths[col] += more
+        spare -= more
+    for col, width in widths.items():
+        table.setColumnWidth(col, width)
+
+
+def header_text(name: str) -> str:
+    """The header as shown: a number column's name over two lines ("Latency ms" -> "Latency\nms")."""
+    index = [n for n, _ in COLUMNS].index(name)
+    return name.replace(" ", "\n", 1) if 5 <= index < len(COLUMNS) - 2 else name
 
 
 class NumberItem(QTableWidgetItem):
@@ -90,9 +128,16 @@ class CompareView(QWidget):
         self.traces: dict[str, RunTrace] = {}
         self.table = QTableWidget(0, len(COLUMNS))
         for i, (name, tip) in enumerate(COLUMNS):
-            item = QTableWidgetItem(name)
+            item = QTableWidgetItem(header_text(name))
             item.setToolTip(tip)
             self.table.setHorizontalHeaderItem(i, item)
+            self.table.setColumnHidden(i, name in HIDDEN)
+        self.table.setTextElideMode(Qt.ElideMiddle)
+        self.table.verticalHeader().setVisible(False)      # row numbers mean nothing once sorted
+        self.table.setWordWrap(False)
+        header = self.table.horizontalHeader()
+        header.setContextMenuPolicy(Qt.CustomContextMenu)
+        header.customContextMenuRequested.connect(self._column_menu)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -133,19 +178,38 @@ class CompareView(QWidget):
                  NumberItem(100 * ref, ".2f"), NumberItem(100 * acc, ".2f"), NumberItem(pr, ".1f"), NumberItem(sr, ".1f"),
                  NumberItem(bits / 8192, ".1f"), *_deploy_cells(trace), NumberItem(s.get("wall_seconds"), ".0f"),
                  QTableWidgetItem(str(trace.attrs.get("device", ""))), keys]
+        cells[-2].setToolTip(cells[-2].text())
         warnings = str(trace.attrs.get("warnings", ""))
         if warnings:                       # a stalled stage (runner.stall_notice)
             cells[4].setText(f"{trace.status} (warning)")
             cells[4].setToolTip(warnings)
         cells[0].setData(Qt.UserRole, trace.path)
-        cells[0].setToolTip(trace.path + (f"\nerror: {trace.attrs.get('error')}" if trace.attrs.get("error") else ""))
+        cells[0].setToolTip(f"{trace.label}\n{trace.path}" + (f"\nerror: {trace.attrs.get('error')}" if trace.attrs.get("error") else ""))
         for col, item in enumerate(cells):
             self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
-        self.table.resizeColumnsToContents()
-        last = len(COLUMNS) - 1
-        self.table.setColumnWidth(last, min(self.table.columnWidth(last), KEY_WIDTH))
+        self._fit_columns()
 
+    def _fit_columns(self) -> None:
+        """Numbers at their width; the run name, device and key parameters capped (elided, whole in the
+        tooltip); the key parameters take what is left (the last section stretches)."""
+        fit_columns(self.table, [header_text(name) for name, _ in COLUMNS],
+                    {"Run": RUN_WIDTH, "Device": DEVICE_WIDTH, "Key parameters": KEY_WIDTH})
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._fit_columns()                # room to spare goes to the elided columns, and comes back
+
+    def _column_menu(self, pos) -> None:
+        """Show or hide any column but Run (the header's context menu)."""
+        menu = QMenu(self)
+        for col, (name, _) in enumerate(COLUMNS[1:], 1):
+            act = menu.addAction(name)
+            act.setCheckable(True)
+            act.setChecked(not self.table.isColumnHidden(col))
+            act.toggled.connect(lambda shown, col=col: (self.table.setColumnHidden(col, not shown),
+                                                        self._fit_columns()))
+        menu.popup(self.table.horizontalHeader().mapToGlobal(pos))
     def _row_of(self, path: str) -> int:
         for row in range(self.table.rowCount()):
             item = self.table.item(row, 0)

@@ -81,7 +81,8 @@ def form_rows(report: DeployReport) -> list[FormRow]:
             f.name, f.description, latency(f, small), f.throughput.get(large), f.speedup.get("latency"),
             f.file_bytes / 1024 if f.file_bytes is not None else None,
             (f.memory or {}).get("peak_mb"), f.accuracy * 100 if f.accuracy is not None else None,
-            bool(f.accuracy_changed), f.note))
+            # the reference is the model before compression: differing from dense is what it is for
+            bool(f.accuracy_changed) and not is_reference(f), f.note))
     return rows
 
 

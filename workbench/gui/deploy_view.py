@@ -29,7 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.core.errors import WorkbenchError
-from workbench.gui.compare_view import NumberItem
+from workbench.gui.compare_view import NumberItem, fit_columns
 from workbench.gui.deploy_figures import form_rows, heading, notes, small_batch
 from workbench.gui.deploy_job import DeployOptions, machine_cores, parse_batches, parse_forms
 from workbench.gui.fit_label import FitLabel
@@ -41,20 +41,21 @@ MEASURE_TIP = ("Measure the current run (the first selected in Compare) in each 
                "a running run: side by side, each would disturb the other's timing.")
 EMPTY_TABLE = "No deployment measured for {run}: select a finished run and press Measure deployment."
 NO_RUN = "No run: open run files or finish a run, select it in Compare, and press Measure deployment."
-DESCRIPTION_WIDTH = 300
+DESCRIPTION_WIDTH = 260          # elided beyond; whole in the tooltip
 ERROR_COLOR = "#b00020"
 
 
 def table_columns(small: int, large: int) -> list[tuple[str, str]]:
     """(header, tooltip) of the per-form table, naming the batches the report measured."""
-    return [("Form", "the model as it runs: hover for notes"), ("Description", ""),
-            (f"Latency b{small} ms", f"median milliseconds per call at batch {small}"),
-            (f"Throughput b{large} /s", f"samples per second at batch {large}"),
+    return [("Form", "the model as it runs: hover for notes"),
+            (f"Latency\nb{small} ms", f"median milliseconds per call at batch {small}"),
+            (f"Throughput\nb{large} /s", f"samples per second at batch {large}"),
             ("Speed-up", f"the reference's latency at batch {small} over the form's (same process, interleaved)"),
-            ("File KiB", "size of the file the form runs from"),
-            ("Peak MB", "peak memory running the largest batch (see the notes above the table)"),
-            ("Acc %", "test accuracy of the form on the subset named above"),
-            ("Changed", "the form's accuracy differs from dense's by more than 0.1 points")]
+            ("File\nKiB", "size of the file the form runs from"),
+            ("Peak\nMB", "peak memory running the largest batch (see the notes above the table)"),
+            ("Acc\n%", "test accuracy of the form on the subset named above"),
+            ("Changed", "the form's accuracy differs from dense's by more than 0.1 points"),
+            ("Description", "what the form is; the widest column last, so that it takes the room left")]
 
 
 class DeployView(QWidget):
@@ -120,7 +121,7 @@ class DeployView(QWidget):
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.plot)
         split.addWidget(lower)
-        split.setSizes([550, 300])
+        split.setSizes([480, 360])
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
         layout.addWidget(split, 1)
@@ -187,16 +188,15 @@ class DeployView(QWidget):
             changed = QTableWidgetItem("changed" if row.changed else "")
             if row.changed:
                 changed.setToolTip(row.note)
-            cells = [name, description, NumberItem(row.latency_ms, ".4g"), NumberItem(row.throughput, ",.0f"),
+            cells = [name, NumberItem(row.latency_ms, ".4g"), NumberItem(row.throughput, ",.0f"),
                      NumberItem(row.speedup, ".2f"), NumberItem(row.file_kib, ".1f"),
-                     NumberItem(row.peak_mb, ".1f"), NumberItem(row.accuracy_pct, ".2f"), changed]
+                     NumberItem(row.peak_mb, ".1f"), NumberItem(row.accuracy_pct, ".2f"), changed, description]
             for c, item in enumerate(cells):
                 table.setItem(r, c, item)
         table.setSortingEnabled(True)
         header = table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.Interactive)
-        table.resizeColumnsToContents()
-        table.setColumnWidth(1, min(table.columnWidth(1), DESCRIPTION_WIDTH))    # elided; whole in the tooltip
+        fit_columns(table, [name for name, _ in columns], {"Description": DESCRIPTION_WIDTH})
         header.setStretchLastSection(True)
         self.stack.setCurrentWidget(table)
 
