@@ -229,3 +229,20 @@ def test_compare_sorts_by_latency_and_speedup_and_exports_them(window, qtbot, fi
         assert math.isclose(float(row["Latency ms"]), form.latency_ms[1], rel_tol=1e-2)
         assert math.isclose(float(row["Speed-up"]), form.speedup["latency"], abs_tol=0.006)
     assert by_label[window.traces[files["plain"]].label]["Latency ms"] == ""
+    assert {r["Method"] for r in rows} == {"magnitude"}          # hidden columns are exported too
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_the_compare_table_fits_without_scrolling_sideways(window, qtbot, files, size):
+    window.resize(*size)
+    window.show()
+    _open(window, qtbot, *files.values())
+    window.tabs.setCurrentWidget(window.compare.parentWidget())
+    table = window.compare.table
+    qtbot.waitUntil(lambda: table.viewport().width() > 0)
+    window.compare._fit_columns()
+    assert table.horizontalScrollBar().maximum() == 0, (table.viewport().width(), [
+        table.columnWidth(c) for c in range(table.columnCount())])
+    assert [table.isColumnHidden(HEADERS.index(h)) for h in ("Method", "Model", "Data")] == [True] * 3
+    run = table.item(0, 0)
+    assert window.traces[run.data(Qt.UserRole)].label in run.toolTip()     # an elided name is whole there
