@@ -201,6 +201,15 @@ def test_the_method_prunes_to_the_predicted_latency_and_says_how_it_was_measured
     assert "keep 0.4 of the latency at batch 8" in text
     assert f"{torch.get_num_threads()} threads, batch 8, median of 5 repeats" in text
     assert "predicted latency (batch 8" in text and "thinned: parameters" in text
+    # a model without a removable channel: nothing is timed, nothing removed
+    single, logs = nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), []
+    method = L1FilterPruning(P.build(L1FilterPruning.Params, {"target": "latency"}))
+    method.latency_timer = by_macs
+    method.prepare(single, _ctx(logs.append))
+    method.on_epoch_start(single, _ctx(logs.append))
+    single.train()(torch.rand(8, 1, 8, 8))
+    method.finalize(single, _ctx(logs.append))
+    assert method.latency is None and "no channel was removed" in logs[-1]
     with pytest.raises(ParamError, match="latency_target is 1"):
         P.build(L1FilterPruning.Params, {"target": "latency", "latency_target": 1.0})
     with pytest.raises(ParamError):

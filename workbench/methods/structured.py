@@ -182,7 +182,9 @@ class _Structured(Method):
         cost = None
         if p.target == "flops":
             budget = self.dense_macs * (1 - (1 - p.flops_target) * fraction)
-        elif p.target == "latency" and table is not None:
+        elif p.target == "latency":
+            if table is None:            # no removable channel: no table was measured, nothing to remove
+                return
             budget = table.dense * (1 - (1 - p.latency_target) * fraction)
             cost = lambda outs, ins: table.predict(counts=(outs, ins))  # noqa: E731
         else:
