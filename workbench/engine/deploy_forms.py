@@ -142,7 +142,7 @@ class RunForms:
             layers = ", ".join(f"{k} {v:.0%}" for k, v in self.csr_layers().items()) or "none"
             if self.csr_plan is None:
                 return f"sparse CSR matmuls for every pruned layer ({layers})"
-            return f"sparse CSR matmuls where they were faster for the layer ({layers}; the rest dense)"
+            return f"sparse CSR matmuls where they were faster for the layer on the CPU ({layers}; the rest dense)"
         if name == "onnxruntime" and self.own_form() == "int8":
             return "the ONNX export (int8 weights and inputs as QuantizeLinear / DequantizeLinear) in onnxruntime"
         return {"reference": "the uncompressed model the run started from",
