@@ -363,7 +363,6 @@ def test_stages_that_keep_the_weights_int8_pass_the_check(stages):
     check_pipeline(stages)
 
 
-@pytest.mark.xfail(strict=True, reason="engine/configure.complete must call methods.int8.check_pipeline(config.stages)")
 def test_a_refused_pipeline_stops_before_the_run_file_exists(tmp_path):
     from workbench.engine.configure import complete
 

@@ -18,6 +18,7 @@ from workbench.core import params as P
 from workbench.core.config import RunConfig, RunSettings, TrainParams
 from workbench.core.errors import WorkbenchError
 from workbench.methods import get_method
+from workbench.methods.int8 import check_pipeline
 from workbench.methods.per_layer import check_named_layers
 from workbench.models import architecture, zoo
 from workbench.models.layers import compressible_layers
@@ -40,6 +41,7 @@ def complete(config: RunConfig) -> RunConfig:
     for stage in config.stages:
         stage.params = P.to_dict(P.build(get_method(stage.method).Params, stage.params))
         stage.train = P.to_dict(P.build(TrainParams, stage.train))
+    check_pipeline(config.stages)                    # what may follow an int8 stage, before a run file exists
     if config.model and not architecture.is_model_file(config.model) and _named_layers(config):
         # A zoo architecture's layer names do not depend on the data set's image size or classes, so its
         # default shape tells them now, before a run file exists (a model file or a checkpoint is checked
