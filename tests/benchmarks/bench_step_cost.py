@@ -1,15 +1,23 @@
 """Per-step cost of the pruning methods against plain training and against `torch.nn.utils.prune`.
 
     python tests/benchmarks/bench_step_cost.py [--model lenet300] [--rounds 9] [--steps 20] [--threads 1]
+                                               [--fallback]
 
 Times full training steps (`workbench.engine.training.train_step`: forward, loss, backward, SGD step,
-the method's after_step hook) of four variants, interleaved round by round in one process, and prints
-the median milliseconds per step and the ratio to plain training:
+the method's after_step hook) of the variants below, interleaved round by round in one process, and
+prints the median of the steps' times (each step timed; the median, not the mean, so a step another
+process preempted does not count) and the ratio to plain training, by the wall clock and by the
+thread's CPU time (on a shared machine the CPU time is the steadier: time spent waiting for a core that
+another process holds is not counted; what it still feels is others' use of the shared caches):
 
 - plain: no method;
 - magnitude: Han 2015 after its first prune (masks re-applied after every optimizer step);
 - dns: Dynamic Network Surgery early in a stage, where the paper's update probability
   (1 + gamma t)^-power is still about 1, so the masks are updated nearly every step (its costliest phase);
+- dns (before): DNS as it was before its mask update wrote W ⊙ T: a forward pre-hook per masked tensor
+  computing W ⊙ T with a straight-through autograd function, and the native mask update called once per
+  tensor; rebuilt here so the two are measured side by side in one process;
+- dns (torch rule), with --fallback: DNS with WORKBENCH_NATIVE=torch (the PyTorch path, no C kernel);
 - torch prune: `torch.nn.utils.prune.l1_unstructured` at the same sparsity, the peer: a forward
   pre-hook that multiplies weight_orig by the mask before every forward.
 
@@ -21,17 +29,19 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import time
 
 import torch
+from torch import nn
 from torch.nn.utils import prune
 
 from workbench.core import params as P
 from workbench.core.config import TrainParams
 from workbench.engine.training import optimizer_for, train_step
-from workbench.methods import get_method
+from workbench.methods import get_method, mask_update
 from workbench.methods.base import RunContext
 from workbench.models import zoo
 from workbench.models.layers import compressible_layers
@@ -45,13 +55,66 @@ def _context() -> RunContext:
                       total_steps=10 * NUM_TRAIN // BATCH, num_train=NUM_TRAIN)
 
 
-def variants(model_key: str, sparsity: float) -> dict:
+class _StraightThroughMask(torch.autograd.Function):
+    """The previous DNS forward: W ⊙ T computed before every forward, the gradient passed to all of W."""
+
+    @staticmethod
+    def forward(ctx, weight, mask):
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class PreviousDNS:
+    """DNS's step before the fused update (commit 10b77ab): a pre-hook per masked tensor computing W ⊙ T,
+    eq. (3) by the native kernel once per tensor, not writing W ⊙ T. Masks and thresholds are taken from
+    a prepared DNS, so both start from the same state."""
+
+    def __init__(self, model: nn.Module, prepared):
+        self.prepared = prepared
+        self.pairs = []                          # (W, T, a, b, counts)
+        for name, module in prepared.layers.items():
+            module._forward_pre_hooks.clear()    # the fused path's hook, replaced by the old one per tensor
+            for n in prepared.names:
+                if not hasattr(module, n + "_orig"):
+                    continue
+                module.register_forward_pre_hook(
+                    lambda mod, _, n=n: setattr(mod, n, _StraightThroughMask.apply(getattr(mod, n + "_orig"),
+                                                                                   getattr(mod, n + "_mask"))))
+                self.pairs.append((getattr(module, n + "_orig"), getattr(module, n + "_mask"),
+                                   *prepared.bounds[name], prepared._flips[name]))
+
+    def param_groups(self, model):
+        return None
+
+    def penalty(self, model, ctx):
+        return None
+
+    def after_step(self, model, ctx) -> None:
+        p = self.prepared.params
+        t = ctx.step
+        if t >= p.t_stop:
+            return
+        if torch.rand((), generator=ctx.generator).item() >= (1.0 + p.gamma * t) ** (-p.power):
+            return
+        with torch.no_grad():
+            for weight, mask, a, b, counts in self.pairs:
+                mask_update.update(weight, mask, a, b, counts)
+
+
+def variants(model_key: str, sparsity: float, fallback: bool = False) -> dict:
+    """key -> (model, method, optimizer, ctx, environment while it runs)."""
     torch.manual_seed(0)
     reference = zoo.build_model(model_key, (1, 28, 28), 10)
     train = P.build(TrainParams, {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4})
+    keys = [("plain", "plain"), ("magnitude", "magnitude"), ("dns", "dns"), ("dns (before)", "dns")]
+    if fallback:
+        keys.append(("dns (torch rule)", "dns"))
+    keys.append(("torch prune", "plain"))
     out = {}
-    for key, method_key in (("plain", "plain"), ("magnitude", "magnitude"), ("dns", "dns"),
-                            ("torch prune", "plain")):
+    for key, method_key in keys:
         model = copy.deepcopy(reference)
         method = get_method(method_key).from_values({"iterations": 1} if key == "magnitude" else {})
         ctx = _context()
@@ -59,11 +122,14 @@ def variants(model_key: str, sparsity: float) -> dict:
         if key == "magnitude":
             ctx.epoch = 0
             method.on_epoch_start(model, ctx)          # the first prune: masks now hold zeros
+        if key == "dns (before)":
+            method = PreviousDNS(model, method)
         if key == "torch prune":
             for _, module in compressible_layers(model):
                 prune.l1_unstructured(module, "weight", amount=sparsity)
         model.train()
-        out[key] = (model, method, optimizer_for(model, method, train), ctx)
+        env = {"WORKBENCH_NATIVE": "torch"} if key == "dns (torch rule)" else {}
+        out[key] = (model, method, optimizer_for(model, method, train), ctx, env)
     return out
 
 
@@ -74,25 +140,38 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--sparsity", type=float, default=0.6, help="torch prune's pruned share")
+    ap.add_argument("--fallback", action="store_true", help="also time DNS on its PyTorch path")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     x = torch.randn(args.steps * BATCH, 1, 28, 28)
     y = torch.randint(0, 10, (args.steps * BATCH,))
-    runs = variants(args.model, args.sparsity)
-    times: dict[str, list[float]] = {key: [] for key in runs}
+    runs = variants(args.model, args.sparsity, args.fallback)
+    wall: dict[str, list[float]] = {key: [] for key in runs}
+    cpu: dict[str, list[float]] = {key: [] for key in runs}
     for r in range(args.rounds + 1):                    # round 0 warms up and is not counted
-        for key, (model, method, optimizer, ctx) in runs.items():
-            t0 = time.perf_counter()
+        for key, (model, method, optimizer, ctx, env) in runs.items():
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
             for i in range(args.steps):
+                t0, c0 = time.perf_counter(), time.thread_time()
                 train_step(model, method, optimizer, x[i * BATCH:(i + 1) * BATCH], y[i * BATCH:(i + 1) * BATCH], ctx)
-            if r:
-                times[key].append((time.perf_counter() - t0) / args.steps)
-    base = statistics.median(times["plain"])
+                t1, c1 = time.perf_counter(), time.thread_time()
+                if r:
+                    wall[key].append(t1 - t0)
+                    cpu[key].append(c1 - c0)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    base, base_cpu = statistics.median(wall["plain"]), statistics.median(cpu["plain"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.model}, batch {BATCH}, SGD "
-          f"momentum 0.9; median of {args.rounds} interleaved rounds of {args.steps} steps")
-    for key, values in times.items():
-        med = statistics.median(values)
-        print(f"  {key:<12}{1000 * med:8.3f} ms/step  {med / base:6.3f}x plain")
+          f"momentum 0.9; median step of {args.rounds} interleaved rounds of {args.steps} steps; "
+          f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"  {'':<18}{'wall ms/step':>13}{'ratio':>8}{'cpu ms/step':>13}{'ratio':>8}")
+    for key in runs:
+        med, med_cpu = statistics.median(wall[key]), statistics.median(cpu[key])
+        print(f"  {key:<18}{1000 * med:13.3f}{med / base:7.3f}x{1000 * med_cpu:13.3f}{med_cpu / base_cpu:7.3f}x")
     return 0
 
 

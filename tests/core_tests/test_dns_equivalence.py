@@ -211,3 +211,27 @@ def test_straight_through_gradient_reaches_every_entry_on_the_fused_path(path):
     nn.functional.cross_entropy(h @ w2.T + new[2].bias_orig.detach() * new[2].bias_mask, y).backward()
     torch.testing.assert_close(new[0].weight_orig.grad, w.grad, rtol=0, atol=0)
     assert (new[0].weight_orig.grad[mask == 0] != 0).any()     # pruned entries learn too
+
+
+def test_inference_mode_and_frozen_weights_read_the_current_w_times_t(path):
+    new, m, ctx, _, _ = _pair(gamma=0.0)
+    m.after_step(new, ctx)
+    x = torch.randn(4, 12)
+
+    def expected():
+        w = new[0].weight_orig.detach() * new[0].weight_mask
+        h = torch.relu(x @ w.T + new[0].bias_orig.detach() * new[0].bias_mask)
+        return h @ (new[2].weight_orig.detach() * new[2].weight_mask).T + new[2].bias_orig.detach() * new[2].bias_mask
+
+    with torch.no_grad():
+        new[0].weight_orig.mul_(2.0)                 # an edit the next forward must see, in inference mode
+    with torch.inference_mode():
+        assert torch.equal(new(x), expected())
+    assert torch.equal(new(x), expected())           # and after it, with autograd on
+    for p in new.parameters():                       # frozen: no gradient, and no error
+        p.requires_grad_(False)
+    assert not new(x).requires_grad and torch.equal(new(x), expected())
+    for p in new.parameters():                       # unfrozen: the gradient reaches W again
+        p.requires_grad_(True)
+    new(x).sum().backward()
+    assert new[0].weight_orig.grad is not None and new[0].weight_orig.grad.abs().sum() > 0

@@ -123,3 +123,19 @@ def test_mask_updates_run_all_tensors_in_one_call_and_fall_back_per_tensor(path,
     first.data = first.data.clone() * 0.5
     plan.run(False)
     assert torch.equal(values[0].value.nan_to_num(), (first * first_mask).nan_to_num())
+
+
+def test_counts_add_up_across_the_kernels_count_blocks():
+    # the native loop counts in int32 over blocks of 2^20 entries: 2.5 blocks here, an uneven tail
+    if mask_update._native() is None:
+        pytest.skip(f"no native build here: {native.last_error()}")
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(5 * 2**19 + 7, generator=gen)
+    mask = (torch.rand(w.shape, generator=gen) > 0.5).float()
+    expected, pruned, spliced = _reference(w, mask, 0.5, 1.0)
+    counts, out = torch.zeros(2, dtype=torch.long), torch.empty_like(w)
+    mask_update.update(w, mask, 0.5, 1.0, counts, out=out)
+    assert torch.equal(mask, expected) and torch.equal(out, w * expected)
+    changed, gained = counts.tolist()
+    assert ((changed - gained) // 2, (changed + gained) // 2) == (pruned, spliced)
+    assert pruned > 2**18 and spliced > 2**17       # both directions, many per block

@@ -85,55 +85,56 @@ def check_named_layers(knob: str, names: Iterable[str], known: Iterable[str], *,
         raise ParamError(f"{where}{knob} names unknown layer(s) {', '.join(unknown)}; layers: {', '.join(known)}")
 
 
-class _StraightThrough(torch.autograd.Function):
-    """Forward: the masked values W ⊙ T already computed (`tensors` = W_1..W_n, then their masked values);
-    backward: the gradient with respect to W ⊙ T passes to every entry of W unchanged. One call per module
-    covers its weight and bias (the call's Python overhead, not its arithmetic, is what it costs).
-
-    The outputs are detached aliases of the persistent values, not the inputs themselves: an input
-    returned as is becomes a view of it, and once the next step rewrote the value in place that view
-    (the module's `weight` attribute) could no longer be read at all. An alias shares the value's version
-    counter, so a rewrite between a forward and its backward is still an error, not a silent change."""
-
-    @staticmethod
-    def forward(ctx, *tensors):  # noqa: D102
-        n = len(tensors) // 2
-        return tensors[n].detach() if n == 1 else tuple(t.detach() for t in tensors[n:])
-
-    @staticmethod
-    def backward(ctx, *grads):  # noqa: D102
-        return (*grads, *(None,) * len(grads))
-
-
 class MaskedValue:
-    """One straight-through masked tensor of a module: the persistent W ⊙ T the forward reads, and what it
-    was computed from. `stamp` holds the version counters and data pointers of W and T at that time: an
-    in-place write through PyTorch (an optimizer step, load_state_dict, a test's edit) or a move to another
-    device changes it, and the next forward computes W ⊙ T afresh. Writes PyTorch does not count (a fused
-    optimizer's step, a native kernel) must be followed by `refresh`, or by `mark_fresh` once the writer
-    has put W ⊙ T into `buffer` itself."""
+    """W ⊙ T of one straight-through masked tensor, kept from step to step: the tensor the forward reads.
 
-    __slots__ = ("name", "value", "stamp")
+    It is a clone of W made once with autograd on (`torch.clone`'s backward passes the gradient through
+    unchanged), whose contents are then overwritten with W ⊙ T in place, without autograd, each time W or
+    T changes: the forward multiplies nothing and the backward runs no Python, yet the gradient with respect
+    to W ⊙ T reaches every entry of W, pruned ones included. (A custom autograd Function doing the same
+    cost about 15 us of Python per module and step, forward and backward, as much as the multiply it saved.)
+    Reusing the one graph node across steps is sound because it saves no tensors.
+
+    `stamp` holds the version counters and data pointers of W and T when W ⊙ T was last written: an in-place
+    write through PyTorch (an optimizer step, load_state_dict, a test's edit) or new storage changes it,
+    and the next forward writes W ⊙ T afresh. Writes PyTorch does not count (a fused optimizer's step, a
+    native kernel) must be followed by `refresh`, or by `mark_fresh` once the writer has put W ⊙ T into
+    `buffer(W)` itself. A rewrite between a forward and its backward is an error, as for any tensor the
+    backward needs."""
+
+    __slots__ = ("name", "orig_key", "mask_key", "value", "source", "stamp")
 
     def __init__(self, name: str):
-        self.name = name
+        self.name, self.orig_key, self.mask_key = name, name + "_orig", name + "_mask"
         self.value: torch.Tensor | None = None
+        self.source: torch.Tensor | None = None      # the W whose gradient `value`'s backward feeds
         self.stamp: tuple = ()
 
     def buffer(self, orig: torch.Tensor) -> torch.Tensor:
-        """The tensor the forward reads (contiguous, like W), for a writer to fill with W ⊙ T."""
+        """The tensor the forward reads, for a writer to fill with W ⊙ T; made anew (contiguous, like W)
+        when W is another tensor, moved, or its requires_grad changed."""
         v = self.value
-        if v is None or v.shape != orig.shape or v.device != orig.device or v.dtype != orig.dtype:
-            v = self.value = torch.empty_like(orig, memory_format=torch.contiguous_format)
-            self.stamp = ()
+        if (v is None or self.source is not orig or v.shape != orig.shape or v.device != orig.device
+                or v.dtype != orig.dtype or v.requires_grad != orig.requires_grad):
+            # not under inference mode, and with autograd on whatever the caller's mode: the clone is the
+            # graph edge to W, made once
+            with torch.inference_mode(False), torch.enable_grad():
+                v = torch.clone(orig, memory_format=torch.contiguous_format)
+            self.value, self.source, self.stamp = v, orig, ()
         return v
+
+    def current(self, orig: torch.Tensor, mask: torch.Tensor) -> bool:
+        v = self.value
+        return (self.stamp == _stamp(orig, mask) and self.source is orig
+                and v.requires_grad == orig.requires_grad)
 
     def mark_fresh(self, orig: torch.Tensor, mask: torch.Tensor) -> None:
         self.stamp = _stamp(orig, mask)
 
     def refresh(self, orig: torch.Tensor, mask: torch.Tensor) -> None:
+        out = self.buffer(orig)
         with torch.no_grad():
-            torch.mul(orig, mask, out=self.buffer(orig))
+            torch.mul(orig, mask, out=out)
         self.stamp = _stamp(orig, mask)
 
 
@@ -146,8 +147,8 @@ class _MaskHook:
     module, however many of its tensors are masked)."""
 
     def __init__(self):
-        self.straight: list[MaskedValue] = []      # straight-through: the forward reads the persistent value
-        self.plain: list[str] = []             # torch.nn.utils.prune style: W * T computed here
+        self.straight: list[MaskedValue] = []      # straight-through: the forward reads the kept W ⊙ T
+        self.plain: list[str] = []                 # torch.nn.utils.prune style: W * T computed here
 
     def entry(self, name: str) -> MaskedValue | None:
         return next((e for e in self.straight if e.name == name), None)
@@ -156,22 +157,13 @@ class _MaskHook:
         params, buffers, attrs = module._parameters, module._buffers, module.__dict__
         for name in self.plain:
             attrs[name] = params[name + "_orig"] * buffers[name + "_mask"]
-        if not self.straight:
-            return
-        origs, values = [], []
         for e in self.straight:
-            orig, mask = params[e.name + "_orig"], buffers[e.name + "_mask"]
-            if e.stamp != _stamp(orig, mask):
+            orig, mask = params[e.orig_key], buffers[e.mask_key]
+            if not e.current(orig, mask):
                 e.refresh(orig, mask)
-            origs.append(orig)
-            values.append(e.value)
-        if torch.is_grad_enabled():
-            out = _StraightThrough.apply(*origs, *values)
-            values = [out] if len(values) == 1 else out
-        for e, value in zip(self.straight, values):
             # the instance dict, not setattr: the name is no parameter or buffer any more (attach_mask
-            # removed it), and nn.Module.__setattr__'s checks cost more than this whole hook otherwise does
-            attrs[e.name] = value
+            # removed it), and nn.Module.__setattr__'s checks would cost more than the rest of this hook
+            attrs[e.name] = e.value
 
 
 def _hook_of(module: nn.Module) -> _MaskHook | None:
@@ -200,8 +192,9 @@ def has_mask(module: nn.Module, name: str) -> bool:
 
 
 def masked_entry(module: nn.Module, name: str) -> MaskedValue:
-    """The persistent W ⊙ T of a straight-through mask, for a mask update that writes it in the same pass."""
-    e = _hook_of(module).entry(name) if _hook_of(module) is not None else None
+    """The kept W ⊙ T of a straight-through mask, for a mask update that writes it in the same pass."""
+    hook = _hook_of(module)
+    e = hook.entry(name) if hook is not None else None
     if e is None:
         raise KeyError(f"{name} of {type(module).__name__} has no straight-through mask")
     return e
