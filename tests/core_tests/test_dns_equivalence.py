@@ -235,3 +235,27 @@ def test_inference_mode_and_frozen_weights_read_the_current_w_times_t(path):
         p.requires_grad_(True)
     new(x).sum().backward()
     assert new[0].weight_orig.grad is not None and new[0].weight_orig.grad.abs().sum() > 0
+
+
+def test_channels_last_convolutions_take_the_pytorch_rule_and_agree(path):
+    # a channels_last weight cannot be walked as a flat array: the PyTorch rule runs for it, W ⊙ T is kept
+    # in W's layout (as the product was), and the results still match the previous rule step by step
+    torch.manual_seed(0)
+    new = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 5))
+    new = new.to(memory_format=torch.channels_last)
+    old = copy.deepcopy(new)
+    m = DynamicNetworkSurgery.from_values({"c_rate": 0.0, "gamma": 0.0})
+    ctx = H.run_context()
+    m.prepare(new, ctx)
+    assert not new[0].weight_orig.is_contiguous()
+    ref = OldDNS(old, m.bounds, ("weight", "bias"), 0.0, 1.0, 10**6, 0)
+    opts = [torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.9) for net in (new, old)]
+    gen = torch.Generator().manual_seed(3)
+    for t in range(6):
+        x, y = torch.randn(4, 3, 8, 8, generator=gen), torch.randint(0, 5, (4,), generator=gen)
+        assert torch.equal(_step(new, opts[0], x, y), _step(old, opts[1], x, y)), t
+        ctx.step = t
+        m.after_step(new, ctx)
+        ref.after_step(t)
+        _same(new, old)
+    assert new[0].weight.stride() == new[0].weight_orig.stride()

@@ -136,7 +136,7 @@ class DynamicNetworkSurgery(Method):
         check it), while a draw and .item() each step cost 15-20 us with the caches cold from the backward
         pass. A generator other than the last one starts afresh."""
         if generator is not self._draw_from or self._next_draw >= len(self._draws):
-            self._draws = torch.rand(64, generator=generator, device=generator.device).tolist()
+            self._draws = torch.rand(64, generator=generator).tolist()
             self._draw_from, self._next_draw = generator, 0
         self._next_draw += 1
         return self._draws[self._next_draw - 1]

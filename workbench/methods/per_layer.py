@@ -9,6 +9,9 @@
   `torch.nn.utils.prune`, the straight-through variant lets the gradient of the loss with respect to
   W ⊙ T reach every entry of W, pruned ones included. Dynamic Network Surgery relies on this: a pruned
   weight keeps learning and can be spliced back when it grows past b_k (Guo et al. 2016, eq. 3).
+  The straight-through variant keeps W ⊙ T from step to step (`MaskedValue`): DNS's mask update writes it
+  in the same pass (methods/mask_update.py), so the forward multiplies nothing and the backward runs no
+  Python; the hook only checks that W and T have not changed since (and writes W ⊙ T afresh if they have).
 """
 
 from __future__ import annotations
@@ -111,15 +114,15 @@ class MaskedValue:
         self.stamp: tuple = ()
 
     def buffer(self, orig: torch.Tensor) -> torch.Tensor:
-        """The tensor the forward reads, for a writer to fill with W ⊙ T; made anew (contiguous, like W)
-        when W is another tensor, moved, or its requires_grad changed."""
+        """The tensor the forward reads, for a writer to fill with W ⊙ T; made anew (laid out like W, as
+        the product W * T was) when W is another tensor, moved, laid out anew, or its requires_grad changed."""
         v = self.value
-        if (v is None or self.source is not orig or v.shape != orig.shape or v.device != orig.device
-                or v.dtype != orig.dtype or v.requires_grad != orig.requires_grad):
+        if (v is None or self.source is not orig or v.shape != orig.shape or v.stride() != orig.stride()
+                or v.device != orig.device or v.dtype != orig.dtype or v.requires_grad != orig.requires_grad):
             # not under inference mode, and with autograd on whatever the caller's mode: the clone is the
             # graph edge to W, made once
             with torch.inference_mode(False), torch.enable_grad():
-                v = torch.clone(orig, memory_format=torch.contiguous_format)
+                v = torch.clone(orig, memory_format=torch.preserve_format)
             self.value, self.source, self.stamp = v, orig, ()
         return v
 
