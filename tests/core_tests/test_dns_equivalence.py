@@ -259,3 +259,28 @@ def test_channels_last_convolutions_take_the_pytorch_rule_and_agree(path):
         ref.after_step(t)
         _same(new, old)
     assert new[0].weight.stride() == new[0].weight_orig.stride()
+
+
+def test_a_plain_mask_blocks_the_gradient_as_torch_prune_does():
+    # attach_mask without straight-through: W * T computed in each forward, the gradient of pruned
+    # entries is zero; a module may hold both kinds (one hook for both)
+    from torch.nn.utils import prune
+
+    from workbench.methods import per_layer
+
+    torch.manual_seed(0)
+    net, ref = nn.Linear(6, 4), nn.Linear(6, 4)
+    ref.load_state_dict(net.state_dict())
+    mask = (torch.rand(4, 6) > 0.5).float()
+    per_layer.attach_mask(net, "weight", mask, straight_through=False)
+    per_layer.attach_mask(net, "bias", torch.ones(4), straight_through=True)
+    prune.custom_from_mask(ref, "weight", mask.clone())
+    x = torch.randn(5, 6)
+    net(x).pow(2).sum().backward()
+    ref(x).pow(2).sum().backward()
+    assert torch.equal(net.weight_orig.grad, ref.weight_orig.grad)
+    assert torch.all(net.weight_orig.grad[mask == 0] == 0)
+    per_layer.remove_mask(net, "weight")
+    per_layer.remove_mask(net, "bias")
+    assert set(dict(net.named_parameters())) == {"weight", "bias"} and not net._forward_pre_hooks
+    assert torch.equal(net.weight.detach(), ref.weight.detach())
