@@ -18,10 +18,13 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from workbench.core.config import RunConfig, StageConfig  # noqa: E402
 from workbench.engine.deploy import deploy  # noqa: E402
-from workbench.engine.deploy_report import read_report, store_report  # noqa: E402
+from workbench.engine.deploy_report import (  # noqa: E402
+    deploy_summary,  # noqa: E402
+    read_report,
+    store_report,
+)
 from workbench.engine.runner import execute  # noqa: E402
 from workbench.gui.compare_view import COLUMNS  # noqa: E402
-from workbench.gui.deploy_figures import fastest_cpu_form  # noqa: E402
 from workbench.gui.deploy_job import DeployJob, DeployOptions  # noqa: E402
 from workbench.gui.plots.deploy_plot import EMPTY_NOTE  # noqa: E402
 
@@ -31,6 +34,12 @@ HEADERS = [name for name, _ in COLUMNS]
 # Stamped as the runner names run files, so that each copy has its own label (run_trace.run_label)
 NAMES = {"plain": "20260101-100001-mlp_tiny-magnitude-s0.h5", "measured": "20260101-100002-mlp_tiny-magnitude-s0.h5",
          "measured2": "20260101-100003-mlp_tiny-magnitude-s0.h5"}
+
+
+def fastest_cpu_form(report):
+    """The form the Compare table shows: the engine's pick (deploy_report.deploy_summary)."""
+    best = deploy_summary(report)
+    return None if best is None else report.form(best["form"])
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import platform as _platform
 from dataclasses import dataclass
 
-from workbench.engine.deploy_report import DeployReport, FormResult
+from workbench.engine.deploy_report import DeployReport, FormResult, deploy_summary
 
 
 def is_reference(form: FormResult) -> bool:
@@ -26,18 +26,6 @@ def latency(form: FormResult, batch: int) -> float | None:
     return form.latency_ms.get(batch)
 
 
-def fastest_cpu_form(report: DeployReport | None) -> FormResult | None:
-    """The fastest form on CPU at the small batch among those that compute the run's model: not the
-    reference (the model before compression) and not a form flagged as changing accuracy against dense
-    (it computes something else). The same pick as the engine's summary of a report for tables of runs."""
-    if report is None or not report.batches:
-        return None
-    batch = small_batch(report)
-    timed = [f for f in report.forms if f.device == "cpu" and not is_reference(f) and not f.accuracy_changed
-             and latency(f, batch)]
-    return min(timed, key=lambda f: latency(f, batch)) if timed else None
-
-
 @dataclass(frozen=True)
 class CompareFigures:
     latency_ms: float
@@ -46,16 +34,16 @@ class CompareFigures:
 
 
 def compare_figures(report: DeployReport | None) -> CompareFigures | None:
-    """The Compare table's "Latency ms" and "Speed-up" of a run, with the tooltip naming the form."""
-    form = fastest_cpu_form(report)
-    if form is None:
+    """The Compare table's "Latency ms" and "Speed-up" of a run, with the tooltip naming the form: the
+    engine's pick (deploy_report.deploy_summary, which `workbench compare` prints too)."""
+    best = deploy_summary(report)
+    if best is None:
         return None
-    batch = small_batch(report)
-    speedup = form.speedup.get("latency")
-    tip = (f"{form.name} ({form.runtime}), the fastest form on CPU at batch {batch}: "
-           f"{latency(form, batch):.4g} ms" + (f", {speedup:.2f}x the reference" if speedup else "")
+    form, speedup = report.form(best["form"]), best["speedup"]
+    tip = (f"{form.name} ({form.runtime}), the fastest form on CPU at batch {best['batch']}: "
+           f"{best['latency_ms']:.4g} ms" + (f", {speedup:.2f}x the reference" if speedup else "")
            + f"; {report.threads} thread{'s' * (report.threads != 1)}, measured {report.measured.replace('T', ' ')[:16]}")
-    return CompareFigures(latency(form, batch), speedup, tip)
+    return CompareFigures(best["latency_ms"], speedup, tip)
 
 
 @dataclass(frozen=True)

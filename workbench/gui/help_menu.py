@@ -27,6 +27,7 @@ def shortcuts() -> list[tuple[str, str]]:
     return [(QKeySequence(QKeySequence.StandardKey.Open).toString(), "open run files"),
             ("F5", "run the current settings"),
             ("Shift+F5", "cancel the running run (it ends as cancelled, its file kept)"),
+            ("F6", "measure the deployment of the current run (Deploy tab)"),
             (QKeySequence(QKeySequence.StandardKey.Quit).toString(), "quit (asks first while a run is going)"),
             ("Wheel", "scrolls a panel; click into a box or a list first to change it with the wheel")]
 
