@@ -92,10 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=int, help="epochs of every stage (one stage: `--set 2.epochs=N`)")
     r.add_argument("--out", default="runs", help="folder for the run file")
     r.add_argument("--name", help="run file name (without .h5)")
+    r.add_argument("--repeats", type=int, metavar="N", help="run N times with seeds S, S+1, ... (one run file "
+                   "each, NAME-s<seed>), then print mean ± std of the results; all start from the first "
+                   "seed's reference")
+    r.add_argument("--repeat-references", action="store_true", help="with --repeats: each repeat starts "
+                   "from its own reference, pretrained with its seed (zoo models; cached)")
     _common(r)
 
     c = sub.add_parser("compare", help="side-by-side table of finished runs")
     c.add_argument("runs", nargs="+")
+    c.add_argument("--no-group", action="store_true", help="one row per run (by default runs that differ "
+                   "only in their seed are one row: mean ± std, n)")
     c.add_argument("--json", action="store_true")
 
     e = sub.add_parser("export", help="write a checkpoint from a run file")
@@ -281,6 +288,8 @@ def config_from_args(args) -> RunConfig:
 
 
 def cmd_run(args) -> int:
+    if args.repeats is not None or args.repeat_references:
+        return cmd_repeats(args)
     config = config_from_args(args)
     finished = run_with_events(config, Printer(args.quiet))
     s = finished.summary
@@ -307,6 +316,35 @@ def cmd_run(args) -> int:
         print(f"{what}; run file kept: {finished.run_path} (cancelled)" if finished.run_path else
               f"{what} before the run started", file=sys.stderr)
         return SIGNALS.exit_code
+    return 0
+
+
+def cmd_repeats(args) -> int:
+    """`run --repeats N`: the repeats one after another, a line as each ends, then mean ± std."""
+    from workbench.engine.repeats import format_repeat, format_summary, run_repeats, summarize
+
+    if args.repeats is None:
+        raise WorkbenchError("--repeat-references needs --repeats N")
+    config = config_from_args(args)
+    out = sys.stderr if args.json else sys.stdout        # with --json, the last line is the JSON alone
+
+    def done(repeat, total):
+        if not args.quiet or not args.json:
+            print(format_repeat(repeat, total), file=out, flush=True)
+
+    repeats = run_repeats(config, args.repeats, args.repeat_references, Printer(args.quiet), done)
+    summary = summarize(repeats, args.repeats)
+    if args.json:
+        print(json.dumps({"runs": [_finite(r.as_dict()) for r in repeats], "summary": summary}))
+    else:
+        print(format_summary(summary))
+    failed = [r for r in repeats if r.status == "failed"]
+    if any(r.status == "cancelled" for r in repeats):
+        print(f"{signal_word(SIGNALS.received)}: the remaining repeats were not run", file=sys.stderr)
+        return SIGNALS.exit_code
+    if failed:
+        print(f"error: {len(failed)} of {args.repeats} repeats failed: {failed[0].error}", file=sys.stderr)
+        return EXIT_ERROR
     return 0
 
 
@@ -373,10 +411,17 @@ def cmd_train(args) -> int:
 # --- results -------------------------------------------------------------------------------------
 
 def cmd_compare(args) -> int:
-    from workbench.engine.compare import compare_rows, format_table
+    from workbench.engine.compare import compare_rows, format_groups, format_table, group_rows
 
     rows = compare_rows(args.runs)
-    print(json.dumps({"runs": [_finite(r) for r in rows]}) if args.json else format_table(rows))
+    groups = None if args.no_group else group_rows(rows)
+    if args.json:
+        print(json.dumps({"runs": [_finite(r) for r in rows], **({"groups": [_finite(g) for g in groups]}
+                                                                  if groups is not None else {})}))
+    elif groups is not None and len(groups) < len(rows):       # some runs are repeats of one another
+        print(format_groups(groups, rows))
+    else:
+        print(format_table(rows))
     return 0
 
 

@@ -1,4 +1,7 @@
-"""Side-by-side comparison of run files (the CLI's `compare`, later the GUI's table).
+"""Side-by-side comparison of run files (the CLI's `compare`; the app's table groups with config_key too).
+
+Runs that differ only in their seed (the stored config less seed, name, out_dir and data_dir: repeats,
+`run --repeats N`) form a group: one line with the mean ± sample std and n of each figure.
 
 With a stored deployment report (`workbench deploy`), a row also has the latency at batch 1 of the
 fastest CPU form that computes the run's model, its speed-up against the reference measured in the same
@@ -7,12 +10,30 @@ process, the form and the threads (deploy_report.deploy_summary); None where the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import re
 from pathlib import Path
 
 from workbench.core.errors import WorkbenchError
 from workbench.core.store import read_run
 from workbench.engine.deploy_report import deploy_summary, read_report
+from workbench.engine.repeats import plus_minus, spread
+
+# What a repeat may change without being another experiment: its seed, and where its file and data are.
+NOT_COMPARED = ("seed", "name", "out_dir", "data_dir")
+GROUPED = ("reference_accuracy", "test_accuracy", "test_error", "param_ratio", "storage_ratio", "bits",
+           "wall_seconds", "latency_ms", "speedup")       # the figures a group gives as mean ± std
+
+
+def config_key(config: dict) -> str:
+    """What runs must share to be repeats of one another: a digest of their config less NOT_COMPARED
+    ('' for a file without a config, which groups with nothing)."""
+    if not config:
+        return ""
+    kept = {k: v for k, v in config.items() if k not in NOT_COMPARED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def compare_rows(paths: list[str]) -> list[dict]:
@@ -29,7 +50,7 @@ def compare_rows(paths: list[str]) -> list[dict]:
             "param_ratio": s.get("param_ratio", float("nan")),
             "storage_ratio": s.get("storage_ratio", float("nan")), "bits": s.get("bits", float("nan")),
             "wall_seconds": s.get("wall_seconds", float("nan")), "error": a.get("error", ""),
-            "warnings": a.get("warnings", ""), **_deployed(path),
+            "warnings": a.get("warnings", ""), "config_key": config_key(run.config), **_deployed(path),
         })
     return rows
 
@@ -83,6 +104,66 @@ def format_table(rows: list[dict]) -> str:
     if deployed:
         lines.append("b1 ms, x ref: latency at batch 1 of the fastest CPU form (workbench deploy) and its "
                      "speed-up against the reference measured with it")
+    lines += [f"{r['name']}: {w}" for r in rows for w in r["warnings"].splitlines()]
+    lines += [f"{r['name']}: {r['deploy_warning']}" for r in rows if r.get("deploy_warning")]
+    return "\n".join(lines)
+
+
+def group_rows(rows: list[dict]) -> list[dict]:
+    """The rows as groups, in the order of their first run: completed runs with the same config_key in
+    one group; any other run (unfinished, failed, without a config) in a group of its own. A group has
+    each GROUPED figure's mean (under its name) and sample std (NAME_std; None for one run), n, its
+    runs and seeds, and a name: its first run's, less the seed the repeats' names end with."""
+    groups: dict[str, list[dict]] = {}
+    for i, r in enumerate(rows):
+        alone = r["status"] != "completed" or not r.get("config_key")
+        groups.setdefault(f"#{i}" if alone else r["config_key"], []).append(r)
+    out = []
+    for members in groups.values():
+        first = members[0]
+        g = {"name": _group_name(first["name"]) if len(members) > 1 else first["name"], "n": len(members),
+             "runs": [m["run"] for m in members], "seeds": [m["seed"] for m in members],
+             **{k: first[k] for k in ("status", "method", "model", "dataset", "device", "config_key")}}
+        for key in GROUPED:
+            stats = spread(m.get(key) for m in members)
+            g[key] = first.get(key) if len(members) == 1 else stats["mean"]
+            g[f"{key}_std"] = stats["std"]
+        out.append(g)
+    return out
+
+
+def _group_name(name: str) -> str:
+    """A repeat's file name less its seed (`...-magnitude-s2` -> `...-magnitude`; NAME-s2-2 as well)."""
+    return re.sub(r"-s\d+(-\d+)?$", "", name)
+
+
+def _pm(g: dict, key: str, scale: float, digits: int) -> str:
+    mean = g.get(key)
+    if mean is None or (isinstance(mean, float) and not math.isfinite(mean)):
+        return "-"
+    return plus_minus({"mean": mean, "std": g.get(f"{key}_std")}, scale, digits)
+
+
+def format_groups(groups: list[dict], rows: list[dict] = ()) -> str:
+    """One line per group: mean ± sample std (n-1) of each figure and n; then the warnings of `rows`."""
+    deployed = any(g.get("latency_ms") is not None for g in groups)
+    head = (f"{'run':<34}{'method':<12}{'model':<10}{'n':>3}  {'status':<10}{'ref acc':>15}{'acc':>15}"
+            f"{'err%':>15}{'params x':>13}{'bits x':>13}{'KiB':>9}{'wall s':>13}")
+    head += f"{'b1 ms':>17}{'x ref':>13}" if deployed else ""
+    lines = [head.rstrip(), "-" * len(head.rstrip())]
+    for g in groups:
+        line = (f"{g['name'][:33]:<34}{g['method'][:11]:<12}{g['model'][:9]:<10}{g['n']:>3}  {g['status']:<10}"
+                f"{_pm(g, 'reference_accuracy', 100, 2):>15}{_pm(g, 'test_accuracy', 100, 2):>15}"
+                f"{_pm(g, 'test_error', 100, 2):>15}{_pm(g, 'param_ratio', 1, 1):>13}"
+                f"{_pm(g, 'storage_ratio', 1, 1):>13}{_f((g.get('bits') or math.nan) / 8192, '.1f'):>9}"
+                f"{_pm(g, 'wall_seconds', 1, 1):>13}")
+        if deployed:
+            line += f"{_pm(g, 'latency_ms', 1, 3):>17}{_pm(g, 'speedup', 1, 2):>13}"
+        lines.append(line.rstrip())
+    lines.append("runs that differ only in their seed in one line: mean ± sample std (n-1); --no-group "
+                 "lists each run")
+    lines.append("params x = dense/stored parameters (Han 2015, DNS); bits x = dense fp32 bits/stored bits "
+                 "(Deep Compression)")
     lines += [f"{r['name']}: {w}" for r in rows for w in r["warnings"].splitlines()]
     lines += [f"{r['name']}: {r['deploy_warning']}" for r in rows if r.get("deploy_warning")]
     return "\n".join(lines)
