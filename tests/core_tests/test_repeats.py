@@ -146,17 +146,22 @@ def test_ctrl_c_cancels_the_running_repeat_and_stops_the_rest(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c-s0.h5", "c-s1.h5"]
 
 
-def test_a_pipeline_repeats(tmp_path):
-    rc, text, _ = _main(["run", "--model", "mlp_tiny", "--dataset", "tiny", "--method", "magnitude,kmeans",
-                         "--set", "q_fc=1.5", "--epochs", "1", "--pretrain-epochs", "3", "--device", "cpu",
-                         "--quiet", "--out", str(tmp_path), "--repeats", "2", "--json"])
+@pytest.mark.parametrize("what, stages, preset", [
+    (["--method", "magnitude,kmeans", "--set", "q_fc=1.5"], ["magnitude", "kmeans"], None),
+    (["--preset", "sws-lenet300"], ["sws"], "sws-lenet300"),      # its knobs name no layer: fits mlp_tiny
+])
+def test_a_pipeline_and_a_preset_repeat(what, stages, preset, tmp_path):
+    rc, text, _ = _main(["run", "--model", "mlp_tiny", "--dataset", "tiny", *what, "--epochs", "1",
+                         "--pretrain-epochs", "3", "--device", "cpu", "--quiet", "--out", str(tmp_path),
+                         "--repeats", "2", "--json"])
     assert rc == 0
     doc = _last_json(text)
     assert [r["status"] for r in doc["runs"]] == ["completed", "completed"]
-    assert all([s["method"] for s in read_run(r["run"]).config["stages"]] == ["magnitude", "kmeans"]
-               for r in doc["runs"])
+    configs = [read_run(r["run"]).config for r in doc["runs"]]
+    assert all([s["method"] for s in c["stages"]] == stages and c["preset"] == preset for c in configs)
+    assert [c["seed"] for c in configs] == [0, 1]
     (group,) = group_rows(compare_rows([r["run"] for r in doc["runs"]]))
-    assert group["n"] == 2 and group["method"] == "magnitude+kmeans"
+    assert group["n"] == 2 and group["method"] == "+".join(stages)
 
 
 @pytest.mark.parametrize("argv, message", [
