@@ -14,9 +14,10 @@ another process holds is not counted; what it still feels is others' use of the 
 - magnitude: Han 2015 after its first prune (masks re-applied after every optimizer step);
 - dns: Dynamic Network Surgery early in a stage, where the paper's update probability
   (1 + gamma t)^-power is still about 1, so the masks are updated nearly every step (its costliest phase);
-- dns (before): DNS as it was before its mask update wrote W ⊙ T: a forward pre-hook per masked tensor
-  computing W ⊙ T with a straight-through autograd function, and the native mask update called once per
-  tensor; rebuilt here so the two are measured side by side in one process;
+- dns (before): DNS as it was before its mask update wrote W ⊙ T (commit 10b77ab): float masks, a forward
+  pre-hook per masked tensor computing W ⊙ T with a straight-through autograd function, and the native
+  mask update of then (its C source is copied here) called once per tensor; rebuilt here so the two are
+  measured side by side in one process;
 - dns (torch rule), with --fallback: DNS with WORKBENCH_NATIVE=torch (the PyTorch path, no C kernel);
 - torch prune: `torch.nn.utils.prune.l1_unstructured` at the same sparsity, the peer: a forward
   pre-hook that multiplies weight_orig by the mask before every forward.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import os
 import statistics
 import sys
@@ -43,7 +45,7 @@ from workbench.core.config import TrainParams
 from workbench.engine.training import optimizer_for, train_step
 from workbench.methods import get_method, mask_update
 from workbench.methods.base import RunContext
-from workbench.models import zoo
+from workbench.models import native, zoo
 from workbench.models.layers import compressible_layers
 
 NUM_TRAIN = 60_000
@@ -67,19 +69,53 @@ class _StraightThroughMask(torch.autograd.Function):
         return grad, None
 
 
+# The native mask update as it was (commit 10b77ab): float masks, one call per tensor, no W ⊙ T written.
+PREVIOUS_SOURCE = r"""
+#include <stdint.h>
+#include <math.h>
+void dns_update(const float *w, float *mask, int64_t n, float a, float b, int64_t *counts) {
+    int64_t changed = 0, gained = 0;
+    #pragma omp simd reduction(+:changed,gained)
+    for (int64_t i = 0; i < n; i++) {
+        float x = fabsf(w[i]);
+        int k = mask[i] != 0.0f;
+        int t = (x >= b) | (k & (x >= a));
+        changed += t ^ k;
+        gained += t - k;
+        mask[i] = (float)t;
+    }
+    counts[0] += changed;
+    counts[1] += gained;
+}
+"""
+
+
+def _previous_kernel():
+    path = native.build(PREVIOUS_SOURCE, "bench-dns-previous")
+    if path is None:
+        raise SystemExit(f"cannot build the previous kernel: {native.last_error()}")
+    fn = ctypes.CDLL(str(path)).dns_update
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_float, ctypes.c_float,
+                   ctypes.c_void_p]
+    fn.restype = None
+    return fn
+
+
 class PreviousDNS:
-    """DNS's step before the fused update (commit 10b77ab): a pre-hook per masked tensor computing W ⊙ T,
-    eq. (3) by the native kernel once per tensor, not writing W ⊙ T. Masks and thresholds are taken from
-    a prepared DNS, so both start from the same state."""
+    """DNS's step before the fused update (commit 10b77ab): float masks, a pre-hook per masked tensor
+    computing W ⊙ T, eq. (3) by the native kernel of then, called once per tensor. Masks and thresholds
+    are taken from a prepared DNS (its byte masks become float buffers), so both start from the same state."""
 
     def __init__(self, model: nn.Module, prepared):
         self.prepared = prepared
+        self.kernel = _previous_kernel()
         self.pairs = []                          # (W, T, a, b, counts)
         for name, module in prepared.layers.items():
             module._forward_pre_hooks.clear()    # the fused path's hook, replaced by the old one per tensor
             for n in prepared.names:
                 if not hasattr(module, n + "_orig"):
                     continue
+                module._buffers[n + "_mask"] = module._buffers[n + "_mask"].float()
                 module.register_forward_pre_hook(
                     lambda mod, _, n=n: setattr(mod, n, _StraightThroughMask.apply(getattr(mod, n + "_orig"),
                                                                                    getattr(mod, n + "_mask"))))
@@ -101,7 +137,10 @@ class PreviousDNS:
             return
         with torch.no_grad():
             for weight, mask, a, b, counts in self.pairs:
-                mask_update.update(weight, mask, a, b, counts)
+                if os.environ.get("WORKBENCH_NATIVE", "").lower() == "torch":    # as the previous code checked
+                    mask_update.update(weight, mask, a, b, counts)
+                else:
+                    self.kernel(weight.data_ptr(), mask.data_ptr(), weight.numel(), a, b, counts.data_ptr())
 
 
 def variants(model_key: str, sparsity: float, fallback: bool = False) -> dict:

@@ -21,7 +21,7 @@ def _reference(w: torch.Tensor, mask: torch.Tensor, a: float, b: float):
 def _cases():
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(300, 784, generator=gen) * 0.1
-    mask = (torch.rand(300, 784, generator=gen) > 0.4).float()
+    mask = (torch.rand(300, 784, generator=gen) > 0.4).to(torch.uint8)     # DNS holds its masks as bytes
     a, b = 0.05, 0.12
     w.view(-1)[:6] = torch.tensor([a, -a, b, -b, (a + b) / 2, float("nan")])   # the edges, the band, NaN
     return w, mask, a, b
@@ -94,7 +94,7 @@ def test_mask_updates_run_all_tensors_in_one_call_and_fall_back_per_tensor(path,
     w, mask, a, b = _cases()
     gen = torch.Generator().manual_seed(1)
     small = torch.randn(40, generator=gen) * 0.1
-    small_mask = (torch.rand(40, generator=gen) > 0.5).float()
+    small_mask = (torch.rand(40, generator=gen) > 0.5).to(torch.uint8)
     wt, mt = w.t(), mask.t().contiguous()       # not walkable as a flat array: the PyTorch rule takes it
     tensors = [(w.clone(), mask.clone()), (small.clone(), small_mask.clone()), (wt, mt.clone())]
     counts = [torch.zeros(2, dtype=torch.long) for _ in tensors]
@@ -131,7 +131,7 @@ def test_counts_add_up_across_the_kernels_count_blocks():
         pytest.skip(f"no native build here: {native.last_error()}")
     gen = torch.Generator().manual_seed(2)
     w = torch.randn(5 * 2**19 + 7, generator=gen)
-    mask = (torch.rand(w.shape, generator=gen) > 0.5).float()
+    mask = (torch.rand(w.shape, generator=gen) > 0.5).to(torch.uint8)
     expected, pruned, spliced = _reference(w, mask, 0.5, 1.0)
     counts, out = torch.zeros(2, dtype=torch.long), torch.empty_like(w)
     mask_update.update(w, mask, 0.5, 1.0, counts, out=out)
@@ -139,3 +139,15 @@ def test_counts_add_up_across_the_kernels_count_blocks():
     changed, gained = counts.tolist()
     assert ((changed - gained) // 2, (changed + gained) // 2) == (pruned, spliced)
     assert pruned > 2**18 and spliced > 2**17       # both directions, many per block
+
+
+def test_a_float_mask_takes_the_pytorch_rule_with_the_same_results():
+    w, mask, a, b = _cases()
+    as_bytes, as_float = mask.clone(), mask.float()
+    counts = [torch.zeros(2, dtype=torch.long) for _ in range(2)]
+    outs = [torch.empty_like(w) for _ in range(2)]
+    mask_update.update(w, as_bytes, a, b, counts[0], out=outs[0])
+    mask_update.update(w, as_float, a, b, counts[1], out=outs[1])
+    assert as_float.dtype == torch.float32 and torch.equal(as_float, as_bytes.float())
+    assert torch.equal(counts[0], counts[1])
+    assert torch.equal(outs[0].view(torch.int32), outs[1].view(torch.int32))

@@ -96,8 +96,9 @@ class DynamicNetworkSurgery(Method):
             self.bounds[name] = self._thresholds(name, [getattr(module, n).detach() for n in names])
             for n in names:
                 t = getattr(module, n).detach()
-                # Entries already zero (an earlier stage) start pruned; the rest start kept.
-                per_layer.attach_mask(module, n, (t != 0).to(t.dtype), straight_through=True)
+                # Entries already zero (an earlier stage) start pruned; the rest start kept. The mask is
+                # held as bytes: the update reads and writes it every step (methods/mask_update.py).
+                per_layer.attach_mask(module, n, t != 0, straight_through=True, mask_dtype=torch.uint8)
             self.layers[name] = module
             self._flips[name] = torch.zeros(2, dtype=torch.long, device=module.weight_orig.device)
         self._updates = mask_update.MaskUpdates(

@@ -6,10 +6,13 @@ operations (abs, two comparisons, masked fills, counts) it took 2.3 ms on LeNet-
 rest of the training step (tests/benchmarks/bench_step_cost.py, 1 thread). The C loop below reads each
 weight and mask entry once, updates the mask in place, counts what changed and writes the masked weight
 W ⊙ T that the next forward reads (methods/per_layer.MaskedValue), so the forward multiplies nothing: the
-whole pass costs about what the multiply alone did. `MaskUpdates` runs it for all of a model's masked
-tensors in one native call a step (a call per tensor cost 5-8 us of Python each, as much as the arithmetic
-of a small layer). Where it cannot be built (no compiler, WORKBENCH_NATIVE=torch) or a tensor is not a
-contiguous float32 CPU tensor, the same rule runs in PyTorch, with the same results.
+whole pass costs about what the multiply alone did. The mask is held as bytes (uint8 0/1): inside a
+training step, with the caches cold from the backward pass, a float mask's four bytes an entry read and
+written each step cost about 0.1 ms a step more on LeNet-300-100 (and PyTorch multiplies float by uint8
+nearly as fast as float by float; by bool, 5x slower). `MaskUpdates` runs the loop for all of a model's
+masked tensors in one native call a step (a call per tensor cost 5-8 us of Python each, as much as the
+arithmetic of a small layer). Where it cannot be built (no compiler, WORKBENCH_NATIVE=torch) or a tensor
+is not contiguous on the CPU, the same rule runs in PyTorch, with the same results.
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ SOURCE = r"""
 #include <stdint.h>
 #include <math.h>
 #define BLOCK (1 << 20)
-/* mask: the layer's float 0/1 mask, updated in place. counts[0] += entries changed, counts[1] +=
+/* mask: the layer's 0/1 mask as bytes, updated in place. counts[0] += entries changed, counts[1] +=
    entries kept now minus kept before. NaN weights compare false both ways and are pruned, as in the
    PyTorch path. out (when `write`): receives w * t, the W ⊙ T the forward reads, in the same pass (NaN * 0
    stays NaN and -w * 0 is -0, as PyTorch's product gives). */
-static inline __attribute__((always_inline)) void pass(const float *w, float *mask, float *out, int64_t n,
+static inline __attribute__((always_inline)) void pass(const float *w, uint8_t *mask, float *out, int64_t n,
                                                        float a, float b, int64_t *counts, const int write) {
     /* counted in int32 over blocks of 2^20 entries, added to the int64 totals after each: with int64
        lanes the vectorised loop widened every comparison and took 1.5x as long (68 against 44 us on
@@ -45,11 +48,11 @@ static inline __attribute__((always_inline)) void pass(const float *w, float *ma
         #pragma omp simd reduction(+:changed,gained)
         for (int64_t i = start; i < end; i++) {
             float v = w[i], x = fabsf(v);
-            int32_t k = mask[i] != 0.0f;
+            int32_t k = mask[i] != 0;
             int32_t t = (x >= b) | (k & (x >= a));
             changed += t ^ k;
             gained += t - k;
-            mask[i] = (float)t;
+            mask[i] = (uint8_t)t;
             if (write)
                 out[i] = v * (float)t;
         }
@@ -58,7 +61,7 @@ static inline __attribute__((always_inline)) void pass(const float *w, float *ma
     }
 }
 
-void dns_update(const float *w, float *mask, float *out, int64_t n, float a, float b, int64_t *counts) {
+void dns_update(const float *w, uint8_t *mask, float *out, int64_t n, float a, float b, int64_t *counts) {
     if (out)
         pass(w, mask, out, n, a, b, counts, 1);
     else
@@ -71,14 +74,15 @@ void dns_update_many(int64_t count, const int64_t *table, const float *ab, int u
     for (int64_t j = 0; j < count; j++) {
         const int64_t *r = table + 5 * j;
         const float *w = (const float *)(intptr_t)r[0];
-        float *mask = (float *)(intptr_t)r[1], *out = (float *)(intptr_t)r[2];
+        uint8_t *mask = (uint8_t *)(intptr_t)r[1];
+        float *out = (float *)(intptr_t)r[2];
         int64_t n = r[3];
         if (update) {
             pass(w, mask, out, n, ab[2 * j], ab[2 * j + 1], (int64_t *)(intptr_t)r[4], 1);
         } else {
             #pragma omp simd
             for (int64_t i = 0; i < n; i++)
-                out[i] = w[i] * mask[i];
+                out[i] = w[i] * (float)mask[i];
         }
     }
 }
@@ -111,8 +115,8 @@ def _native():
         return _library[0]
 
 
-def _native_ok(t: torch.Tensor) -> bool:
-    return t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+def _native_ok(t: torch.Tensor, dtype: torch.dtype = torch.float32) -> bool:
+    return t.device.type == "cpu" and t.dtype == dtype and t.is_contiguous()
 
 
 def _counts_ok(counts: torch.Tensor) -> bool:
@@ -121,12 +125,13 @@ def _counts_ok(counts: torch.Tensor) -> bool:
 
 def update(weight: torch.Tensor, mask: torch.Tensor, a: float, b: float, counts: torch.Tensor,
            out: torch.Tensor | None = None) -> None:
-    """Apply h_k to the 0/1 `mask` (the weight's dtype) in place from `weight`; add [changed, gained] into
-    the int64 tensor `counts` (pruned = (changed - gained) / 2, spliced = (changed + gained) / 2). `out`, if
-    given (shaped like `weight`), receives weight * mask with the new mask."""
+    """Apply h_k to the 0/1 `mask` in place from `weight`; add [changed, gained] into the int64 tensor
+    `counts` (pruned = (changed - gained) / 2, spliced = (changed + gained) / 2). `out`, if given (shaped
+    like `weight`), receives weight * mask with the new mask. The native loop takes a uint8 mask (DNS's);
+    a mask of another dtype, like any tensor it cannot take, gets the same rule in PyTorch."""
     lib = _native()
-    if (lib is not None and _native_ok(weight) and _native_ok(mask) and (out is None or _native_ok(out))
-            and _counts_ok(counts)):
+    if (lib is not None and _native_ok(weight) and _native_ok(mask, torch.uint8)
+            and (out is None or _native_ok(out)) and _counts_ok(counts)):
         lib.dns_update(weight.data_ptr(), mask.data_ptr(), None if out is None else out.data_ptr(),
                        weight.numel(), a, b, counts.data_ptr())
         return
@@ -170,8 +175,8 @@ class MaskUpdates:
         for w, _, v, _, _, _ in self.entries:
             v.buffer(w)                    # (re)allocated like W where W moved
         self._lib = _native()
-        fast = [e for e in self.entries if self._lib is not None and _native_ok(e[0]) and _native_ok(e[1])
-                and _native_ok(e[2].value) and _counts_ok(e[5])]
+        fast = [e for e in self.entries if self._lib is not None and _native_ok(e[0])
+                and _native_ok(e[1], torch.uint8) and _native_ok(e[2].value) and _counts_ok(e[5])]
         self._rest = [e for e in self.entries if not any(e is f for f in fast)]
         self._count = len(fast)
         self._table = torch.tensor([[w.data_ptr(), m.data_ptr(), v.value.data_ptr(), w.numel(), c.data_ptr()]

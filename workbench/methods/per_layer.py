@@ -173,12 +173,14 @@ def _hook_of(module: nn.Module) -> _MaskHook | None:
     return getattr(module, "_workbench_mask_hook", (None, None))[0]
 
 
-def attach_mask(module: nn.Module, name: str, mask: torch.Tensor, *, straight_through: bool) -> None:
-    """Reparametrise `module.<name>` as `<name>_orig` ⊙ `<name>_mask`."""
+def attach_mask(module: nn.Module, name: str, mask: torch.Tensor, *, straight_through: bool,
+                mask_dtype: torch.dtype | None = None) -> None:
+    """Reparametrise `module.<name>` as `<name>_orig` ⊙ `<name>_mask`; the mask is held in `mask_dtype`
+    (default: the weight's dtype; DNS holds it as uint8 bytes, see methods/mask_update.py)."""
     param = getattr(module, name)
     del module._parameters[name]
     module.register_parameter(name + "_orig", nn.Parameter(param.detach()))
-    module.register_buffer(name + "_mask", mask.to(param.device, param.dtype))
+    module.register_buffer(name + "_mask", mask.to(param.device, mask_dtype or param.dtype))
     hook = _hook_of(module)
     if hook is None:
         hook = _MaskHook()
