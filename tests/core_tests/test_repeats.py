@@ -226,3 +226,11 @@ def test_a_failed_run_is_not_grouped_with_completed_ones(three, tmp_path):
         f.attrs["status"] = "failed"
     groups = group_rows(compare_rows([r["run"] for r in doc["runs"]] + [str(failed)]))
     assert [(g["n"], g["status"]) for g in groups] == [(3, "completed"), (1, "failed")]
+
+
+def test_copies_with_one_seed_are_not_repeats_but_a_second_set_of_seeds_is_a_second_group():
+    from workbench.engine.compare import repeat_sets
+
+    items = [("a", 0), ("a", 1), ("a", 0), ("b", 0), ("a", 1), ("", 3), ("", 4), ("a", 2)]
+    sets = repeat_sets(items, lambda i: i[0], lambda i: i[1])
+    assert sets == [[("a", 0), ("a", 1), ("a", 2)], [("a", 0), ("a", 1)], [("b", 0)], [("", 3)], [("", 4)]]

@@ -1,7 +1,7 @@
 """Side-by-side comparison of run files (the CLI's `compare`; the app's table groups with config_key too).
 
-Runs that differ only in their seed (the stored config less seed, name, out_dir and data_dir: repeats,
-`run --repeats N`) form a group: one line with the mean ± sample std and n of each figure.
+Completed runs that differ only in their seed (the stored config less seed, name, out_dir and data_dir:
+repeats, `run --repeats N`) form a group: one line with the mean ± sample std and n of each figure.
 
 With a stored deployment report (`workbench deploy`), a row also has the latency at batch 1 of the
 fastest CPU form that computes the run's model, its speed-up against the reference measured in the same
@@ -109,17 +109,29 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def repeat_sets(items: list, key_of, seed_of) -> list[list]:
+    """`items` in sets of repeats, in the order of each set's first item: items with the same non-empty
+    key (config_key) and distinct seeds. An item with an empty key is a set of its own; one whose seed
+    its key's set already has (a copy, or the same repeats run again) starts or joins a later set."""
+    sets: list[tuple[str, set, list]] = []
+    for item in items:
+        key, seed = key_of(item), seed_of(item)
+        home = next((s for s in sets if key and s[0] == key and seed not in s[1]), None)
+        if home is None:
+            sets.append((key, {seed}, [item]))
+        else:
+            home[1].add(seed)
+            home[2].append(item)
+    return [members for _, _, members in sets]
+
+
 def group_rows(rows: list[dict]) -> list[dict]:
-    """The rows as groups, in the order of their first run: completed runs with the same config_key in
-    one group; any other run (unfinished, failed, without a config) in a group of its own. A group has
-    each GROUPED figure's mean (under its name) and sample std (NAME_std; None for one run), n, its
-    runs and seeds, and a name: its first run's, less the seed the repeats' names end with."""
-    groups: dict[str, list[dict]] = {}
-    for i, r in enumerate(rows):
-        alone = r["status"] != "completed" or not r.get("config_key")
-        groups.setdefault(f"#{i}" if alone else r["config_key"], []).append(r)
+    """The rows as groups (repeat_sets of the completed runs; any other run alone). A group has each
+    GROUPED figure's mean (under its name) and sample std (NAME_std; None for one run), n, its runs and
+    seeds, and a name: its first run's, less the seed the repeats' names end with."""
     out = []
-    for members in groups.values():
+    for members in repeat_sets(rows, lambda r: r.get("config_key") if r["status"] == "completed" else "",
+                               lambda r: r["seed"]):
         first = members[0]
         g = {"name": _group_name(first["name"]) if len(members) > 1 else first["name"], "n": len(members),
              "runs": [m["run"] for m in members], "seeds": [m["seed"] for m in members],
