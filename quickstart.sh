@@ -26,7 +26,8 @@ fi
 py="$venv/bin/python"
 # The torch pin first: a range alone would fetch a multi-GB CUDA build where a CPU wheel is at hand.
 "$py" -m pip install -q torch==2.13.0
-if [ "$what" = test ]; then "$py" -m pip install -q -e '.[test]'; else "$py" -m pip install -q -e .; fi
+# The `tune` extra: Ray (`workbench tune --ray`) and scipy (`--sampler gp`); its tests run in CI.
+if [ "$what" = test ]; then "$py" -m pip install -q -e '.[test,tune]'; else "$py" -m pip install -q -e '.[tune]'; fi
 # The data sets of a workbench checkout's shared folder, where there is one (CI and the developers').
 if [ -z "${WORKBENCH_DATA:-}" ] && [ -d ../shared/datasets ]; then
   export WORKBENCH_DATA="$(cd ../shared/datasets && pwd)"

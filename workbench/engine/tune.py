@@ -17,7 +17,6 @@ file beside the journal refuses a second.
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import json
 import threading
@@ -80,9 +79,9 @@ class Tuner:
             raise WorkbenchError(f"--sampler {sampler!r}: expected one of {', '.join(SAMPLERS)}")
         if isinstance(pruner, str) and pruner not in PRUNERS:
             raise WorkbenchError(f"--pruner {pruner!r}: expected one of {', '.join(PRUNERS)}")
-        self.config = dataclasses.replace(config, out_dir=str(out_dir), name=None)
+        self.config = dataclasses.replace(config, out_dir=str(Path(out_dir).resolve()), name=None)
         self.space, self.trials, self.objective = space, trials, objective
-        self.out = Path(out_dir)
+        self.out = Path(out_dir).resolve()         # the same path for Ray's workers, whatever their folder
         self.name = name or study_name_for(config)
         self.sampler_name, self.ray = sampler, ray
         if objective.multi and pruner not in (None, "none"):
@@ -118,18 +117,19 @@ class Tuner:
             return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1)
         return self.pruner_spec            # an optuna pruner given by the caller
 
-    def _constraints(self, frozen) -> list[float]:
-        result = TrialResult.from_dict(frozen.user_attrs.get("result", {"number": frozen.number, "params": {}}))
-        return [self.objective.constraint(result)]
-
     def _open(self, done_before: int):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        cf = None if self.objective.constraint(TrialResult(-1, {})) is None else self._constraints
         seed = self.config.seed + done_before      # a resumed study does not re-propose its first trials
-        sampler = (optuna.samplers.GPSampler(seed=seed, constraints_func=cf) if self.sampler_name == "gp" else
-                   optuna.samplers.TPESampler(seed=seed, constraints_func=cf))
+        if self.sampler_name == "gp":
+            try:
+                import scipy  # noqa: F401 - Optuna's GP sampler needs it, and says so only mid-study
+            except ImportError:
+                raise WorkbenchError("--sampler gp needs scipy: pip install 'compression-workbench[tune]'") from None
+            sampler = optuna.samplers.GPSampler(seed=seed)
+        else:
+            sampler = optuna.samplers.TPESampler(seed=seed)
         return optuna.create_study(storage=open_storage(self.storage_path), study_name=self.name,
                                    directions=self.objective.directions, sampler=sampler,
                                    pruner=self._pruner(), load_if_exists=True)
@@ -179,6 +179,9 @@ class Tuner:
 
         interrupted = result.state == "failed" and result.error in ("cancelled", "interrupted")
         trial.set_user_attr("result", result.to_dict())
+        bound = self.objective.constraint(result)
+        if bound is not None and result.state in ("complete", "pruned"):
+            trial.set_constraint("bound", bound)     # what TPE and GP learn feasibility from
         if interrupted:
             trial.set_user_attr("interrupted", True)
         if result.state == "complete":
@@ -195,7 +198,7 @@ class Tuner:
         run events of trials run in this process (live views)."""
         cancel = cancel or CancelToken()
         started = time.perf_counter()
-        complete(copy.deepcopy(self.config))         # bad input fails here once, not in every trial
+        complete(self.space.apply(self.config, {}))  # bad input fails here once, not in every trial
         self.out.mkdir(parents=True, exist_ok=True)
         ran = 0
         with _driver_lock(self.out / f"{self.name}.lock", self.name):

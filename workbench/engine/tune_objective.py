@@ -7,8 +7,8 @@ Objectives (`--objective`):
   ratio-at-drop=X       maximise the storage ratio subject to a drop in test accuracy of at most X
                         points against the run's reference. A *constraint*, not a penalty: the value
                         Optuna sees is the ratio itself, the drop's excess is the trial's constraint
-                        (Optuna's constraints_func, which TPE and GP use to learn where feasible trials
-                        are), and the best trial is the largest ratio among the feasible ones.
+                        (Trial.set_constraint, from which TPE and GP learn where feasible trials are),
+                        and the best trial is the largest ratio among the feasible ones.
   accuracy-at-ratio=R   maximise test accuracy subject to a storage ratio of at least R (the same way).
 For pruning, a constrained objective's per-epoch report is its value where that epoch's point meets the
 bound and 0 where it does not, so a trial far outside the bound falls below the median and is pruned.
@@ -41,6 +41,7 @@ class TrialResult:
     error: str = ""
     seconds: float | None = None
     values: list = field(default_factory=list)     # the objective values told to the study
+    worker: str = ""                # host:pid of the process that ran it
 
     def to_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}

@@ -9,6 +9,8 @@ process is killed mid-write); a Ray worker opens the same file to report and ask
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Callable
@@ -78,7 +80,7 @@ def run_trial(config: RunConfig, number: int, params: dict, objective: Objective
     from workbench.engine.runner import execute
 
     token = LinkedToken(cancel)
-    result = TrialResult(number, dict(params))
+    result = TrialResult(number, dict(params), worker=f"{socket.gethostname()}:{os.getpid()}")
     started = time.perf_counter()
     pruned, step, finished = False, 0, None
     try:
