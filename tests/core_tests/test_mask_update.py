@@ -81,7 +81,8 @@ class _Masked:
             self.value = torch.empty_like(w)
         return self.value
 
-    def mark_fresh(self, w, m):
+    def mark_fresh(self, w, m, w_ptr=None, m_ptr=None):
+        assert w_ptr in (None, w.data_ptr()) and m_ptr in (None, m.data_ptr())
         self.fresh += 1
 
 

@@ -162,14 +162,15 @@ class MaskUpdates:
 
     def __init__(self, entries: list[tuple[torch.Tensor, torch.Tensor, MaskedValue, float, float, torch.Tensor]]):
         self.entries = list(entries)
-        self._key: tuple | None = None
+        self._key: list[int] | None = None
         self._lib = self._table = self._ab = None
         self._count = 0
         self._rest: list = []
 
-    def _pointers(self) -> tuple:
-        return tuple(p for w, m, v, _, _, c in self.entries
-                     for p in (w.data_ptr(), m.data_ptr(), c.data_ptr(), v.value.data_ptr()))
+    def _pointers(self) -> list[int]:
+        """(W, T, counts, W ⊙ T) data pointers, entry after entry."""
+        return [p for w, m, v, _, _, c in self.entries
+                for p in (w.data_ptr(), m.data_ptr(), c.data_ptr(), v.value.data_ptr())]
 
     def _build(self) -> None:
         for w, _, v, _, _, _ in self.entries:
@@ -185,8 +186,10 @@ class MaskUpdates:
         self._key = self._pointers()
 
     def run(self, update_masks: bool) -> None:
-        if self._key is None or self._key != self._pointers():
+        key = None if self._key is None else self._pointers()
+        if key is None or key != self._key:
             self._build()
+            key = self._key
         if self._count:
             self._lib.dns_update_many(self._count, self._table.data_ptr(), self._ab.data_ptr(), int(update_masks))
         for weight, mask, masked, a, b, counts in self._rest:
@@ -195,5 +198,6 @@ class MaskUpdates:
                 update(weight, mask, a, b, counts, out)
             else:
                 torch.mul(weight, mask, out=out)
-        for weight, mask, masked, _, _, _ in self.entries:
-            masked.mark_fresh(weight, mask)
+        for i, (weight, mask, masked, _, _, _) in enumerate(self.entries):
+            # the pointers just compared are W's and T's now (the kernel writes in place)
+            masked.mark_fresh(weight, mask, key[4 * i], key[4 * i + 1])

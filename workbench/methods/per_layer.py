@@ -131,8 +131,13 @@ class MaskedValue:
         return (self.stamp == _stamp(orig, mask) and self.source is orig
                 and v.requires_grad == orig.requires_grad)
 
-    def mark_fresh(self, orig: torch.Tensor, mask: torch.Tensor) -> None:
-        self.stamp = _stamp(orig, mask)
+    def mark_fresh(self, orig: torch.Tensor, mask: torch.Tensor, orig_ptr: int | None = None,
+                   mask_ptr: int | None = None) -> None:
+        """W ⊙ T in `buffer` is current; the caller may pass W's and T's data pointers it just read."""
+        if orig_ptr is None or mask_ptr is None:
+            self.stamp = _stamp(orig, mask)
+        else:
+            self.stamp = (orig._version, mask._version, orig_ptr, mask_ptr)
 
     def refresh(self, orig: torch.Tensor, mask: torch.Tensor) -> None:
         out = self.buffer(orig)
