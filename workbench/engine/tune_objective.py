@@ -55,7 +55,8 @@ class TrialResult:
         """Accuracy lost against the reference, in percentage points."""
         if self.accuracy is None or self.reference_accuracy is None:
             return None
-        return 100.0 * (self.reference_accuracy - self.accuracy)
+        # rounded: 0.98 - 0.97 is 1.0000000000000009 points, and "a drop of at most 1" must take it
+        return round(100.0 * (self.reference_accuracy - self.accuracy), 9)
 
 
 @dataclass(frozen=True)
