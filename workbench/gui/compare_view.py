@@ -1,5 +1,9 @@
 """The comparison table of runs: sortable, selectable (selected runs are overlaid in the plots),
-with the equivalent CLI command of a run one click away and CSV export."""
+with the equivalent CLI command of a run one click away and CSV export.
+
+Repeats (completed runs that differ only in their seed: engine.compare.repeat_sets) are one row while
+"Group repeats" is ticked: each figure's mean ± sample std, sorted by the mean, the members in its
+tooltip; selecting it selects its runs. Unticked, the runs' own rows show instead."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QCheckBox,
     QHBoxLayout,
     QHeaderView,
     QMenu,
@@ -23,6 +28,8 @@ from PySide6.QtWidgets import (
 from workbench.core import params as P
 from workbench.core.config import TrainParams
 from workbench.core.errors import WorkbenchError
+from workbench.engine.compare import config_key, repeat_sets
+from workbench.engine.repeats import spread
 from workbench.gui.deploy_figures import compare_figures
 from workbench.gui.run_trace import RunTrace
 from workbench.methods import get_method
@@ -91,6 +98,18 @@ class NumberItem(QTableWidgetItem):
         return self.value < getattr(other, "value", float("inf"))
 
 
+class SpreadItem(NumberItem):
+    """A group's figure: `mean±std` of the members' values (times `scale`), sorted by the mean."""
+
+    def __init__(self, values, fmt: str, scale: float = 1.0):
+        stats = spread(values)
+        mean = None if stats["mean"] is None else scale * stats["mean"]
+        super().__init__(mean, fmt)
+        if stats["std"] is not None:
+            self.setText(f"{self.text()}±{format(scale * stats['std'], fmt)}")
+        self.stats = stats
+
+
 def key_params(trace: RunTrace) -> str:
     """The knobs of each stage that differ from their defaults, e.g. `c_rate_layers=fc1=5,fc2=4, epochs=60`."""
     stages = trace.config.get("stages", [])
@@ -126,6 +145,8 @@ class CompareView(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.traces: dict[str, RunTrace] = {}
+        self._keys: dict[str, str] = {}          # run path -> config_key, once the run has completed
+        self._shown_groups: list[list[str]] = []  # the groups that have a row now
         self.table = QTableWidget(0, len(COLUMNS))
         for i, (name, tip) in enumerate(COLUMNS):
             item = QTableWidgetItem(header_text(name))
@@ -151,6 +172,12 @@ class CompareView(QWidget):
             b = QPushButton(text)
             b.clicked.connect(slot)
             buttons.addWidget(b)
+        self.group_box = QCheckBox("Group repeats")
+        self.group_box.setChecked(True)
+        self.group_box.setToolTip("Runs that differ only in their seed (Repeats, `workbench run --repeats N`) "
+                                  "as one row: mean ± sample std of each figure; hover it for its runs")
+        self.group_box.toggled.connect(lambda _: self._regroup())
+        buttons.addWidget(self.group_box)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -188,7 +215,72 @@ class CompareView(QWidget):
         for col, item in enumerate(cells):
             self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
+        if trace.status == "completed" and trace.path not in self._keys:
+            self._keys[trace.path] = config_key(trace.config)
+        self._regroup()
+
+    # --- groups of repeats ------------------------------------------------------------------------
+    def groups(self) -> list[list[str]]:
+        """The run paths of each group of repeats shown (two runs or more), in table order of loading."""
+        sets = repeat_sets([p for p in self.traces if p in self._keys], self._keys.get,
+                           lambda p: self.traces[p].config.get("seed"))
+        return [members for members in sets if len(members) > 1]
+
+    def _regroup(self) -> None:
+        """Group rows for the groups there are now, members hidden while grouping is on. The group rows
+        are rebuilt only when the groups changed (a run completed, was opened or removed), not on each
+        live point of a running run, which would drop a selected group row's selection."""
+        groups = self.groups() if self.group_box.isChecked() else []
+        if groups != self._shown_groups:
+            self._shown_groups = groups
+            self.table.setSortingEnabled(False)
+            for row in reversed(range(self.table.rowCount())):
+                if self._members(row):
+                    self.table.removeRow(row)
+            for members in groups:
+                self._add_group_row(members)
+        grouped = {p for members in groups for p in members}
+        for row in range(self.table.rowCount()):
+            self.table.setRowHidden(row, self._path(row) in grouped)
+        self.table.setSortingEnabled(True)
         self._fit_columns()
+
+    def _add_group_row(self, members: list[str]) -> None:
+        traces = [self.traces[p] for p in members]
+        first = traces[0]
+        sums = [t.summary for t in traces]
+
+        def figure(key, fmt, scale=1.0):
+            return SpreadItem([s.get(key) for s in sums], fmt, scale)
+
+        seeds = [t.config.get("seed") for t in traces]
+        name = QTableWidgetItem(f"{first.method} {first.model} {first.dataset} ×{len(traces)} "
+                                f"(seeds {', '.join(map(str, seeds))})")
+        name.setData(Qt.UserRole, "")
+        name.setData(Qt.UserRole + 1, members)
+        name.setToolTip("mean ± sample std (n-1) of these repeats:\n" + "\n".join(f"{t.label}: {t.path}"
+                                                                                  for t in traces))
+        keys = QTableWidgetItem(key_params(first))
+        keys.setToolTip(keys.text())
+        cells = [name, QTableWidgetItem(first.method), QTableWidgetItem(first.model),
+                 QTableWidgetItem(first.dataset), QTableWidgetItem(f"completed, n={len(traces)}"),
+                 figure("reference_accuracy", ".2f", 100), figure("test_accuracy", ".2f", 100),
+                 figure("param_ratio", ".1f"), figure("storage_ratio", ".1f"), figure("bits", ".1f", 1 / 8192),
+                 NumberItem(None, "", missing=""), NumberItem(None, "", missing=""), figure("wall_seconds", ".0f"),
+                 QTableWidgetItem(str(first.attrs.get("device", ""))), keys]
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        for col, item in enumerate(cells):
+            self.table.setItem(row, col, item)
+
+    def _path(self, row: int) -> str:
+        item = self.table.item(row, 0)
+        return item.data(Qt.UserRole) if item is not None else ""
+
+    def _members(self, row: int) -> list[str]:
+        """A group row's run paths ([] for a run's own row)."""
+        item = self.table.item(row, 0)
+        return list(item.data(Qt.UserRole + 1) or []) if item is not None else []
 
     def _fit_columns(self) -> None:
         """Numbers at their width; the run name, device and key parameters capped (elided, whole in the
@@ -212,19 +304,22 @@ class CompareView(QWidget):
         menu.popup(self.table.horizontalHeader().mapToGlobal(pos))
     def _row_of(self, path: str) -> int:
         for row in range(self.table.rowCount()):
-            item = self.table.item(row, 0)
-            if item is not None and item.data(Qt.UserRole) == path:
+            if self._path(row) == path:
                 return row
         return -1
 
     def selected_paths(self) -> list[str]:
+        """The selected runs: a group row stands for its runs."""
         rows = sorted({i.row() for i in self.table.selectedIndexes()})
-        return [self.table.item(r, 0).data(Qt.UserRole) for r in rows]
+        paths = [p for r in rows for p in (self._members(r) or [self._path(r)])]
+        return list(dict.fromkeys(paths))
 
     def remove_selected(self) -> None:
         for path in self.selected_paths():
             self.table.removeRow(self._row_of(path))
             self.traces.pop(path, None)
+            self._keys.pop(path, None)
+        self._regroup()
         self.selection_changed.emit(self.selected_paths())
 
     # --- actions ----------------------------------------------------------------------------------

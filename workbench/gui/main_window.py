@@ -242,12 +242,16 @@ class MainWindow(QMainWindow):
         self.run_bar.set_error("")
         if not self.queue.busy:
             self.run_bar.queued()
-        self.queue.enqueue(self.current_config())
+        for i in range(self.setup.repeats()):      # Repeats: the same run over consecutive seeds
+            config = self.current_config()
+            config.seed += i
+            self.queue.enqueue(config)
 
     def _queue_changed(self) -> None:
         # The bar keeps saying how the last run ended: the queue emptying is no news (see run_bar).
         self.run_bar.set_queue(self.queue.busy, [
-            item.describe() if isinstance(item, DeployJob) else f"{item.method_label} on {item.model or item.checkpoint}"
+            item.describe() if isinstance(item, DeployJob) else
+            f"{item.method_label} on {item.model or item.checkpoint} s{item.seed}"
             for item in self.queue.pending()])
 
     def _run_started(self, ev: RunStarted) -> None:

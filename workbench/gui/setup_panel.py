@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QLineEdit,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +39,7 @@ MODEL_SUFFIXES = (*GRAPH_SUFFIXES, ".py")   # dropped files of these kinds go to
 MODEL_FILE = "\x00file"                      # the Architecture combo's data for "a model file"
 TRUST_ASK = "tick Allow code only if you trust this file"
 ERROR_COLOR = "#b00020"
+MAX_REPEATS = 100
 
 
 def _grey_out_absent_devices(combo) -> None:
@@ -141,6 +143,17 @@ class SetupPanel(QWidget):
         box = QVBoxLayout(run_box)
         self.run_form = ParamForm(RunSettings, fields=RUN_BOX, flags=True)
         _grey_out_absent_devices(self.run_form.editors["device"])
+        # Repeats is how many runs Run queues, not a setting of a run: not in RunSettings (nor in a run
+        # file), but placed under Seed in the form's own rows so that the labels line up.
+        self.repeats_box = QSpinBox()
+        self.repeats_box.setRange(1, MAX_REPEATS)
+        self.repeats_box.setToolTip(
+            "Run queues this many runs with seeds Seed, Seed+1, ...: the Compare tab shows them as one row "
+            "(mean ± std) and the ratio plot their spread. A zoo model pretrains (and caches) a reference per "
+            "seed.\nCLI: --repeats N --repeat-references")
+        rows = self.run_form.layout().itemAt(0).layout()           # ParamForm's form of basic fields
+        seed_row, _ = rows.getWidgetPosition(self.run_form.editors["seed"])
+        rows.insertRow(seed_row + 1, "Repeats", self.repeats_box)
         box.addWidget(self.run_form)
         layout.addWidget(run_box)
 
@@ -243,6 +256,10 @@ class SetupPanel(QWidget):
             return (f"{arch.label} takes inputs of shape {shape_text(shape)} but {dataset} has "
                     f"{shape_text(known[0])}: choose a data set of that shape")
         return ""
+
+    def repeats(self) -> int:
+        """How many runs Run queues (seeds Seed, Seed+1, ...)."""
+        return self.repeats_box.value()
 
     def config_parts(self) -> dict:
         return {"model": self.model_spec(), "checkpoint": self.checkpoint.text().strip() or None,

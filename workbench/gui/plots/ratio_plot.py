@@ -3,6 +3,9 @@
 Error (%) on a log y axis against ratio on a log x axis is the view the papers use: it spreads 0.7% vs
 0.9% error apart and 12x vs 100x ratio evenly. Which ratio is shown is a user choice, because the two
 conventions in the literature (parameters vs storage bits) differ by several times for the same model.
+
+Repeats (completed runs that differ only in their seed: engine.compare.repeat_sets) get a cross at the
+mean of their final points with error bars of one sample std of the ratio and of the error.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from workbench.engine.compare import config_key, repeat_sets
+from workbench.engine.repeats import spread
 from workbench.gui.plots.common import ViewNote, aligned, error_pct, foreground, run_color
 from workbench.gui.plots.log_axis import LogAxis
 from workbench.gui.plots.published import published_for
@@ -58,11 +63,35 @@ def front_steps(points: list[tuple[float, float]]) -> tuple[list[float], list[fl
 
 
 @dataclass
+class Spread:
+    """A group of repeats as drawn: its runs and the mean and sample std of their final points."""
+
+    paths: list[str]
+    ratio: float
+    ratio_std: float
+    error: float
+    error_std: float
+
+
+def bar_segments(groups: list[Spread]) -> tuple[np.ndarray, np.ndarray]:
+    """Each group's two error bars as pairs of points (x: the ratio ± its std at the mean error; y: the
+    error ± its std at the mean ratio). A bar reaching zero or below stops at a hundredth of its mean:
+    a log axis has no zero (the std says the rest)."""
+    xs, ys = [], []
+    for g in groups:
+        low_r, low_e = max(g.ratio - g.ratio_std, g.ratio / 100), max(g.error - g.error_std, g.error / 100)
+        xs += [low_r, g.ratio + g.ratio_std, g.ratio, g.ratio]
+        ys += [g.error, g.error, low_e, g.error + g.error_std]
+    return np.asarray(xs, float), np.asarray(ys, float)
+
+
+@dataclass
 class _Run:
     trace: object
     curve: pg.PlotDataItem      # the trajectory, points in order
     latest: pg.PlotDataItem     # the newest point, drawn larger
     reference: pg.PlotDataItem  # the uncompressed model: a ring, not joined to the trajectory
+    group_key: str = ""         # engine.compare.config_key of its config, computed once
 
 
 class RatioPlot(QtWidgets.QWidget):
@@ -107,6 +136,15 @@ class RatioPlot(QtWidgets.QWidget):
         self.published = pg.PlotDataItem(pen=None, symbol="star", symbolSize=15, symbolBrush=marker,
                                           symbolPen=pg.mkPen(fg), name="published (paper)")
         self.plot.addItem(self.published)
+        # Repeats: the mean of their final points (a cross) and one std each way (bars, as point pairs,
+        # so that they follow the log mode as the trajectories do).
+        self.spread_means = pg.PlotDataItem(pen=None, symbol="+", symbolSize=16, symbolPen=pg.mkPen(fg, width=2),
+                                            name="repeats: mean ± std")
+        self.spread_bars = pg.PlotDataItem(pen=pg.mkPen(fg, width=1.5), connect="pairs")
+        for item in (self.spread_means, self.spread_bars):
+            item.setZValue(5)
+            self.plot.addItem(item)
+        self._spreads: list[Spread] = []
         self._published_labels: list[pg.TextItem] = []
         self._published_points = []
         self._front_runs: list[tuple[str, float, float]] = []
@@ -167,6 +205,10 @@ class RatioPlot(QtWidgets.QWidget):
         """(label, ratio, error %) of the front's runs, as drawn."""
         return list(self._front_runs)
 
+    def repeat_spreads(self) -> list[Spread]:
+        """The groups of repeats drawn with error bars (ratios of the kind shown, error in %)."""
+        return list(self._spreads)
+
     def trajectory_data(self, trace_or_key):
         """The (x, y) data drawn for one run (raw values, before the log transform)."""
         key = trace_or_key if isinstance(trace_or_key, str) else self._key(trace_or_key)
@@ -190,7 +232,7 @@ class RatioPlot(QtWidgets.QWidget):
                                     symbolPen=pg.mkPen(color, width=2))
         for item in (curve, latest, reference):
             self.plot.addItem(item)
-        run = _Run(trace, curve, latest, reference)
+        run = _Run(trace, curve, latest, reference, config_key(trace.config))
         self._runs[self._key(trace)] = run
         self._draw_run(run)
 
@@ -219,6 +261,7 @@ class RatioPlot(QtWidgets.QWidget):
         runs in plot order. Rebuilt only when that list changes (not on every live point)."""
         wanted = [(item, name) for item, name, shown in (
             (self.front, "Pareto front (completed)", bool(self._front_runs)),
+            (self.spread_means, "repeats: mean ± std", bool(self._spreads)),
             (self.published, "published (paper)", bool(self._published_points))) if shown]
         wanted += [(run.curve, run.trace.label) for run in self._runs.values()]
         if [(sample.item, label.text) for sample, label in self.legend.items] != wanted:
@@ -248,6 +291,23 @@ class RatioPlot(QtWidgets.QWidget):
             front += members
         self._front_runs = front
         self.front.setData(np.asarray(xs, float), np.asarray(ys, float))
+        self._update_spreads()
+
+    def _update_spreads(self) -> None:
+        """Error bars for each group of completed repeats (with the front: both follow completions)."""
+        finals = {}
+        for key, run in self._runs.items():
+            last = final_point(aligned(run.trace, self._kind), error_pct(run.trace))
+            if run.trace.status == "completed" and last:
+                finals[key] = last
+        sets = repeat_sets(list(finals), lambda k: self._runs[k].group_key,
+                           lambda k: self._runs[k].trace.config.get("seed"))
+        self._spreads = []
+        for keys in (s for s in sets if len(s) > 1):
+            r, e = spread(finals[k][0] for k in keys), spread(finals[k][1] for k in keys)
+            self._spreads.append(Spread(keys, r["mean"], r["std"], e["mean"], e["std"]))
+        self.spread_means.setData([g.ratio for g in self._spreads], [g.error for g in self._spreads])
+        self.spread_bars.setData(*bar_segments(self._spreads))
 
     def _update_published(self) -> None:
         points = published_for([(run.trace.model, run.trace.dataset) for run in self._runs.values()],
