@@ -167,7 +167,7 @@ def test_a_pipeline_and_a_preset_repeat(what, stages, preset, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--repeats", "0"], "--repeats must be at least 1, got 0"),
     (["--repeat-references"], "--repeat-references needs --repeats N"),
-    (["--repeats", "2", "--repeat-references", "--checkpoint", "ref.pt"], "needs a zoo model without --checkpoint"),
+    (["--repeats", "2", "--repeat-references", "--checkpoint", "ref.pt"], "not with --checkpoint"),
 ])
 def test_bad_repeats_are_one_line(argv, message, tmp_path):
     if "ref.pt" in argv:

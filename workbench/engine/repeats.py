@@ -24,7 +24,7 @@ import numpy as np
 
 from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
-from workbench.core.events import Cancelled, CancelToken, Finished
+from workbench.core.events import Cancelled, CancelToken, Finished, Message
 from workbench.engine.console import SIGNALS, run_with_events
 
 # (summary key, label, scale, unit): what a set of repeats (and a group in `compare`) reports
@@ -146,9 +146,9 @@ def run_repeats(config: RunConfig, n: int, own_references: bool, printer: Callab
     refused before its run file exists is bad input for every seed when it is the first: raised."""
     if n < 1:
         raise WorkbenchError(f"--repeats must be at least 1, got {n}")
-    if own_references and not shares_reference(config):
-        raise WorkbenchError("--repeat-references pretrains a reference per seed, which needs a zoo model "
-                             "without --checkpoint (a checkpoint or a model file's weights are the reference)")
+    if own_references and config.checkpoint:
+        raise WorkbenchError("--repeat-references pretrains a reference per seed: not with --checkpoint "
+                             "(the checkpoint is every repeat's reference)")
     checkpoint = None
     if not own_references and shares_reference(config):
         try:
@@ -156,6 +156,10 @@ def run_repeats(config: RunConfig, n: int, own_references: bool, printer: Callab
         except Cancelled:
             return [Repeat(i, config.seed + i, "", "cancelled", "cancelled before the runs started")
                     for i in range(n)]
+    elif not own_references and not config.checkpoint:       # a model file: no cached reference to share
+        printer(Message(f"note: {config.model} without --checkpoint: a model file without weights of its own "
+                        "is pretrained per seed, so the repeats would not share a reference (give "
+                        "--checkpoint to share one)"))
     results = []
     for i, c in enumerate(repeat_configs(config, n, checkpoint)):
         try:
