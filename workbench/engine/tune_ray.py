@@ -12,8 +12,8 @@ On a cluster, OUT must be a folder every worker sees at the same path (a shared 
 trials write their run files there and report to the study's journal there (for pruning). Workers need
 the workbench installed, and the data sets where `--data-dir` / WORKBENCH_DATA say.
 A worker killed mid-trial: Ray runs the trial again (a new run file, NAME-trial-0003-2.h5; the killed
-attempt's file stays as the killed process left it, marked `running`); past `retries` the trial is
-marked failed and the study goes on.
+attempt's file stays as the killed process left it, which readers show as `interrupted`); past
+`retries` the trial is marked failed and the study goes on (tests/benchmarks/tune_ray_kill.py).
 """
 
 from __future__ import annotations
