@@ -7,9 +7,9 @@ watches /proc for the Ray worker processes running a trial (their title is `ray:
 one with SIGKILL --kill-after seconds after it started, and lets the study finish. Prints each trial (state, the
 worker that ran it, its run file and that file's status), every run file under DIR with its status, and
 whether the study reached --trials finished trials. With --retries 1 (the default) Ray runs the killed
-trial again on a fresh worker: its first run file stays as the killed process left it (`running`) and
-the rerun writes NAME-trial-000N-2.h5 (read_run says `interrupted`: its writer is gone); with --retries 0 the trial is marked failed and the study asks
-for another. Linux only (/proc). Slow: about a minute on two shared cores.
+trial again on a fresh worker: its first run file stays as the killed process left it (read as
+`interrupted`: its writer is gone) and the rerun writes NAME-trial-000N-2.h5; with --retries 0 the
+trial is marked failed and the study asks for another. Linux only (/proc). Slow: about a minute on two shared cores.
 """
 
 from __future__ import annotations
