@@ -9,7 +9,7 @@ worker that ran it, its run file and that file's status), every run file under D
 whether the study reached --trials finished trials. With --retries 1 (the default) Ray runs the killed
 trial again on a fresh worker: its first run file stays as the killed process left it (read as
 `interrupted`: its writer is gone) and the rerun writes NAME-trial-000N-2.h5; with --retries 0 the
-trial is marked failed and the study asks for another. Linux only (/proc). Slow: about a minute on two shared cores.
+trial is marked failed (WorkerCrashedError; it counts toward --trials) and the study goes on. Linux only (/proc). Slow: about a minute on two shared cores.
 """
 
 from __future__ import annotations
