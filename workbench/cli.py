@@ -10,45 +10,20 @@ import signal
 import sys
 from pathlib import Path
 
-from workbench import __version__
+from workbench import __version__, tune_cli
+from workbench.cli_args import (
+    EXIT_ERROR,
+    settings_from_args,
+)
+from workbench.cli_args import OneLineParser as _Parser
+from workbench.cli_args import add_run_settings as _common
 from workbench.core import params as P
-from workbench.core.config import SETTINGS, RunConfig, RunSettings, StageConfig, TrainParams
+from workbench.core.config import RunConfig, StageConfig, TrainParams
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import Cancelled, CancelToken
 from workbench.engine.console import SIGNALS, Printer, run_with_events, signal_word
 
-# Exit status: 2 bad input or a failed run (e.g. disk full); 128 + the signal for a run ended by one
-# (130 SIGINT / Ctrl-C, 143 SIGTERM).
-EXIT_ERROR, EXIT_CANCELLED, EXIT_TERMINATED = 2, 130, 143
-
-
 TRAIN_SETTINGS = ("device", "seed", "train_subset", "test_subset", "data_dir")   # what `train` uses
-
-
-def _common(p: argparse.ArgumentParser, settings=SETTINGS) -> None:
-    """The run settings' flags, made from their one declaration (core.config.RunSettings); values are
-    read by params.build, so a bad one gets the same one-line message as in the app."""
-    for spec in P.specs(RunSettings):
-        if spec.name not in settings:
-            continue
-        flag, k = "--" + spec.name.replace("_", "-"), spec.knob
-        default = P.format_value(spec.default)
-        if k.special and spec.default == k.min:
-            default = f"{default}, {k.special}"             # 0 = all samples, 0 = the recipe
-        help_text = k.help + (f" (default: {default})" if spec.type is not bool and spec.default != "" else "")
-        if spec.type is bool:
-            p.add_argument(flag, action="store_true", default=None, help=help_text)
-        else:
-            metavar = "{" + ",".join(k.choices) + "}" if k.choices else "N" if spec.type is int else "PATH"
-            p.add_argument(flag, default=None, metavar=metavar, help=help_text)
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        # one line, as every other bad input: argparse's usage block made a typo a screenful
-        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true", help="short schedules (about a minute)")
     d.add_argument("--data-dir")
     d.add_argument("--headless", action="store_true", help="never open the app; print the table")
+    tune_cli.add_parser(sub)
     return ap
 
 
@@ -245,13 +221,6 @@ def _route_sets(stages: list[StageConfig], assignments: dict[str, str]) -> None:
                 placed = True
         if not placed:
             raise WorkbenchError(f"unknown parameter {name!r} for {label}; see `workbench methods`")
-
-
-def settings_from_args(args, names=SETTINGS) -> dict:
-    """The run settings given on the command line, checked against their declaration, defaults filled."""
-    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    values = P.to_dict(P.build(RunSettings, given))
-    return {n: values[n] for n in names}
 
 
 def config_from_args(args) -> RunConfig:
@@ -490,7 +459,7 @@ def cmd_demo(args) -> int:
 
 COMMANDS = {"gui": cmd_gui, "methods": cmd_methods, "presets": cmd_presets, "train": cmd_train,
             "run": cmd_run, "compare": cmd_compare, "export": cmd_export, "deploy": cmd_deploy,
-            "demo": cmd_demo}
+            "demo": cmd_demo, "tune": tune_cli.run}
 
 
 def entry() -> None:

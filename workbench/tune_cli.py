@@ -12,13 +12,11 @@ import argparse
 import json
 import sys
 
-from workbench.core import params as P
-from workbench.core.config import SETTINGS, RunConfig, RunSettings, StageConfig
+from workbench.cli_args import EXIT_ERROR, add_run_settings, settings_from_args
+from workbench.core.config import RunConfig, StageConfig
 from workbench.core.errors import WorkbenchError
 from workbench.engine.console import SIGNALS, signal_word
 from workbench.engine.tune_objective import OBJECTIVES, parse_objective
-
-EXIT_ERROR = 2
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -53,15 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, default=0, help="--ray local: CPUs, one trial each (default: all)")
     t.add_argument("--gpus-per-trial", type=float, default=0.0, help="--ray: GPUs given to each trial")
     t.add_argument("--retries", type=int, default=1, help="--ray: reruns of a trial whose worker died")
-    for spec in P.specs(RunSettings):          # the run settings' flags, from their one declaration
-        flag, k = "--" + spec.name.replace("_", "-"), spec.knob
-        if spec.type is bool:
-            t.add_argument(flag, action="store_true", default=None, help=k.help)
-        else:
-            t.add_argument(flag, default=None, metavar="{" + ",".join(k.choices) + "}" if k.choices else "N"
-                           if spec.type is int else "PATH", help=k.help)
-    t.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    t.add_argument("--quiet", action="store_true", help="no line per trial")
+    add_run_settings(t)                        # the run settings' flags, --json and --quiet, as `run` has
     return t
 
 
@@ -74,8 +64,7 @@ def config_from_args(args) -> RunConfig:
     if args.epochs is not None:
         for stage in stages:
             stage.train["epochs"] = args.epochs
-    given = {n: getattr(args, n) for n in SETTINGS if getattr(args, n, None) is not None}
-    settings = P.to_dict(P.build(RunSettings, given))
+    settings = settings_from_args(args)
     return RunConfig(dataset=args.dataset, stages=stages, model=args.model, checkpoint=args.checkpoint,
                      out_dir=args.out, trust_code=args.trust_code, **settings)
 

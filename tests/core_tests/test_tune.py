@@ -3,14 +3,11 @@ on mlp_tiny / tiny (1 epoch, 256 training samples): run files and journal, resum
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
 import optuna
 import pytest
 
-from workbench import tune_cli
 from workbench.core.config import RunConfig, StageConfig
 from workbench.core.errors import ParamError, WorkbenchError
 from workbench.core.events import CancelToken, Evaluated
@@ -31,20 +28,10 @@ def _config(*methods: str, **kw) -> RunConfig:
 
 
 def cli(argv: list[str], capsys) -> tuple[int, list[str], str]:
-    """The tune subcommand as `workbench tune ...` runs it (cli.main where it is wired, else the same
-    parser and the same one-line handling of WorkbenchError)."""
-    from workbench import cli as cli_mod
+    """The tune subcommand as `workbench tune ...` runs it."""
+    from workbench.cli import main
 
-    if "tune" in getattr(cli_mod, "COMMANDS", {}):
-        rc = cli_mod.main(["tune", *argv])
-    else:
-        ap = argparse.ArgumentParser(prog="workbench")
-        tune_cli.add_parser(ap.add_subparsers(dest="command"))
-        try:
-            rc = tune_cli.run(ap.parse_args(["tune", *argv]))
-        except WorkbenchError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            rc = 2
+    rc = main(["tune", *argv])
     out, err = capsys.readouterr()
     return rc, out.strip().splitlines(), err
 

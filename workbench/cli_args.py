@@ -1,0 +1,46 @@
+"""What the command line's subcommands share: the run settings' flags made from their one declaration,
+the parser whose errors are one line, and the exit codes (cli.py and tune_cli.py both build on these)."""
+
+from __future__ import annotations
+
+import argparse
+
+from workbench.core import params as P
+from workbench.core.config import SETTINGS, RunSettings
+
+# Exit status: 2 bad input or a failed run (e.g. disk full); 128 + the signal for a run ended by one
+# (130 SIGINT / Ctrl-C, 143 SIGTERM).
+EXIT_ERROR, EXIT_CANCELLED, EXIT_TERMINATED = 2, 130, 143
+
+
+def add_run_settings(p: argparse.ArgumentParser, settings=SETTINGS) -> None:
+    """The run settings' flags, made from their one declaration (core.config.RunSettings); values are
+    read by params.build, so a bad one gets the same one-line message as in the app."""
+    for spec in P.specs(RunSettings):
+        if spec.name not in settings:
+            continue
+        flag, k = "--" + spec.name.replace("_", "-"), spec.knob
+        default = P.format_value(spec.default)
+        if k.special and spec.default == k.min:
+            default = f"{default}, {k.special}"             # 0 = all samples, 0 = the recipe
+        help_text = k.help + (f" (default: {default})" if spec.type is not bool and spec.default != "" else "")
+        if spec.type is bool:
+            p.add_argument(flag, action="store_true", default=None, help=help_text)
+        else:
+            metavar = "{" + ",".join(k.choices) + "}" if k.choices else "N" if spec.type is int else "PATH"
+            p.add_argument(flag, default=None, metavar=metavar, help=help_text)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def settings_from_args(args, names=SETTINGS) -> dict:
+    """The run settings given on the command line, checked against their declaration, defaults filled."""
+    given = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    values = P.to_dict(P.build(RunSettings, given))
+    return {n: values[n] for n in names}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # one line, as every other bad input: argparse's usage block made a typo a screenful
+        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
