@@ -48,10 +48,12 @@ def test_three_repeats_one_grouped_row_and_error_bars(qtbot, window):
     ratio = np.array([r.summary["param_ratio"] for r in stored])
     assert acc.std(ddof=1) > 0 and ratio.std(ddof=1) > 0    # each seed its own reference: both vary
     cell = table.item(row, HEADERS.index("Acc %"))
-    assert cell.text() == f"{acc.mean():.2f}±{acc.std(ddof=1):.2f}"
+    assert cell.text() == f"{acc.mean():.2f}\n±{acc.std(ddof=1):.2f}"
     assert cell.value == pytest.approx(acc.mean())          # sorted by the mean
-    assert table.item(row, HEADERS.index("Params x")).text() == f"{ratio.mean():.1f}±{ratio.std(ddof=1):.1f}"
+    assert table.item(row, HEADERS.index("Params x")).text() == f"{ratio.mean():.1f}\n±{ratio.std(ddof=1):.1f}"
     assert "n=3" in table.item(row, HEADERS.index("Status")).text()
+    latency = table.item(row, HEADERS.index("Latency ms"))
+    assert latency.text() == "" and "no repeat's deployment" in latency.toolTip()
     tip = table.item(row, 0).toolTip()
     assert all(p in tip for p in paths)
     table.selectRow(row)
@@ -85,3 +87,46 @@ def test_a_bar_past_zero_stops_short_of_it_on_the_log_axis():
     xs, ys = bar_segments([Spread(["a", "b"], ratio=10.0, ratio_std=2.0, error=1.0, error_std=1.5)])
     assert list(xs) == [8.0, 12.0, 10.0, 10.0]
     assert list(ys) == [1.0, 1.0, 0.01, 2.5]
+
+
+def test_group_row_latency_is_over_the_measured_repeats(qapp):
+    from types import SimpleNamespace
+
+    from workbench.engine.deploy_report import DeployReport, FormResult, add_speedups
+    from workbench.gui.compare_view import CompareView
+
+    def report(ref_ms, dense_ms):
+        r = DeployReport("run.h5", "magnitude", "mlp_tiny", "tiny", threads=1, batches=[1], repeats=3,
+                         forms=[FormResult("reference", "pytorch", "cpu", samples_ms={1: [ref_ms] * 3}),
+                                FormResult("dense", "pytorch", "cpu", samples_ms={1: [dense_ms] * 3})])
+        add_speedups(r)
+        return r
+
+    traces = [SimpleNamespace(deploy=report(2.0, 1.0)), SimpleNamespace(deploy=report(3.0, 1.5)),
+              SimpleNamespace(deploy=None)]
+    latency, speedup = CompareView._group_deploy(traces)
+    assert latency.value == pytest.approx(1.25) and latency.text() == f"1.25\n±{np.std([1.0, 1.5], ddof=1):.3g}"
+    assert speedup.value == pytest.approx(2.0) and speedup.text() == "2.00\n±0.00"
+    assert "2 of 3 repeats" in latency.toolTip()
+
+
+def test_fit_columns_shrinks_the_capped_columns_when_the_table_is_too_narrow(qtbot):
+    from PySide6.QtWidgets import QTableWidget, QTableWidgetItem
+
+    from workbench.gui.compare_view import fit_columns
+
+    headers = ["Run", "Acc", "Key parameters"]
+    table = QTableWidget(1, 3)
+    qtbot.addWidget(table)
+    table.resize(300, 200)
+    table.show()
+    for col, text in enumerate(["a long run name " * 4, "99.99", "target=flops, flops_target=0.5 " * 4]):
+        table.setItem(0, col, QTableWidgetItem(text))
+    fit_columns(table, headers, {"Run": 175, "Key parameters": 260}, least=40)
+    widths = [table.columnWidth(c) for c in range(3)]
+    assert sum(widths) <= table.viewport().width()          # no sideways scrolling
+    assert widths[1] >= table.sizeHintForColumn(1)          # the number keeps its width
+    assert widths[2] == 40 or widths[0] == 175              # the last capped column gave way first
+    table.resize(1200, 200)
+    fit_columns(table, headers, {"Run": 175, "Key parameters": 260}, least=40)
+    assert table.columnWidth(0) >= 175                      # room again: back to (at least) the cap

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import math
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -59,7 +59,8 @@ KEY_MIN, PAD = 70, 14
 def fit_columns(table: QTableWidget, headers: list[str], caps: dict[str, int], least: int = KEY_MIN) -> None:
     """Each shown column as wide as its cells and its header's widest line; those named in `caps` at most
     that wide (at least `least`; their text is elided, whole in the tooltip) unless the table has room
-    to spare, which goes to them in order. Qt's own header hint reserves room for the sort arrow in every
+    to spare, which goes to them in order; where the table is too narrow they shrink towards `least`,
+    the last first. Qt's own header hint reserves room for the sort arrow in every
     column (about 30 px more each, measured): the header's widest line is enough, and the arrow shows in
     the one column sorted."""
     metrics = table.horizontalHeader().fontMetrics()
@@ -71,10 +72,15 @@ def fit_columns(table: QTableWidget, headers: list[str], caps: dict[str, int], l
     widths = {col: max(min(w, caps[headers[col]]), least) if headers[col] in caps else w
               for col, w in wanted.items()}
     spare = table.viewport().width() - sum(widths.values())
-    for col in [c for c in widths if headers[c] in caps]:
+    capped = [c for c in widths if headers[c] in caps]
+    for col in capped:
         more = max(0, min(spare, wanted[col] - widths[col]))
         widths[col] += more
         spare -= more
+    for col in reversed(capped):            # too wide (long key parameters): the capped ones give way first
+        less = max(0, min(-spare, widths[col] - least))
+        widths[col] -= less
+        spare += less
     for col, width in widths.items():
         table.setColumnWidth(col, width)
 
@@ -99,14 +105,18 @@ class NumberItem(QTableWidgetItem):
 
 
 class SpreadItem(NumberItem):
-    """A group's figure: `mean±std` of the members' values (times `scale`), sorted by the mean."""
+    """A group's figure: the mean over `±std` of the members' values (times `scale`), sorted by the mean.
+    Two lines, so that the column stays as wide as one run's figure (on one line the table scrolled
+    sideways at 1280 px); blank where no member has the figure."""
 
     def __init__(self, values, fmt: str, scale: float = 1.0):
         stats = spread(values)
         mean = None if stats["mean"] is None else scale * stats["mean"]
         super().__init__(mean, fmt)
         if stats["std"] is not None:
-            self.setText(f"{self.text()}±{format(scale * stats['std'], fmt)}")
+            self.setText(f"{self.text()}\n±{format(scale * stats['std'], fmt)}")
+        elif mean is None:
+            self.setText("")
         self.stats = stats
 
 
@@ -214,6 +224,7 @@ class CompareView(QWidget):
         cells[0].setToolTip(f"{trace.label}\n{trace.path}" + (f"\nerror: {trace.attrs.get('error')}" if trace.attrs.get("error") else ""))
         for col, item in enumerate(cells):
             self.table.setItem(row, col, item)
+        self.table.resizeRowToContents(row)      # the figures' two lines
         self.table.setSortingEnabled(True)
         if trace.status == "completed" and trace.path not in self._keys:
             self._keys[trace.path] = config_key(trace.config)
@@ -263,15 +274,26 @@ class CompareView(QWidget):
         keys = QTableWidgetItem(key_params(first))
         keys.setToolTip(keys.text())
         cells = [name, QTableWidgetItem(first.method), QTableWidgetItem(first.model),
-                 QTableWidgetItem(first.dataset), QTableWidgetItem(f"completed, n={len(traces)}"),
+                 QTableWidgetItem(first.dataset), QTableWidgetItem(f"completed\nn={len(traces)}"),
                  figure("reference_accuracy", ".2f", 100), figure("test_accuracy", ".2f", 100),
                  figure("param_ratio", ".1f"), figure("storage_ratio", ".1f"), figure("bits", ".1f", 1 / 8192),
-                 NumberItem(None, "", missing=""), NumberItem(None, "", missing=""), figure("wall_seconds", ".0f"),
+                 *self._group_deploy(traces), figure("wall_seconds", ".0f"),
                  QTableWidgetItem(str(first.attrs.get("device", ""))), keys]
         row = self.table.rowCount()
         self.table.insertRow(row)
         for col, item in enumerate(cells):
             self.table.setItem(row, col, item)
+
+    @staticmethod
+    def _group_deploy(traces: list[RunTrace]) -> list[QTableWidgetItem]:
+        """Latency and speed-up of the members whose deployment was measured (n in the tooltip)."""
+        figures = [f for f in (compare_figures(t.deploy) for t in traces) if f is not None]
+        cells = [SpreadItem([f.latency_ms for f in figures] or [None], ".3g"),
+                 SpreadItem([f.speedup for f in figures] or [None], ".2f")]
+        for cell in cells:
+            cell.setToolTip(f"over the {len(figures)} of {len(traces)} repeats whose deployment was measured"
+                            if figures else "no repeat's deployment was measured (Deploy tab)")
+        return cells
 
     def _path(self, row: int) -> str:
         item = self.table.item(row, 0)
@@ -290,7 +312,9 @@ class CompareView(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
-        self._fit_columns()                # room to spare goes to the elided columns, and comes back
+        # after the layout has resized the table: its viewport still has the old width here, and a fit
+        # to that width shrank the capped columns the new width has room for
+        QTimer.singleShot(0, self._fit_columns)
 
     def _column_menu(self, pos) -> None:
         """Show or hide any column but Run (the header's context menu)."""
@@ -345,5 +369,5 @@ class CompareView(QWidget):
             w = csv.writer(f)
             w.writerow([name for name, _ in COLUMNS])
             for row in range(self.table.rowCount()):
-                w.writerow([self.table.item(row, c).text() if self.table.item(row, c) else ""
+                w.writerow([self.table.item(row, c).text().replace("\n", " ") if self.table.item(row, c) else ""
                             for c in range(len(COLUMNS))])
