@@ -185,7 +185,22 @@ def test_cancel_stores_nothing(window, qtbot, files):
     assert window.traces[path].deploy is None
 
 
-def test_a_measurement_waits_for_the_run_in_progress(window, qtbot, files):
+def test_a_measurement_waits_for_the_run_in_progress(window, qtbot, files, monkeypatch):
+    import threading
+
+    from workbench.core.events import RunStarted
+    from workbench.gui import worker
+
+    release = threading.Event()          # the run holds after its first event until the job is queued:
+    real_execute = worker.execute        # a tiny run could otherwise end before the request (seen in CI)
+
+    def held(config, token=None):
+        for event in real_execute(config, token):
+            yield event
+            if isinstance(event, RunStarted):          # the queue's `started`: hold until released
+                release.wait(WAIT_MS / 1000)
+
+    monkeypatch.setattr(worker, "execute", held)
     window.deploy_view.defaults = FAST
     window.methods.set_stages([StageConfig("magnitude", {}, {"epochs": 2})])
     order = []
@@ -200,7 +215,7 @@ def test_a_measurement_waits_for_the_run_in_progress(window, qtbot, files):
     assert window.queue_list.item(0).text() == f"queued: {job.describe()}"
     assert window.deploy.request(FAST) is None     # the same run is not queued twice
     with qtbot.waitSignal(window.queue.measured, timeout=WAIT_MS) as blocker:
-        pass
+        release.set()
     assert order == [("run finished", run_path), ("measuring", run_path)]
     assert blocker.args[0].stored and read_report(run_path) is not None
 
