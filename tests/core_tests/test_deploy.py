@@ -342,6 +342,38 @@ def test_a_csr_form_without_a_faster_layer_is_reported_not_measured(runs, monkey
     assert deploy_report.deploy_summary(r)["form"] != "csr"
 
 
+def test_a_form_a_converter_refuses_is_reported_and_the_others_measured(runs, monkeypatch):
+    # onnxruntime's quantize_dynamic refused a ResNet-20 SWS export ("Expected onnx::Conv_322 to be an
+    # initializer") and took the whole measurement down with it
+    real_write = RunForms.write
+
+    def write(self, name):
+        if name == "onnxruntime-int8":
+            raise ValueError("Expected onnx::Conv_322 to be an initializer\nmore lines")
+        return real_write(self, name)
+
+    monkeypatch.setattr(RunForms, "write", write)
+    seen = []
+    r = deploy(runs["plain"], progress=lambda *a: seen.append(a), threads=1, **FAST)
+    assert [s[0] for s in seen] == list(range(1, len(seen) + 1)) and seen[-1][0] == seen[-1][1]
+    refused = r.form("onnxruntime-int8")
+    assert refused.samples_ms == {} and refused.file_bytes is None and refused.speedup["latency"] is None
+    assert refused.note == ("not measured: could not be written (ValueError: Expected onnx::Conv_322 to be an "
+                            "initializer)")
+    assert r.form("onnxruntime").latency_ms and r.form("dense").latency_ms     # the others were measured
+    assert "onnxruntime-int8: not measured" in format_table(r)
+    assert DeployReport.from_json(r.to_json()) == r
+
+    def broken_dense(self, name):
+        if name == "dense":
+            raise ValueError("no dense form")
+        return real_write(self, name)
+
+    monkeypatch.setattr(RunForms, "write", broken_dense)
+    with pytest.raises(WorkbenchError, match=r"^the dense form could not be written \(ValueError: no dense"):
+        deploy(runs["plain"], threads=1, **FAST)          # without dense nothing compares: one line
+
+
 # --- threads --------------------------------------------------------------------------------------------
 
 def test_threads_are_restored_after_an_error_and_a_cancel(runs, monkeypatch):

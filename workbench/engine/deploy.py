@@ -54,6 +54,7 @@ DEVICES = ("cpu", "cuda", "all")
 MIN_SAMPLE_S = 0.005       # one timing sample repeats a call until it lasts this long (timer resolution)
 MAX_CALLS = 200
 EVAL_CHUNK = 256
+ESSENTIAL = ("reference", "dense")   # without these nothing can be compared: their failure is the run's
 
 Progress = Callable[[int, int, str], None]
 
@@ -152,13 +153,32 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
             steps.total -= 1 + 2 * len(cut)
             skipped = FormResult("csr", "pytorch", "cpu", run.describe("csr"), layers=run.csr_plan,
                                  note="not measured: no layer is faster as CSR (each layer's ratio below)")
-    sizes = {}
-    for name in names:
-        sizes[name] = run.write(name)
-        steps(f"wrote the {name} form ({sizes[name] / 1024:.1f} KiB)")
+    sizes, failed = {}, []
+    for name in list(names):
+        try:
+            sizes[name] = run.write(name)
+        except Exception as exc:  # noqa: BLE001 - one form a converter refuses must not sink the others
+            if name in ESSENTIAL:           # nothing to compare with: the measurement fails, in one line
+                raise WorkbenchError(f"the {name} form " + _not_measured(run, name, "could not be written",
+                                                                         exc).note[len("not measured: "):]) from None
+            failed.append(_not_measured(run, name, "could not be written", exc))
+            names.remove(name)
+            cut = [x for x in loaded if x[0] == name]
+            loaded = [x for x in loaded if x[0] != name]
+            steps.total -= 2 * len(cut)
+        steps(f"wrote the {name} form ({sizes[name] / 1024:.1f} KiB)" if name in sizes
+              else f"{name}: could not be written")
     results, callables = [], []
-    for name, dev in loaded:
-        form = run.load(name, dev, threads)
+    for name, dev in list(loaded):
+        try:
+            form = run.load(name, dev, threads)
+        except Exception as exc:  # noqa: BLE001 - as above: the form is reported, not measured
+            if name in ESSENTIAL:
+                raise WorkbenchError(f"the {name} form " + _not_measured(run, name, "could not be loaded",
+                                                                         exc).note[len("not measured: "):]) from None
+            failed.append(_not_measured(run, name, "could not be loaded", exc))
+            steps(f"{name}: could not be loaded")
+            continue
         result = FormResult(form.name, form.runtime, form.device, form.description, file_bytes=sizes[name],
                             layers=(run.csr_plan or {}) if name == "csr" else {})
         if dev == "cuda":
@@ -197,10 +217,20 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
         at = next((i for i, r in enumerate(results) if r.device == "cpu" and r.name in order
                    and order.index(r.name) > order.index("csr")), len(results))
         results.insert(at, skipped)
+    results.extend(failed)              # reported with the reason, not measured
     add_speedups(report)
     report.compact_bytes = _compact_bytes(run_path, folder, trust_code, notes)
     steps("wrote the compact export")
     return report
+
+
+def _not_measured(run: RunForms, name: str, what: str, exc: Exception) -> FormResult:
+    """A form a converter or runtime refused (e.g. onnxruntime's quantizer on a convolution whose weight
+    the export computes): kept in the report with the reason, so the other forms are still measured."""
+    reason = (str(exc).splitlines() or [""])[0][:200]
+    runtime = "onnxruntime" if name.startswith("onnxruntime") else "pytorch"
+    return FormResult(name, runtime, "cpu", run.describe(name),
+                      note=f"not measured: {what} ({type(exc).__name__}: {reason})")
 
 
 def _ort_cuda() -> bool:
