@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QGraphicsItem,
     QMainWindow,
     QMessageBox,
+    QPushButton,
     QSplitter,
     QTabWidget,
     QWidget,
@@ -47,6 +48,7 @@ from workbench.gui.recent_files import RecentFiles
 from workbench.gui.run_trace import RunTrace, load_trace
 from workbench.gui.setup_dock import SetupDock
 from workbench.gui.setup_panel import SetupPanel
+from workbench.gui.tune_dialog import TuneDialog
 from workbench.gui.wheel_guard import WheelGuard
 from workbench.gui.worker import RunQueue, TaskSignals, run_in_pool
 
@@ -78,6 +80,7 @@ class MainWindow(QMainWindow):
         self._warnings: dict[str, str] = {}          # run path -> its latest warning (runner.stall_notice)
         self._closing = False                        # closed while a run was finishing: close after it
         self.focus_path = ""
+        self.tune_dialog: TuneDialog | None = None
         self.queue = RunQueue(self)
         self.live_refresh = StaggeredRefresh(self)
         self._loader = TaskSignals(self)
@@ -149,6 +152,12 @@ class MainWindow(QMainWindow):
         # The window's names for the bar's parts (tests and menus use them).
         self.run_button, self.cancel_button, self.progress = bar.run_button, bar.cancel_button, bar.progress
         self.run_label, self.error_label, self.queue_list = bar.run_label, bar.error_label, bar.queue_list
+        # Tune… beside Run: a study over the method form's knobs (not in the Run menu, whose shortcuts the
+        # help page and its test list exactly)
+        self.tune_button = QPushButton("Tune…")
+        self.tune_button.setToolTip("Search the method's knobs over many runs (an Optuna study) in a dialog")
+        self.tune_button.clicked.connect(self.open_tune_dialog)
+        bar.layout().itemAt(0).layout().addWidget(self.tune_button, 1)     # the bar's Run | Cancel row
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -246,6 +255,21 @@ class MainWindow(QMainWindow):
             config = self.current_config()
             config.seed += i
             self.queue.enqueue(config)
+
+    def open_tune_dialog(self) -> None:
+        """A study over the current setup (its thread, not the run queue's); a running one is brought back."""
+        if self.validation_error():
+            self.show_error(self.validation_error())
+            return
+        if self.tune_dialog is not None and self.tune_dialog.running:
+            self.tune_dialog.show()
+            self.tune_dialog.raise_()
+            return
+        if self.tune_dialog is not None:
+            self.tune_dialog.shutdown()
+            self.tune_dialog.deleteLater()
+        self.tune_dialog = TuneDialog(self.current_config(), self.open_runs, self)
+        self.tune_dialog.show()
 
     def _queue_changed(self) -> None:
         # The bar keeps saying how the last run ended: the queue emptying is no news (see run_bar).
@@ -429,6 +453,8 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.queue.shutdown()
+        if self.tune_dialog is not None:       # a study still running is cancelled (its journal resumes it)
+            self.tune_dialog.shutdown()
         # File reads and exports still running in the pool report back to this window: let them end
         # before it goes (an export is written atomically either way).
         QThreadPool.globalInstance().waitForDone(30000)
