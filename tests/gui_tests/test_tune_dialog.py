@@ -87,6 +87,15 @@ def test_cancel_mid_study_keeps_the_journal_and_the_dialog_usable(dialog, qtbot,
     assert dialog.start_button.isEnabled() and not dialog.cancel_button.isEnabled()
     assert dialog.space.isEnabled()
     assert dialog.error_label.text() == ""
+    # usable: Start again resumes the same study from its journal and runs more trials
+    before = len(dialog.result.trials)
+    dialog.trials.setValue(before + 1)
+    dialog.start()
+    qtbot.waitUntil(lambda: not dialog.running, timeout=240_000)
+    assert dialog.error_label.text() == ""
+    assert dialog.result.ran >= 1 and len(dialog.result.trials) == before + dialog.result.ran
+    assert dialog.result.trials[-1].state == "complete"
+    assert dialog.table.rowCount() == len(dialog.result.trials)      # earlier trials shown too
 
 
 def test_a_bad_range_is_one_line_and_starts_nothing(dialog, tmp_path):
