@@ -241,3 +241,16 @@ def test_pruning_refused_for_two_objectives(tmp_path):
     config = _config("magnitude")
     with pytest.raises(WorkbenchError, match="pruning needs a single objective"):
         Tuner(config, build_space(config), 1, parse_objective("accuracy-ratio"), tmp_path, pruner=PruneTrialOne())
+
+
+def test_a_trial_cancelled_before_its_run_started_is_interrupted_not_finished():
+    # the run loop reports a cancel that lands before the run starts as failed, "cancelled before the
+    # run started": counted as finished, a resumed study ran one trial too few
+    from workbench.engine.tune import was_interrupted
+    from workbench.engine.tune_objective import TrialResult
+
+    assert was_interrupted(TrialResult(3, {}, "failed", error="cancelled before the run started"))
+    assert was_interrupted(TrialResult(3, {}, "failed", error="interrupted"))
+    assert was_interrupted(TrialResult(3, {}, "failed", error="", run_status="cancelled"))
+    assert not was_interrupted(TrialResult(3, {}, "failed", error="disk full", run_status="failed"))
+    assert not was_interrupted(TrialResult(3, {}, "pruned", error="pruned after epoch 1", run_status="cancelled"))

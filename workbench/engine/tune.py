@@ -70,6 +70,15 @@ def study_name_for(config: RunConfig) -> str:
         .replace("/", "_").replace(":", "_")
 
 
+def was_interrupted(result: TrialResult) -> bool:
+    """A trial the study's cancel or a crash cut short: not counted toward --trials, so a resumed study
+    runs it again. A cancel can land before the trial's run starts, which the run loop reports as
+    `failed` with "cancelled before the run started"; a cancelled run file says `cancelled`."""
+    return result.state == "failed" and (result.error in ("cancelled", "interrupted")
+                                         or result.error.startswith("cancelled")
+                                         or result.run_status == "cancelled")
+
+
 class Tuner:
     def __init__(self, config: RunConfig, space: Space, trials: int, objective: Objective, out_dir,
                  *, name: str | None = None, sampler: str = "tpe", pruner="median", ray: RayOptions | None = None):
@@ -177,7 +186,7 @@ class Tuner:
     def _tell(self, study, trial, result: TrialResult) -> None:
         from optuna.trial import TrialState
 
-        interrupted = result.state == "failed" and result.error in ("cancelled", "interrupted")
+        interrupted = was_interrupted(result)
         trial.set_user_attr("result", result.to_dict())
         bound = self.objective.constraint(result)
         if bound is not None and result.state in ("complete", "pruned"):
@@ -227,7 +236,7 @@ class Tuner:
                     for number, result in pool.wait(cancel):
                         self._tell(study, launched.pop(number), result)
                         ran += 1
-                        if not (result.state == "failed" and result.error in ("cancelled", "interrupted")):
+                        if not was_interrupted(result):
                             done += 1
                         if progress is not None:
                             progress(result)
