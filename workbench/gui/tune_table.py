@@ -38,6 +38,7 @@ class SpaceTable(QTableWidget):
 
     def __init__(self, parent=None):
         super().__init__(0, len(SPACE_COLUMNS), parent)
+        self.horizontalHeader().setStretchLastSection(True)     # choices (or the run file) take the room
         self.setHorizontalHeaderLabels(SPACE_COLUMNS)
         self.verticalHeader().setVisible(False)
         self._steps: list[float | None] = []
@@ -100,6 +101,7 @@ class TrialTable(QTableWidget):
 
     def __init__(self, parent=None):
         super().__init__(0, len(TRIAL_COLUMNS), parent)
+        self.horizontalHeader().setStretchLastSection(True)
         self.setHorizontalHeaderLabels(TRIAL_COLUMNS)
         self.verticalHeader().setVisible(False)
         self.setSelectionBehavior(QAbstractItemView.SelectRows)
