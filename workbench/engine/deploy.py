@@ -159,8 +159,7 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
             sizes[name] = run.write(name)
         except Exception as exc:  # noqa: BLE001 - one form a converter refuses must not sink the others
             if name in ESSENTIAL:           # nothing to compare with: the measurement fails, in one line
-                raise WorkbenchError(f"the {name} form " + _not_measured(run, name, "could not be written",
-                                                                         exc).note[len("not measured: "):]) from None
+                raise WorkbenchError(f"the {name} form could not be written {_reason(exc)}") from None
             failed.append(_not_measured(run, name, "could not be written", exc))
             names.remove(name)
             cut = [x for x in loaded if x[0] == name]
@@ -174,8 +173,7 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
             form = run.load(name, dev, threads)
         except Exception as exc:  # noqa: BLE001 - as above: the form is reported, not measured
             if name in ESSENTIAL:
-                raise WorkbenchError(f"the {name} form " + _not_measured(run, name, "could not be loaded",
-                                                                         exc).note[len("not measured: "):]) from None
+                raise WorkbenchError(f"the {name} form could not be loaded {_reason(exc)}") from None
             failed.append(_not_measured(run, name, "could not be loaded", exc))
             steps(f"{name}: could not be loaded")
             continue
@@ -227,10 +225,12 @@ def _measure(run_path, root_attrs, folder, batches, threads, requested, devices,
 def _not_measured(run: RunForms, name: str, what: str, exc: Exception) -> FormResult:
     """A form a converter or runtime refused (e.g. onnxruntime's quantizer on a convolution whose weight
     the export computes): kept in the report with the reason, so the other forms are still measured."""
-    reason = (str(exc).splitlines() or [""])[0][:200]
     runtime = "onnxruntime" if name.startswith("onnxruntime") else "pytorch"
-    return FormResult(name, runtime, "cpu", run.describe(name),
-                      note=f"not measured: {what} ({type(exc).__name__}: {reason})")
+    return FormResult(name, runtime, "cpu", run.describe(name), note=f"not measured: {what} {_reason(exc)}")
+
+
+def _reason(exc: Exception) -> str:
+    return f"({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})"
 
 
 def _ort_cuda() -> bool:

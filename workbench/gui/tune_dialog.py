@@ -152,8 +152,8 @@ class TuneDialog(QDialog):
             out = self.out.text().strip()
             if not out:
                 raise WorkbenchError("give an output folder for the trials' run files")
-            tuner = Tuner(self.config, space, self.trials.value(), objective, out, pruner="none"
-                          if objective.multi else "median")
+            tuner = Tuner(self.config, space, self.trials.value(), objective, out)   # median pruning where
+            # the objective allows it: Tuner drops it for the two-objective study itself
         except WorkbenchError as exc:
             self.set_error(str(exc))
             return
