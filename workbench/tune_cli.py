@@ -25,9 +25,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--model", help="a zoo architecture (pretrained and cached if no --checkpoint) or a model file")
     t.add_argument("--checkpoint", help="a trained model file to compress in every trial")
     t.add_argument("--trust-code", action="store_true", help="allow model files that run code (only ones you trust)")
-    t.add_argument("--dataset", required=True, help="mnist, fashion-mnist, cifar10, tiny, folder:PATH, arrays:PATH")
-    t.add_argument("--method", required=True, help="method key, or a pipeline KEY,KEY (its knobs then are "
+    t.add_argument("--dataset", help="mnist, fashion-mnist, cifar10, tiny, folder:PATH, arrays:PATH (with "
+                   "--preset: the preset's own by default)")
+    t.add_argument("--method", help="method key, or a pipeline KEY,KEY (its knobs then are "
                    "STAGE.K, e.g. kmeans.bits_fc)")
+    t.add_argument("--preset", help="start from a preset (see `workbench presets`): its settings are the base of "
+                   "every trial and its own values the study's first trial, so the study shows what beats it")
     t.add_argument("--trials", type=int, required=True, help="finished trials the study should have (a resumed "
                    "study counts the ones it has)")
     t.add_argument("--out", required=True, help="folder for the run files and the study's journal (on a Ray "
@@ -56,9 +59,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> RunConfig:
+    preset = None
+    if getattr(args, "preset", None):
+        from workbench.core.presets import get_preset, preset_stages
+
+        preset = get_preset(args.preset)
+        if args.method and args.method.replace(",", "+").replace(" ", "") != preset["method"]:
+            raise WorkbenchError(f"preset {args.preset} is for {preset['method']}, not {args.method}")
+        if not args.checkpoint:
+            args.model = args.model or preset.get("model")
+        args.dataset = args.dataset or preset.get("dataset")
+        args.huffman = args.huffman or bool(preset.get("huffman"))
+        stages = preset_stages(args.preset)
+    else:
+        if not args.method:
+            raise WorkbenchError("give --method KEY or --preset NAME (see `workbench methods`, `workbench presets`)")
+        stages = [StageConfig(k.strip()) for k in args.method.replace("+", ",").split(",") if k.strip()]
     if not args.model and not args.checkpoint:
         raise WorkbenchError("give --model (a zoo architecture) or --checkpoint (a trained model)")
-    stages = [StageConfig(k.strip()) for k in args.method.replace("+", ",").split(",") if k.strip()]
+    if not args.dataset:
+        raise WorkbenchError("give --dataset (mnist, fashion-mnist, cifar10, tiny, folder:PATH, arrays:PATH)")
     if not stages:
         raise WorkbenchError("give --method KEY (see `workbench methods`)")
     if args.epochs is not None:
@@ -66,7 +86,8 @@ def config_from_args(args) -> RunConfig:
             stage.train["epochs"] = args.epochs
     settings = settings_from_args(args)
     return RunConfig(dataset=args.dataset, stages=stages, model=args.model, checkpoint=args.checkpoint,
-                     out_dir=args.out, trust_code=args.trust_code, **settings)
+                     out_dir=args.out, trust_code=args.trust_code, preset=getattr(args, "preset", None),
+                     **settings)
 
 
 def run(args) -> int:
@@ -81,8 +102,9 @@ def run(args) -> int:
         if args.workers < 0 or args.gpus_per_trial < 0 or args.retries < 0:
             raise WorkbenchError("--workers, --gpus-per-trial and --retries cannot be negative")
         ray = RayOptions(args.ray, args.workers, args.gpus_per_trial, args.retries)
+    start = [space.values_of(config)] if args.preset else None     # trial 0: the preset as it ships
     tuner = Tuner(config, space, args.trials, parse_objective(args.objective), args.out, name=args.study,
-                  sampler=args.sampler, pruner=args.pruner, ray=ray)
+                  sampler=args.sampler, pruner=args.pruner, ray=ray, enqueue=start)
     if not args.quiet:
         print(f"study {tuner.name} in {tuner.out} ({tuner.objective.text}, {args.trials} trials"
               f"{', on Ray ' + args.ray if args.ray else ''}): " + " ".join(space.describe()), file=sys.stderr)

@@ -254,3 +254,30 @@ def test_a_trial_cancelled_before_its_run_started_is_interrupted_not_finished():
     assert was_interrupted(TrialResult(3, {}, "failed", error="", run_status="cancelled"))
     assert not was_interrupted(TrialResult(3, {}, "failed", error="disk full", run_status="failed"))
     assert not was_interrupted(TrialResult(3, {}, "pruned", error="pruned after epoch 1", run_status="cancelled"))
+
+
+def test_a_study_from_a_preset_tries_the_preset_first(capsys, tmp_path):
+    """--preset: every trial starts from the preset's settings, and trial 0 is the preset as it ships."""
+    from workbench.core.presets import get_preset
+
+    preset = get_preset("hashed-lenet300")
+    out = tmp_path / "study"
+    rc, lines, _ = cli(["--preset", "hashed-lenet300", "--model", "mlp_tiny", "--dataset", "tiny", "--epochs", "1",
+                        "--device", "cpu", "--pretrain-epochs", "2", "--train-subset", "256", "--trials", "2",
+                        "--out", str(out), "--json"], capsys)
+    assert rc == 0
+    assert json.loads(lines[-1])["trials"] == 2
+    first = read_run(next(out.glob("*-trial-0000.h5"))).config
+    stage = first["stages"][0]
+    assert stage["params"]["ratio"] == preset["params"]["ratio"]
+    assert stage["train"]["lr"] == preset["train"]["lr"]
+    second = read_run(next(out.glob("*-trial-0001.h5"))).config["stages"][0]
+    assert second["params"]["ratio"] != preset["params"]["ratio"]       # then the sampler's own proposals
+    assert second["train"]["lr_schedule"] == preset["train"]["lr_schedule"] == "onecycle"   # the preset's base
+
+
+def test_a_preset_for_another_method_is_refused(capsys, tmp_path):
+    rc, _, err = cli(["--preset", "hashed-lenet300", "--method", "magnitude", "--model", "mlp_tiny",
+                      "--trials", "1", "--out", str(tmp_path)], capsys)
+    assert rc == 2 and "preset hashed-lenet300 is for hashed, not magnitude" in err
+    assert not list(tmp_path.glob("*.h5"))

@@ -81,7 +81,8 @@ def was_interrupted(result: TrialResult) -> bool:
 
 class Tuner:
     def __init__(self, config: RunConfig, space: Space, trials: int, objective: Objective, out_dir,
-                 *, name: str | None = None, sampler: str = "tpe", pruner="median", ray: RayOptions | None = None):
+                 *, name: str | None = None, sampler: str = "tpe", pruner="median", ray: RayOptions | None = None,
+                 enqueue: list[dict] | None = None):
         if trials < 1:
             raise WorkbenchError(f"--trials must be at least 1, got {trials}")
         if sampler not in SAMPLERS:
@@ -93,6 +94,7 @@ class Tuner:
         self.out = Path(out_dir).resolve()         # the same path for Ray's workers, whatever their folder
         self.name = name or study_name_for(config)
         self.sampler_name, self.ray = sampler, ray
+        self.enqueue = list(enqueue or [])        # values tried first in a new study (a preset's own)
         if objective.multi and pruner not in (None, "none"):
             if pruner != "median":       # asked for explicitly: say why it cannot be
                 raise WorkbenchError("pruning needs a single objective (Optuna cannot prune a multi-objective "
@@ -215,6 +217,9 @@ class Tuner:
             self._check_record(study)
             done = self._load(study)
             study = self._open(done)                 # the sampler seeded past the trials already run
+            if not study.trials:                     # a new study: its given starting points first
+                for values in self.enqueue:
+                    study.enqueue_trial(values)
             if self.ray is not None:
                 from workbench.engine.tune_ray import RayPool
 

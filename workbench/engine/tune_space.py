@@ -105,6 +105,16 @@ class Space:
     def distributions(self) -> dict:
         return {d.name: d.distribution() for d in self.dims}
 
+    def values_of(self, config: RunConfig) -> dict:
+        """The config's own value of every dimension ({dim name: value}): the trial that is the config
+        itself (`tune --preset` enqueues it first, so the study shows the preset beside its trials)."""
+        out = {}
+        for d in self.dims:
+            stage = config.stages[0 if d.stage is None else d.stage]
+            spec = {s.name: s for s in P.specs(TrainParams if d.part == "train" else get_method(stage.method).Params)}
+            out[d.name] = getattr(stage, d.part).get(d.knob, spec[d.knob].default)
+        return out
+
     def apply(self, config: RunConfig, values: dict) -> RunConfig:
         """A copy of `config` with the fixed values and one trial's `values` ({dim name: value}) set."""
         out = copy.deepcopy(config)
