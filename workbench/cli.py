@@ -31,7 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("runs", nargs="*")
     m = sub.add_parser("methods", help="list methods and their parameters")
     m.add_argument("--json", action="store_true")
-    pr = sub.add_parser("presets", help="list stored presets")
+    pr = sub.add_parser("presets", help="list stored presets; NAME: one in full; promote RUN.h5 NAME: save a "
+                        "finished run's settings as your own preset")
+    pr.add_argument("words", nargs="*", metavar="NAME | promote RUN.h5 NAME",
+                    help="a preset's name to show it in full, or `promote RUN.h5 NAME`")
+    pr.add_argument("--show", metavar="NAME", help="show one preset in full (as `workbench presets NAME`)")
+    pr.add_argument("--description", default="", help="promote: the new preset's description")
+    pr.add_argument("--replace", action="store_true", help="promote: replace a user preset of that name")
     pr.add_argument("--json", action="store_true")
 
     t = sub.add_parser("train", help="pretrain a reference model")
@@ -170,14 +176,50 @@ def cmd_methods(args) -> int:
 
 
 def cmd_presets(args) -> int:
-    from workbench.core.presets import list_presets
+    from workbench.core.preset_text import describe, spread_text
+    from workbench.core.presets import get_preset, is_user_preset, list_presets, preset_file, preset_warnings
 
+    words = list(args.words)
+    if words and words[0] == "promote":
+        return _promote(args, words[1:])
+    if len(words) > 1 or (words and args.show):
+        raise WorkbenchError("presets: give one preset NAME to show, or `promote RUN.h5 NAME`; got "
+                             + " ".join(words + ([args.show] if args.show else [])))
+    if args.description or args.replace:
+        raise WorkbenchError("presets: --description and --replace go with `promote RUN.h5 NAME`")
+    for line in preset_warnings():
+        print(f"warning: {line}", file=sys.stderr)
+    name = args.show or (words[0] if words else None)
+    if name:
+        preset = get_preset(name)
+        if args.json:
+            print(json.dumps(preset))
+        else:
+            where = f"{'user' if is_user_preset(name) else 'shipped'} preset, {preset_file(name)}"
+            print(describe(preset, where))
+        return 0
     presets = list_presets()
     if args.json:
         print(json.dumps(presets))
         return 0
     for p in presets:
-        print(f"{p['name']:<34}{p['method']:<18}{p['model']:<10}{p.get('source', '')}")
+        print(f"{p['name']:<34}{p['method']:<18}{p['model']:<10}{spread_text(p):<32}{p.get('source', '')}"
+              .rstrip())
+    return 0
+
+
+def _promote(args, words: list[str]) -> int:
+    from workbench.engine.promote import promote
+
+    if len(words) != 2:
+        raise WorkbenchError("presets promote: give RUN.h5 NAME (a finished run file and the new preset's name)")
+    preset, path = promote(words[0], words[1], args.description, replace=args.replace)
+    if args.json:
+        print(json.dumps({"name": preset["name"], "path": str(path), "preset": preset}))
+    else:
+        print(f"saved preset {preset['name']} to {path}")
+        if preset.get("needs_reference"):
+            print(f"note: it needs its reference: {preset['needs_reference']}")
     return 0
 
 
