@@ -89,7 +89,7 @@ def measured_lines(measured: dict) -> list[str]:
     if m["accuracy"] is not None:
         lines.append(f"  accuracy {_pm(m['accuracy'], m['accuracy_std'], 2)}%")
     for key, label in (("from", "from"), ("run", "run file"), ("command", "command"), ("date", "date")):
-        if measured.get(key):
+        if measured.get(key) and measured[key] != "run":        # from: "run" says nothing more
             lines.append(f"  {label}: {measured[key]}")
     settings = measured.get("settings")
     if isinstance(settings, dict) and settings:
@@ -109,7 +109,9 @@ def describe(preset: dict, where: str = "") -> str:
         if preset.get(key):
             lines.append(f"{key}: {preset[key]}")
     lines.append("stages:")
-    for i, stage in enumerate(preset.get("stages", []), 1):
+    stages = preset.get("stages") or [{"method": preset.get("method", "?"), "params": preset.get("params", {}),
+                                       "train": preset.get("train", {})}]          # a one-stage preset's form
+    for i, stage in enumerate(stages, 1):
         lines.append(f"  {i}. {stage['method']}: {_knobs(stage.get('params', {})) or '(defaults)'}")
         if stage.get("train"):
             lines.append(f"     train: {_knobs(stage['train'])}")
