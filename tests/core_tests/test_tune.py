@@ -38,8 +38,23 @@ def cli(argv: list[str], capsys) -> tuple[int, list[str], str]:
 
 # --- the space ---------------------------------------------------------------------------------------
 
-def test_space_from_declarations_when_a_method_has_no_table(monkeypatch):
-    monkeypatch.delitem(tune_space.DEFAULT_SPACE, "kmeans")
+def test_default_space_is_the_knobs_tune_declarations():
+    from workbench.core import params as P
+    from workbench.methods import get_method
+
+    declared = {s.name: s.knob.tune for s in P.specs(get_method("sws").Params) if s.knob.tune}
+    dims = {d.name: d for d in build_space(_config("sws")).dims}
+    assert set(dims) == set(declared) | {"lr"}
+    assert declared["tau"] == "5e-4..5e-2:log"
+    assert (dims["tau"].low, dims["tau"].high, dims["tau"].log) == (5e-4, 5e-2, True)
+
+
+def test_space_from_declarations_when_a_method_declares_no_tune_range(monkeypatch):
+    import dataclasses
+
+    real = tune_space.P.specs
+    monkeypatch.setattr(tune_space.P, "specs", lambda cls: [
+        dataclasses.replace(s, knob=dataclasses.replace(s.knob, tune="")) for s in real(cls)])
     space = build_space(_config("kmeans"))
     dims = {d.name: d for d in space.dims}
     # kmeans' non-advanced numeric and choice knobs, as declared: no per-layer map, no advanced knob, no switch

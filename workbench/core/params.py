@@ -38,6 +38,10 @@ class Knob:
     advanced: bool = False
     unit: str = ""
     special: str = ""          # what the minimum means when it is a sentinel (0 -> "all"), shown in forms
+    # Where a tuning study searches this knob by default, in `--space` text ("5e-4..5e-2:log", "a|b"):
+    # the declared min..max is what is *allowed*, often decades wider than where runs land (sampling SWS's
+    # tau over [0, 1e6] would waste nearly every trial). "": not in the method's default space.
+    tune: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class Spec:
             "name": self.name, "type": self.type.__name__, "default": _jsonable(self.default),
             "label": k.label, "help": k.help, "min": k.min, "max": k.max, "step": k.step, "log": k.log,
             "choices": list(k.choices) if k.choices else None, "advanced": k.advanced, "unit": k.unit,
+            "tune": k.tune or None,
         }
 
 

@@ -154,7 +154,8 @@ class Tuner:
                 study.set_user_attr(k, v)
             return
         for key, value in record.items():
-            if attrs.get(key) != value:
+            same = attrs.get(key) == value if key == "objective" else sorted(attrs.get(key, [])) == sorted(value)
+            if not same:                          # the space's order is the declarations', not a setting
                 mine = value if key == "objective" else " ".join(value)
                 theirs = attrs[key] if key == "objective" else " ".join(attrs[key])
                 raise WorkbenchError(f"study {self.name} in {self.out} was made with {key} {theirs}, not {mine}: "

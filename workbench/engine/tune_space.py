@@ -26,27 +26,9 @@ from workbench.core.config import RunConfig, TrainParams
 from workbench.core.errors import ParamError
 from workbench.methods import get_method
 
-# The default space: each method's knobs that decide how much is compressed and how well, over ranges
-# where runs land (the declared ranges are what is *allowed*, often decades wider than what is useful:
-# sampling SWS's tau over [0, 1e6] would waste nearly every trial). A method missing here gets its
-# non-advanced numeric and choice knobs over ranges derived from the declaration (derived_range).
-DEFAULT_SPACE: dict[str, dict[str, str]] = {
-    "dns": {"c_rate": "-1..6", "gamma": "1e-5..1e-3:log", "power": "0.5..2"},
-    "magnitude": {"q_fc": "0.5..3", "q_conv": "0.5..3", "iterations": "1..5", "prune_span": "0.3..1"},
-    "plain": {},
-    "kmeans": {"bits_fc": "2..6", "bits_conv": "3..8", "init": "linear|density|random"},
-    # the soft weight-sharing paper's own tuned knobs (its 13 minus the Gamma hyperprior's four)
-    "sws": {"components": "9..33", "pi_zero": "0.95..0.9995", "init_sigma": "0.01..0.25:log",
-            "tau": "5e-4..5e-2:log", "mixture_lr": "1e-5..1e-3:log", "precision_lr": "3e-4..3e-2:log",
-            "mixing_lr": "3e-4..3e-2:log", "merge_kl": "1e-6..1e-2:log"},
-    "lowrank": {"tau": "1e-3..1e-1:log", "prox_every": "5..100:log", "energy": "0.8..0.99"},
-    "svd": {"energy": "0.7..0.99"},
-    "l1filter": {"prune_ratio": "0.2..0.8", "steps": "1..5", "min_keep": "0.05..0.3"},
-    "slimming": {"prune_ratio": "0.2..0.8", "sparsity_lambda": "1e-5..1e-3:log", "prune_start": "0.2..0.8"},
-    "int8": {"observer": "minmax|percentile|mse", "calibration_batches": "4..64:log"},
-    "hashed": {"ratio": "0.02..0.5:log"},
-    "funhash": {"ratio": "0.02..0.5:log", "u": "1..8", "activation": "tanh|relu|linear"},
-}
+# The default space: each method's knobs that decide how much is compressed and how well, over the
+# ranges their declarations give as `tune=` (core.params.Knob). A method declaring none gets its
+# non-advanced numeric and choice knobs over ranges derived from the declaration (derived_dim).
 DEFAULT_TRAIN = ("lr",)           # searched for every method, around the stage's own value
 # How a result is computed, not what: never in a derived default space (still searchable by --space).
 NOT_TUNED = {"layers", "seed", "kernel", "cache_indices", "prior_eval", "grid_points", "svd_solver",
@@ -263,14 +245,14 @@ def _current(config: RunConfig, stage, part, spec: P.Spec):
 
 
 def default_space(config: RunConfig) -> list[Dim]:
-    """Each stage's default knobs (DEFAULT_SPACE, else derived) and the training knobs of DEFAULT_TRAIN."""
+    """Each stage's default knobs (their `tune=` ranges, else derived) and the training knobs of DEFAULT_TRAIN."""
     names = _stage_names(config)
     dims: list[Dim] = []
     for i, stage in enumerate(config.stages):
-        specs = {s.name: s for s in P.specs(get_method(stage.method).Params)}
-        table = DEFAULT_SPACE.get(stage.method)
-        if table is None:
-            table = {n: "" for n, s in specs.items() if _derivable(s)}
+        specs = P.specs(get_method(stage.method).Params)
+        table = {s.name: s.knob.tune for s in specs if s.knob.tune}
+        if not table:
+            table = {s.name: "" for s in specs if _derivable(s)}
         for knob, text in table.items():
             canon = _canonical(names, i, knob)
             dims.append(parse_dim(config, f"{canon}={text}" if text else canon))

@@ -27,7 +27,7 @@ from workbench.methods.registry import register
 class DNSParams:
     c_rate: float = knob(3.0, "c (all layers)",
                          "thr = mean|w| + c * std|w| per layer; a_k = low x thr, b_k = high x thr. "
-                         "Reference default 3.", min=-5.0, max=20.0, step=0.1)
+                         "Reference default 3.", min=-5.0, max=20.0, step=0.1, tune="-1..6")
     c_rate_layers: LayerMap = knob({}, "Per-layer c", "Overrides, e.g. fc1=6.5,fc2=4,fc3=2.5.",
                                    min=-5.0, max=20.0)
     a_k: LayerMap = knob({}, "a_k (direct)", "Prune threshold per layer, overriding c: fc1=0.05,...",
@@ -39,9 +39,9 @@ class DNSParams:
     band_high: float = knob(1.1, "b_k / thr", "Hysteresis: b_k = this x thr.", min=0.0, max=10.0,
                             step=0.01, advanced=True)
     gamma: float = knob(1e-4, "gamma", "Mask-update probability (1 + gamma t)^(-power).",
-                        min=0.0, max=1.0, log=True)
+                        min=0.0, max=1.0, log=True, tune="1e-5..1e-3:log")
     power: float = knob(1.0, "power", "Exponent of the mask-update probability.", min=0.0, max=10.0,
-                        step=0.1)
+                        step=0.1, tune="0.5..2")
     t_stop: int = knob(14000, "t_stop (iterations)",
                        "No mask updates after this many iterations (reference 8000-14000).",
                        min=0, max=10_000_000)

@@ -52,10 +52,10 @@ from workbench.models.layers import compressible_layers, layer_kind
 class Int8Params:
     calibration_batches: int = knob(32, "Calibration batches", "Training batches whose layer inputs set the "
                                     "activation ranges (fewer when the training set has fewer).", min=1,
-                                    max=100_000)
+                                    max=100_000, tune="4..64:log")
     observer: str = knob("minmax", "Range observer", "minmax: the whole range seen; percentile: 0.01-99.99 % "
                          "of the values (outliers clipped); mse: the range with the least squared error.",
-                         choices=OBSERVERS)
+                         choices=OBSERVERS, tune="minmax|percentile|mse")
     per_channel: bool = knob(True, "Per-channel weights", "One scale per output channel (off: one per layer).")
     quantize_activations: bool = knob(True, "Quantize activations", "Each layer's input to uint8 with a "
                                       "calibrated scale and zero point (off: weights only).")

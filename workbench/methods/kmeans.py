@@ -26,14 +26,14 @@ from workbench.models.layers import layer_kind
 @dataclass
 class KMeansParams:
     bits_fc: int = knob(5, "Bits (FC)", "2^b shared weights per fully connected layer (paper: 5).",
-                        min=1, max=8)
+                        min=1, max=8, tune="2..6")
     bits_conv: int = knob(8, "Bits (conv)", "2^b shared weights per convolutional layer (paper: 8).",
-                          min=1, max=8)
+                          min=1, max=8, tune="3..8")
     bits_layers: LayerMap = knob({}, "Per-layer bits", "Overrides, e.g. fc1=4,fc2=5.", min=1, max=8)
     init: str = knob("linear", "Centroid init",
                      "linear: evenly spaced over [min, max] (paper's choice); density: at quantiles of "
                      "the weights; random: at randomly chosen weights.",
-                     choices=("linear", "density", "random"))
+                     choices=("linear", "density", "random"), tune="linear|density|random")
     kmeans_iters: int = knob(50, "k-means iterations", "Lloyd iterations (stops early when stable).",
                              min=0, max=1000, advanced=True)
     train_centroids: bool = knob(True, "Fine-tune centroids",

@@ -48,9 +48,9 @@ from workbench.models import graph, structure
 from workbench.models.layers import compressible_layers
 
 
-def _energy():
+def _energy(tune: str):
     return knob(0.9, "Energy threshold", "Per layer, keep the smallest rank holding this fraction of the "
-                "energy (paper: 0.8-0.9).", min=0.01, max=1.0, step=0.01)
+                "energy (paper: 0.8-0.9).", min=0.01, max=1.0, step=0.01, tune=tune)
 
 
 def _energy_of():
@@ -116,13 +116,14 @@ def layer_spectra(model: nn.Module, names: list[str], energy: float, energy_of: 
 @dataclass
 class LowRankParams:
     tau: float = knob(0.01, "tau (nuclear norm)", "Weight of tau sum ||Theta||_* over the chosen layers; "
-                      "the prox shrinks singular values by learning rate x tau.", min=0.0, max=100.0, log=True)
+                      "the prox shrinks singular values by learning rate x tau.", min=0.0, max=100.0, log=True,
+                      tune="1e-3..1e-1:log")
     prox_every: int = knob(25, "Prox every (steps)", "Apply the proximal steps every k optimizer steps, "
                            "with the k steps' threshold (1: proximal SGD proper). One CPU thread: k = 25 "
                            "cost 1.1-1.4x a plain step on LeNet-300-100 (1.05x LeNet-5), k = 1 cost "
                            "4.7-11x (1.5-2.7x); on LeNet-300-100 both ended at the same ranks and accuracy.",
-                           min=1, max=100_000)
-    energy: float = _energy()
+                           min=1, max=100_000, tune="5..100:log")
+    energy: float = _energy("0.8..0.99")
     energy_of: str = _energy_of()
     layers: str = _layers()
     group_lambda: float = knob(0.0, "Group Lasso lambda", "Sparse group Lasso weight lambda (0: off); it "
@@ -252,7 +253,7 @@ class LowRank(Method):
 
 @dataclass
 class SVDParams:
-    energy: float = _energy()
+    energy: float = _energy("0.7..0.99")
     energy_of: str = _energy_of()
     layers: str = _layers()
     remove_units: bool = _remove_units()

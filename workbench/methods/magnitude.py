@@ -27,16 +27,16 @@ from workbench.models.layers import compressible_layers, layer_kind
 class MagnitudeParams:
     q_fc: float = knob(1.0, "Quality q (FC)",
                        "Prune |w| < q x std of the layer's weights, for fully connected layers.",
-                       min=0.0, max=20.0, step=0.05)
+                       min=0.0, max=20.0, step=0.05, tune="0.5..3")
     q_conv: float = knob(1.0, "Quality q (conv)", "The same for convolutional layers.",
-                         min=0.0, max=20.0, step=0.05)
+                         min=0.0, max=20.0, step=0.05, tune="0.5..3")
     q_layers: LayerMap = knob({}, "Per-layer q", "Overrides for single layers, e.g. fc1=2.2,fc3=1.0.",
                               min=0.0, max=20.0)
     iterations: int = knob(3, "Prune/retrain cycles",
                            "Prunes spread evenly over the first prune_span of the stage's epochs; q grows "
-                           "linearly to its final value.", min=1, max=100)
+                           "linearly to its final value.", min=1, max=100, tune="1..5")
     prune_span: float = knob(1.0, "Prune span", "Fraction of the stage's epochs over which the prunes are "
-                             "spread; the rest retrains the final mask.", min=0.01, max=1.0, step=0.05)
+                             "spread; the rest retrains the final mask.", min=0.01, max=1.0, step=0.05, tune="0.3..1")
     std_at: str = knob("prune", "Std taken at", "prune: at each prune, over the whole tensor (zeros "
                        "included); start: once, at the start of the stage.", choices=("prune", "start"),
                        advanced=True)

@@ -61,7 +61,7 @@ def _scope(default: str):
 class L1FilterParams:
     target: str = _target()
     prune_ratio: float = knob(0.5, "Prune ratio", "Fraction of the channels (filters, units) to remove, "
-                              "counted in coupled groups.", min=0.0, max=0.95, step=0.05)
+                              "counted in coupled groups.", min=0.0, max=0.95, step=0.05, tune="0.2..0.8")
     flops_target: float = knob(0.5, "FLOPs kept", "With target = flops: fraction of the dense model's "
                                "multiply-adds to keep (0.5: 2x fewer).", min=0.05, max=1.0, step=0.05)
     latency_target: float = knob(0.5, "Latency kept", "With target = latency: fraction of the dense model's "
@@ -73,11 +73,11 @@ class L1FilterParams:
                               "at (1: one sample at a time, as served).", min=1, max=4096)
     scope: str = _scope("layer")
     min_keep: float = knob(0.1, "Min kept per layer", "Every layer keeps at least this fraction of its "
-                           "outputs (and at least one).", min=0.0, max=1.0, step=0.05)
+                           "outputs (and at least one).", min=0.0, max=1.0, step=0.05, tune="0.05..0.3")
     keep_layers: LayerMap = knob({}, "Per-layer min kept", "Overrides of min_keep for single layers, e.g. "
                                  "conv1=1 keeps conv1 whole.", min=0.0, max=1.0)
     steps: int = knob(1, "Prune steps", "1: one-shot; more: iterative, the target reached in equal steps.",
-                      min=1, max=50)
+                      min=1, max=50, tune="1..5")
     prune_start: float = knob(0.0, "Prune start", "Fraction of the stage's epochs trained before the first "
                               "prune.", min=0.0, max=0.95, step=0.05)
     prune_span: float = knob(0.5, "Prune span", "Fraction of the stage's epochs the prune steps spread over; "
@@ -97,10 +97,10 @@ class SlimmingParams(L1FilterParams):
     scope: str = _scope("global")
     prune_start: float = knob(0.5, "Prune start", "Fraction of the stage's epochs trained with the sparsity "
                               "penalty before the first prune (the paper trains to convergence first).",
-                              min=0.0, max=0.95, step=0.05)
+                              min=0.0, max=0.95, step=0.05, tune="0.2..0.8")
     sparsity_lambda: float = knob(1e-4, "Sparsity lambda", "L1 penalty lambda sum |gamma| on the BatchNorm "
                                   "scales of removable channels until the last prune (paper: 1e-4, 1e-5).",
-                                  min=0.0, max=0.1, log=True)
+                                  min=0.0, max=0.1, log=True, tune="1e-5..1e-3:log")
 
 
 class _Structured(Method):

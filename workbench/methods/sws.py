@@ -44,10 +44,10 @@ EXACT_CHUNK = 1 << 15           # points per chunk of the N x J (or G x J) evalu
 class SWSParams:
     components: int = knob(17, "Components",
                            "Mixture components in total, the fixed zero component included (paper: 17 = "
-                           "2^4 + 1; 64 for the wide ResNet).", min=2, max=1025)
+                           "2^4 + 1; 64 for the wide ResNet).", min=2, max=1025, tune="9..33")
     pi_zero: float = knob(0.99, "pi_0 (zero component)",
                           "Fixed mixing weight of the zero component (mu_0 = 0, never learned). Paper: "
-                          "0.99-0.999. Larger prunes more.", min=0.0, max=0.999999, step=0.001)
+                          "0.99-0.999. Larger prunes more.", min=0.0, max=0.999999, step=0.001, tune="0.95..0.9995")
     init_sigma: float = knob(0.05, "Initial sigma",
                              "Initial standard deviation of every component, in weight units. Paper: "
                              "0.25. The default is narrower: with 0.25 and pi_0 = 0.99 the zero component "
@@ -55,7 +55,7 @@ class SWSParams:
                              "weight is pruned unless training has first grown the precisions (about "
                              "4 epochs at the paper's rates); this project's calibration runs also did better "
                              "on LeNet-300 with narrower initial components.",
-                             min=1e-6, max=10.0, log=True)
+                             min=1e-6, max=10.0, log=True, tune="0.01..0.25:log")
     init_range: float = knob(0.0, "Initial mean range",
                              "0: the other means start evenly spaced over [-r, r] with r the 99.9th "
                              "percentile of the pretrained |w|; r > 0: over [-r, r] (the paper's example: "
@@ -67,7 +67,7 @@ class SWSParams:
     tau: float = knob(0.005, "tau (prior weight)",
                       "Weight of the prior term. Reference code: 0.003-0.005 with per_sample scaling; "
                       "the paper's text: 0.05 with a summed loss. The Gamma hyperprior is inside the "
-                      "tau-scaled term, as in the reference code.", min=0.0, max=1e6, log=True)
+                      "tau-scaled term, as in the reference code.", min=0.0, max=1e6, log=True, tune="5e-4..5e-2:log")
     prior_scaling: str = knob("per_sample", "Prior scaling",
                               "per_sample (default): loss = mean CE + tau * (-log p(w) - log p(lambda)) "
                               "/ N_train, the reference code's convention: the prior is a once-per-data-"
@@ -92,20 +92,20 @@ class SWSParams:
     mixture_lr: float = knob(1e-4, "Means learning rate",
                              "Learning rate of the component means (paper: 1e-4 with Adam; the paper "
                              "calls it very sensitive). Scaled by the stage's LR schedule.",
-                             min=0.0, max=10.0, log=True)
+                             min=0.0, max=10.0, log=True, tune="1e-5..1e-3:log")
     precision_lr: float = knob(3e-3, "Log-precision learning rate",
                                "Learning rate of the log-precisions log(1/sigma^2) (paper: 3e-3).",
-                               min=0.0, max=10.0, log=True)
+                               min=0.0, max=10.0, log=True, tune="3e-4..3e-2:log")
     mixing_lr: float = knob(3e-3, "Log-mixing learning rate",
                             "Learning rate of the log-mixing weights of the non-zero components "
-                            "(paper: 3e-3).", min=0.0, max=10.0, log=True)
+                            "(paper: 3e-3).", min=0.0, max=10.0, log=True, tune="3e-4..3e-2:log")
     include_bias: bool = knob(True, "Biases under the prior",
                               "Put the compressible layers' biases under the prior too (and snap them), as "
                               "the reference code does with all trainable weights.")
     merge_kl: float = knob(1e-3, "Merge threshold (KL)",
                            "After training, merge components whose symmetric KL divergence KL(a|b) + "
                            "KL(b|a) is below this (reference code: 1e-10, one-sided).", min=0.0, max=1e6,
-                           log=True)
+                           log=True, tune="1e-6..1e-2:log")
     prior_eval: str = knob("grid", "Prior evaluation",
                            "grid (default): bin the weights onto a fine grid (O(weights + grid x "
                            "components) per step); exact: direct O(weights x components) evaluation.",

@@ -32,11 +32,11 @@ class FunHashParams:
                               "space included (0.125 = 1/8).")
     space: str = knob("shared", "Compression space", "shared: one table for all layers (HFH, one global "
                       "ratio); per_layer: one table per layer (FunHashNN).", choices=("shared", "per_layer"))
-    u: int = knob(4, "Hash functions U", "Values fetched per virtual weight (paper: 4).", min=1, max=16)
+    u: int = knob(4, "Hash functions U", "Values fetched per virtual weight (paper: 4).", min=1, max=16, tune="1..8")
     g_widths: str = knob("4,2,1", "g widths", "Widths of the reconstruction network's layers after its U "
                          "inputs, ending in 1 (paper: 4,2,1; 1 = a learned weighted sum; none = the plain sum).")
     activation: str = knob("tanh", "g activation", "Between g's layers (paper: tanh).",
-                           choices=("tanh", "relu", "linear"))
+                           choices=("tanh", "relu", "linear"), tune="tanh|relu|linear")
     shared_g: bool = knob(True, "Share g", "One reconstruction network for all layers (else one per layer; "
                           "the paper does not say). With a shared space, one g was better where it trained "
                           "but stalled at high learning rates where per-layer g trained (README).")

@@ -16,7 +16,7 @@ from workbench.methods.registry import register
 
 
 def ratio_knob(help_text: str):
-    return knob(0.125, "Ratio", help_text, min=1e-5, max=1.0, log=True, step=0.005)
+    return knob(0.125, "Ratio", help_text, min=1e-5, max=1.0, log=True, step=0.005, tune="0.02..0.5:log")
 
 
 def common_config(p) -> dict:
