@@ -3,7 +3,10 @@ with the equivalent CLI command of a run one click away and CSV export.
 
 Repeats (completed runs that differ only in their seed: engine.compare.repeat_sets) are one row while
 "Group repeats" is ticked: each figure's mean ± sample std, sorted by the mean, the members in its
-tooltip; selecting it selects its runs. Unticked, the runs' own rows show instead."""
+tooltip; selecting it selects its runs. Unticked, the runs' own rows show instead.
+
+"Watch folder…" asks the window to follow a folder's run files (gui/folder_watch.py); the watch bar in the
+button row says which folder, how many runs, and stops it."""
 
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from workbench.core.errors import WorkbenchError
 from workbench.engine.compare import config_key, repeat_sets
 from workbench.engine.repeats import spread
 from workbench.gui.deploy_figures import compare_figures
+from workbench.gui.folder_watch import WatchBar
 from workbench.gui.run_trace import RunTrace
 from workbench.methods import get_method
 
@@ -151,12 +155,13 @@ class CompareView(QWidget):
     status = Signal(str)                # one line for the status bar (e.g. what was copied)
     export_requested = Signal(str)      # run path
     open_requested = Signal()
+    watch_requested = Signal()          # "Watch folder…": the window asks which folder
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.traces: dict[str, RunTrace] = {}
         self._keys: dict[str, str] = {}          # run path -> config_key, once the run has completed
-        self._shown_groups: list[list[str]] = []  # the groups that have a row now
+        self._shown_groups: list[tuple] = []   # the groups that have a row now: (path, id of its trace)
         self.table = QTableWidget(0, len(COLUMNS))
         for i, (name, tip) in enumerate(COLUMNS):
             item = QTableWidgetItem(header_text(name))
@@ -178,7 +183,8 @@ class CompareView(QWidget):
             lambda: self.selection_changed.emit(self.selected_paths()))
         buttons = QHBoxLayout()
         for text, slot in (("Open runs…", self.open_requested.emit), ("Copy CLI command", self.copy_cli),
-                           ("Export model…", self._export), ("Remove", self.remove_selected)):
+                           ("Export model…", self._export), ("Remove", self.remove_selected),
+                           ("Watch folder…", self.watch_requested.emit)):
             b = QPushButton(text)
             b.clicked.connect(slot)
             buttons.addWidget(b)
@@ -188,7 +194,10 @@ class CompareView(QWidget):
                                   "as one row: mean ± sample std of each figure; hover it for its runs")
         self.group_box.toggled.connect(lambda _: self._regroup())
         buttons.addWidget(self.group_box)
-        buttons.addStretch(1)
+        self.watch_bar = WatchBar()            # takes the row's spare room while a folder is watched
+        self.watch_bar.label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        buttons.addWidget(self.watch_bar, 1)
+        buttons.addStretch(0)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(buttons)
@@ -226,8 +235,10 @@ class CompareView(QWidget):
             self.table.setItem(row, col, item)
         self.table.resizeRowToContents(row)      # the figures' two lines
         self.table.setSortingEnabled(True)
-        if trace.status == "completed" and trace.path not in self._keys:
+        if trace.status == "completed":    # again each time: a watched file may be replaced by another run
             self._keys[trace.path] = config_key(trace.config)
+        else:
+            self._keys.pop(trace.path, None)
         self._regroup()
 
     # --- groups of repeats ------------------------------------------------------------------------
@@ -240,10 +251,12 @@ class CompareView(QWidget):
     def _regroup(self) -> None:
         """Group rows for the groups there are now, members hidden while grouping is on. The group rows
         are rebuilt only when the groups changed (a run completed, was opened or removed), not on each
-        live point of a running run, which would drop a selected group row's selection."""
+        live point of a running run, which would drop a selected group row's selection; nor when a member
+        was read again (a watched folder's file replaced), whose new trace must show in the figures."""
         groups = self.groups() if self.group_box.isChecked() else []
-        if groups != self._shown_groups:
-            self._shown_groups = groups
+        shown = [tuple((p, id(self.traces[p])) for p in members) for members in groups]
+        if shown != self._shown_groups:
+            self._shown_groups = shown
             self.table.setSortingEnabled(False)
             for row in reversed(range(self.table.rowCount())):
                 if self._members(row):
@@ -339,8 +352,13 @@ class CompareView(QWidget):
         return list(dict.fromkeys(paths))
 
     def remove_selected(self) -> None:
-        for path in self.selected_paths():
-            self.table.removeRow(self._row_of(path))
+        self.remove_paths(self.selected_paths())
+
+    def remove_paths(self, paths: list[str]) -> None:
+        """Take these runs out of the table (selected, or their files gone from a watched folder)."""
+        for path in paths:
+            if self._row_of(path) >= 0:
+                self.table.removeRow(self._row_of(path))
             self.traces.pop(path, None)
             self._keys.pop(path, None)
         self._regroup()

@@ -1,6 +1,6 @@
 """The main window: wires the setup and method panels, the run queue, the live plots, the comparison
 table and the Deploy tab together. It computes nothing itself: runs and deployment measurements go to the
-RunQueue's thread (one at a time), files to the thread pool."""
+RunQueue's thread (one at a time), files to the thread pool (run_files: opened, recent, a watched folder)."""
 
 from __future__ import annotations
 
@@ -44,13 +44,13 @@ from workbench.gui.plots import (
     SpectrumPlot,
     export_plot,
 )
-from workbench.gui.recent_files import RecentFiles
-from workbench.gui.run_trace import RunTrace, load_trace
+from workbench.gui.run_files import RunFiles
+from workbench.gui.run_trace import RunTrace
 from workbench.gui.setup_dock import SetupDock
 from workbench.gui.setup_panel import SetupPanel
 from workbench.gui.tune_dialog import TuneDialog
 from workbench.gui.wheel_guard import WheelGuard
-from workbench.gui.worker import RunQueue, TaskSignals, run_in_pool
+from workbench.gui.worker import RunQueue
 
 # The tabs beside the histogram, as (attribute, tab title, class). Each follows the histogram's layer and
 # point; with the histogram they are the per-layer plots of the focused run (MainWindow.layer_plots).
@@ -83,9 +83,6 @@ class MainWindow(QMainWindow):
         self.tune_dialog: TuneDialog | None = None
         self.queue = RunQueue(self)
         self.live_refresh = StaggeredRefresh(self)
-        self._loader = TaskSignals(self)
-        self._loader.done.connect(self._file_loaded)
-        self._loader.failed.connect(lambda key, msg: self.show_error(f"{Path(key).name}: {msg}"))
 
         self.setup = SetupPanel()
         self.methods = MethodPanel()
@@ -161,10 +158,8 @@ class MainWindow(QMainWindow):
 
     def _build_menu(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        act = QAction("&Open runs…", self, shortcut=QKeySequence.Open)
-        act.triggered.connect(self.open_runs_dialog)
-        file_menu.addAction(act)
-        self.recent = RecentFiles(self.settings, file_menu.addMenu("Open &recent"), self.open_runs)
+        self.files = RunFiles(self, file_menu)       # Open runs…, Open recent, Watch folder…
+        self.recent, self.watch = self.files.recent, self.files.watch
         file_menu.addSeparator()
         for text, slot in (("Export &model…", self.export_selected), ("Export &plot…", self.export_plot_dialog),
                            ("Export table as &CSV…", self.export_csv_dialog)):
@@ -217,7 +212,6 @@ class MainWindow(QMainWindow):
         self.compare.selection_changed.connect(self._selection_changed)
         self.compare.status.connect(self.show_status)
         self.compare.export_requested.connect(self.export_run)
-        self.compare.open_requested.connect(self.open_runs_dialog)
 
     # --- running ------------------------------------------------------------------------------------
     def current_config(self) -> RunConfig:
@@ -323,7 +317,7 @@ class MainWindow(QMainWindow):
         else:
             self.statusBar().showMessage(f"run {fin.status}: {Path(fin.run_path).name}", 10000)
         if fin.run_path:
-            self._load(fin.run_path)       # the file has the summary; read it off the GUI thread
+            self.files.load(fin.run_path)  # the file has the summary; read it off the GUI thread
         self.run_bar.finished(fin)
         if self._closing:                  # the user closed the window while this run was finishing
             self.close()                   # the queue is idle now: closeEvent stops its thread
@@ -335,31 +329,9 @@ class MainWindow(QMainWindow):
     def show_status(self, text: str, ms: int = 8000) -> None:
         self.statusBar().showMessage(app_words(text), ms)
 
-    # --- files ------------------------------------------------------------------------------------------
-    def open_runs_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open run files", self.settings.value("out_dir", ""),
-                                                "Run files (*.h5);;All files (*)")
-        self.open_runs(paths)
-
+    # --- files (run_files.RunFiles reads them and calls back refresh_views) --------------------------------
     def open_runs(self, paths: list[str]) -> None:
-        for path in paths:
-            self._load(path)
-
-    def _load(self, path: str) -> None:
-        run_in_pool(lambda: load_trace(path), path, self._loader)      # with its deployment report
-
-    def _file_loaded(self, path: str, trace: RunTrace) -> None:
-        # a live row update still pending holds the run's live trace ("running"): the file is newer
-        self.live_refresh.discard(lambda key: key == f"table:{path}")
-        old = self.traces.get(path)
-        if trace.deploy is None and old is not None and old.deploy is not None:
-            trace.deploy = old.deploy     # measured here but not (or not yet, when this was read) in the file
-        self.traces[path] = trace
-        if self.focus_path not in self.traces:
-            self.focus_path = path      # nothing shown yet: the opened run fills the per-layer plots
-        self.compare.add_or_update(trace)
-        self.recent.add(path)
-        self._show_traces()
+        self.files.open(paths)
 
     def _selection_changed(self, paths: list[str]) -> None:
         if paths:
@@ -453,6 +425,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.queue.shutdown()
+        self.watch.stop()                      # no scan starts after this
         if self.tune_dialog is not None:       # a study still running is cancelled (its journal resumes it)
             self.tune_dialog.shutdown()
         # File reads and exports still running in the pool report back to this window: let them end
