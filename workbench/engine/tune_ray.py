@@ -36,9 +36,15 @@ def _trial_task(config_json: str, number: int, params: dict, objective: Objectiv
     from workbench.engine.tune_trial import Reporter, run_trial
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))   # one CPU per trial
+    import ray
+
     config = RunConfig.from_json(config_json)
     reporter = None if storage is None else Reporter.from_storage(storage, study_name, number, pruner)
-    return run_trial(config, number, params, objective, reporter).to_dict()
+    result = run_trial(config, number, params, objective, reporter)
+    # host:pid names the process; on a cluster of several nodes on one host (or a node restarted on the
+    # same host) the node says where Ray placed the trial
+    result.worker += f" node {ray.get_runtime_context().get_node_id()[:8]}"
+    return result.to_dict()
 
 
 class RayPool:
