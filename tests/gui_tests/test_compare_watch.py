@@ -116,7 +116,8 @@ def test_unreadable_files_are_skipped_and_named_once(qtbot, window, runs, watche
     qtbot.waitUntil(lambda: _shown(window, str(watched / A)), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: bool(notices), timeout=WAIT_MS)        # after the one retry
     (notice,) = notices
-    assert "garbage.h5" in notice and "foreign.h5 (" in notice and "not a workbench run" in notice
+    assert "garbage.h5 is not a readable HDF5 run file" in notice
+    assert "foreign.h5 is an HDF5 file but not a workbench run" in notice
     assert "garbage.h5" in window.statusBar().currentMessage()
 
     # a run file still being copied: half of it fails quietly; whole, it is read

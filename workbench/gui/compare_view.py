@@ -194,13 +194,14 @@ class CompareView(QWidget):
                                   "as one row: mean ± sample std of each figure; hover it for its runs")
         self.group_box.toggled.connect(lambda _: self._regroup())
         buttons.addWidget(self.group_box)
-        self.watch_bar = WatchBar()            # takes the row's spare room while a folder is watched
-        self.watch_bar.label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
-        buttons.addWidget(self.watch_bar, 1)
-        buttons.addStretch(0)
+        buttons.addStretch(1)
+        # its own row, shown only while watching: in the button row at 1280x800 it had about 130 px, too
+        # few for any folder's name (looked at under Xvfb)
+        self.watch_bar = WatchBar()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(buttons)
+        layout.addWidget(self.watch_bar)
         layout.addWidget(self.table)
 
     # --- rows -----------------------------------------------------------------------------------

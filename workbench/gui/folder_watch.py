@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QFileSystemWatcher, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QFileSystemWatcher, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
 from workbench.gui.run_trace import RunTrace, load_trace
@@ -207,7 +207,8 @@ class FolderWatch(QObject):
             # A run read before that fails now keeps its row (as last read) until it reads again.
             if self._bad.get(path) == scan.seen[path] and path not in self._retried:
                 self._retried.add(path)
-                unreadable.append(f"{Path(path).name} ({why})")
+                name = Path(path).name      # the reader's messages begin with the file's name
+                unreadable.append(why if why.startswith(name) else f"{name}: {why}")
             elif self._bad.get(path) != scan.seen[path]:
                 self._bad[path] = scan.seen[path]
                 self._retried.discard(path)
@@ -229,8 +230,8 @@ class FolderWatch(QObject):
 
 
 class WatchBar(QWidget):
-    """ "Watching DIR (N runs) [Stop]" in the Compare tab's button row, hidden when no folder is watched;
-    the folder is elided in the middle to the room there is (whole in the tooltip)."""
+    """ "Watching DIR (N runs) [Stop]" above the Compare table, hidden when no folder is watched; the
+    folder is elided in the middle where the row is too narrow (whole in the tooltip)."""
 
     stop_requested = Signal()
 
@@ -240,13 +241,15 @@ class WatchBar(QWidget):
         self.label = QLabel()
         self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.label.setMinimumWidth(120)
+        self.label.installEventFilter(self)    # elided again whenever the label's width changes
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop watching the folder; its runs stay in the table")
         self.stop_button.clicked.connect(self.stop_requested)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.label, 1)
+        layout.addWidget(self.label, 1)        # no wider than its text (_elide): Stop follows the text
         layout.addWidget(self.stop_button)
+        layout.addStretch(0)
         self.setVisible(False)
 
     def show_state(self, folder: str, count: int) -> None:
@@ -268,10 +271,12 @@ class WatchBar(QWidget):
             self.label.setText("")
             return
         metrics = self.label.fontMetrics()
+        self.label.setMaximumWidth(metrics.horizontalAdvance(self.text()) + 8)
         rest = metrics.horizontalAdvance(f"Watching  ({self._runs()})")
         folder = metrics.elidedText(self.folder, Qt.ElideMiddle, max(self.label.width() - rest, 40))
         self.label.setText(f"Watching {folder} ({self._runs()})")
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        super().resizeEvent(event)
-        self._elide()
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt API
+        if watched is self.label and event.type() == QEvent.Type.Resize:
+            self._elide()
+        return False
