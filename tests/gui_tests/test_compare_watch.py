@@ -98,6 +98,13 @@ def test_watch_adds_rereads_groups_and_removes(qtbot, window, runs, watched, mon
     assert bar.text() == f"Watching {watched} (1 run)"
     assert "left the watched folder" in window.statusBar().currentMessage()
 
+    notices = []
+    window.watch.notice.connect(notices.append)
+    shutil.rmtree(watched)                                       # the folder itself goes: the watch stops
+    qtbot.waitUntil(lambda: window.watch.folder == "", timeout=WAIT_MS)
+    assert str(a) not in window.traces and window.compare.table.rowCount() == 0 and bar.isHidden()
+    assert notices == [f"stopped watching {watched}: No such file or directory"]
+
     threads = window.watch.read_threads                          # read in the pool, never on the GUI thread
     assert threads and threading.main_thread().ident not in threads
     assert window.recent.paths() == []                           # a study's trials do not flood Open recent

@@ -59,6 +59,7 @@ class Scan:
     read: dict[str, RunTrace] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     missing: str = ""               # why the folder itself could not be listed
+    folder_gone: bool = False       # ... because it is no longer there (its runs are gone with it)
     thread: int = 0                 # the thread that read the files (never the GUI thread)
 
 
@@ -69,6 +70,7 @@ def scan_folder(folder: str, known: dict[str, tuple]) -> Scan:
         paths = run_files(folder)
     except OSError as exc:
         scan.missing = exc.strerror or str(exc)
+        scan.folder_gone = isinstance(exc, (FileNotFoundError, NotADirectoryError))
         return scan
     for path in paths:
         sig = signature(path)
@@ -175,8 +177,10 @@ class FolderWatch(QObject):
         self._scanning = False
         self.read_threads.add(scan.thread)
         if scan.missing:
-            folder = self.folder
-            self.stop()                            # its runs stay in the app, as after Stop
+            folder, runs = self.folder, self.runs
+            self.stop()
+            if scan.folder_gone and runs:          # deleted with their folder; otherwise they stay, as after Stop
+                self.gone.emit(runs)
             self.notice.emit(f"stopped watching {folder}: {scan.missing}")
             return
         left = [p for p in self._runs if p not in scan.seen]
