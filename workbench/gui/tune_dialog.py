@@ -1,10 +1,14 @@
-"""The Tune dialog: a study (engine.tune.Tuner) over the current setup's knobs, with a live trial table.
+"""The Tune dialog: a study (engine.tune.Tuner) over the current setup's knobs, with live trials.
 
 The space comes pre-filled from build_space's defaults for the setup's method or pipeline and is edited
-as a table; Start checks it with the CLI's own parser (one line for anything wrong, nothing started) and
-runs the Tuner on a QThread: trials come back through a queued signal, so the GUI thread only fills rows.
-Cancel sets the study's CancelToken: the running trial's file is kept as cancelled, the journal stays
-resumable (Start again with the same folder resumes it).
+as a table; the study's options (sampler, pruner, where the trials run) sit in a compact grid
+(tune_options). Start checks everything with the CLI's own parsers (one line for anything wrong, nothing
+started) and runs the Tuner on a QThread. The GUI thread only fills rows: a timer (POLL_MS) reads the
+trials the Tuner has launched (Tuner.results(), thread-safe) and the running trials' progress
+(tune_live.LiveTrials, fed by the run events on the study's thread), and fills the rows that changed; a
+finished trial also comes at once through a queued signal. Cancel sets the study's CancelToken: the
+running trial's file is kept as cancelled, the journal stays resumable (Start again with the same folder
+resumes it). The "Knobs vs outcome" tab draws the finished trials as parallel coordinates.
 """
 
 from __future__ import annotations
@@ -14,16 +18,13 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QSpinBox,
+    QTabWidget,
     QVBoxLayout,
 )
 
@@ -31,11 +32,14 @@ from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import CancelToken
 from workbench.engine.tune import Tuner
-from workbench.engine.tune_objective import parse_objective
+from workbench.engine.tune_objective import TrialResult, parse_objective
 from workbench.engine.tune_space import build_space
+from workbench.gui.plots.parallel_plot import ParallelPlot
+from workbench.gui.tune_live import LiveTrials
+from workbench.gui.tune_options import TuneOptions
 from workbench.gui.tune_table import SpaceTable, TrialTable
 
-OBJECTIVE_CHOICES = ("accuracy-ratio", "ratio-at-drop=1", "accuracy-at-ratio=10")
+POLL_MS = 250          # the rows' refresh: at most four times a second, however often the runs report
 
 
 class _TuneWorker(QObject):
@@ -48,11 +52,11 @@ class _TuneWorker(QObject):
         super().__init__()
         self.thread_ident: int | None = None     # the thread the study ran on (tests check it is not the GUI's)
 
-    @Slot(object, object)
-    def run(self, tuner: Tuner, token: CancelToken) -> None:
+    @Slot(object, object, object)
+    def run(self, tuner: Tuner, token: CancelToken, events) -> None:
         self.thread_ident = threading.get_ident()
         try:
-            result, error = tuner.run(progress=self.trial.emit, cancel=token), ""
+            result, error = tuner.run(progress=self.trial.emit, cancel=token, events=events), ""
         except WorkbenchError as exc:
             result, error = None, str(exc)
         except Exception as exc:  # noqa: BLE001 - the app stays up; the line says what broke
@@ -64,7 +68,7 @@ class _TuneWorker(QObject):
 class TuneDialog(QDialog):
     """Non-modal; `open_runs(paths)` is the main window's way to add run files to Compare."""
 
-    _start = Signal(object, object)
+    _start = Signal(object, object, object)
 
     def __init__(self, config: RunConfig, open_runs: Callable[[list[str]], None], parent=None):
         super().__init__(parent)
@@ -74,24 +78,11 @@ class TuneDialog(QDialog):
         self.tuner: Tuner | None = None
         self.token: CancelToken | None = None
         self.result = None                       # the last StudyResult
+        self.live = LiveTrials()
 
         self.space = SpaceTable()
-        self.trials = QSpinBox(minimum=1, maximum=10000, value=20)
-        self.objective = QComboBox(editable=True)
-        self.objective.addItems(OBJECTIVE_CHOICES)
-        self.objective.setToolTip("accuracy-ratio: the Pareto front of accuracy against storage ratio; "
-                                  "ratio-at-drop=X: the largest ratio losing at most X accuracy points; "
-                                  "accuracy-at-ratio=R: the best accuracy at a ratio of at least R")
-        self.out = QLineEdit(str(Path(config.out_dir or "runs") / "tune"))
-        self.out.setToolTip("the trials' run files and the study's journal; the same folder resumes the study")
-        form = QFormLayout()
-        form.addRow("Trials", self.trials)
-        form.addRow("Objective", self.objective)
-        form.addRow("Output folder", self.out)
-        where = QLabel("Trials run here, one after another.")
-        where.setToolTip("Ray (several workers or a cluster) is not offered in the app yet: use "
-                         "`workbench tune --ray local|ADDRESS` from the command line")
-        form.addRow("Where", where)
+        self.options = TuneOptions(str(Path(config.out_dir or "runs") / "tune"))
+        self.trials, self.objective, self.out = self.options.trials, self.options.objective, self.options.out
 
         self.start_button = QPushButton("Start")
         self.cancel_button = QPushButton("Cancel")
@@ -101,31 +92,39 @@ class TuneDialog(QDialog):
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.compare_button.clicked.connect(self.open_selected)
+        self.status_label = QLabel("")
         buttons = QHBoxLayout()
         for b in (self.start_button, self.cancel_button, self.compare_button):
             buttons.addWidget(b)
-        buttons.addStretch(1)
+        buttons.addWidget(self.status_label, 1)
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color: #b00020")
         self.error_label.setWordWrap(True)
-        self.status_label = QLabel("")
         self.table = TrialTable()
+        self.plot = ParallelPlot()
+        self.plot.trial_clicked.connect(self._select_trial)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.table, "Trials")
+        self.tabs.addTab(self.plot, "Knobs vs outcome")
+        self.tabs.setMinimumHeight(220)
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Search space (unchecked knobs keep the setup's value)"))
         layout.addWidget(self.space, 2)
-        layout.addLayout(form)
+        layout.addWidget(self.options)
         layout.addLayout(buttons)
         layout.addWidget(self.error_label)
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.table, 3)
-        self.resize(760, 640)
+        layout.addWidget(self.tabs, 3)
+        self.resize(900, 720)
 
+        self._poll_timer = QTimer(self)
+        self._poll_timer.setInterval(POLL_MS)
+        self._poll_timer.timeout.connect(self._poll)
         self._thread = QThread(self)
         self.worker = _TuneWorker()
         self.worker.moveToThread(self._thread)
         self._start.connect(self.worker.run)
-        self.worker.trial.connect(self._trial)
+        self.worker.trial.connect(self._show_result)
         self.worker.done.connect(self._done)
         self._thread.start()
         try:
@@ -149,50 +148,72 @@ class TuneDialog(QDialog):
         try:
             space = build_space(self.config, self.space.entries(), defaults=False)
             objective = parse_objective(self.objective.currentText())
-            out = self.out.text().strip()
-            if not out:
-                raise WorkbenchError("give an output folder for the trials' run files")
-            tuner = Tuner(self.config, space, self.trials.value(), objective, out)   # median pruning where
-            # the objective allows it: Tuner drops it for the two-objective study itself
+            tuner = Tuner(self.config, space, self.trials.value(), objective, self.options.out_dir(),
+                          **self.options.tuner_args())
         except WorkbenchError as exc:
             self.set_error(str(exc))
             return
         self.set_error("")
         self.tuner, self.token = tuner, CancelToken()
+        self.live.clear()
         self.table.clear_trials()
+        self.plot.set_study(space.dims, [], [])
         self._set_running(True)
-        self.status_label.setText(f"running study {tuner.name} in {tuner.out}")
-        self._start.emit(tuner, self.token)
+        where = "on Ray" if tuner.ray is not None else "in this process"
+        self.status_label.setText(f"running study {tuner.name} in {tuner.out}, trials {where}")
+        self._poll_timer.start()
+        # the live view only for trials in this process: Ray's workers send no events here
+        self._start.emit(tuner, self.token, self.live.event if tuner.ray is None else None)
 
     def cancel(self) -> None:
         if self.token is not None:
             self.token.cancel()
-            self.status_label.setText("cancelling: the running trial stops at its next check")
+            self.status_label.setText("cancelling: the running trials stop at their next check")
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
-        for w in (self.space, self.trials, self.objective, self.out):
-            w.setEnabled(not running)
+        self.space.setEnabled(not running)
+        self.options.set_enabled(not running)
 
-    def _trial(self, result) -> None:
+    def _poll(self) -> None:
+        """Rows for trials launched or ended since the last pass, then the running ones' progress."""
+        if self.tuner is None:
+            return
+        for r in self.tuner.results():       # launched and ended trials, a resumed study's earlier ones
+            shown = self.table.results.get(r.number)
+            if shown is None or shown.state != r.state:
+                self._show_result(r)
+        for number, live in self.live.take().items():
+            self.table.show_live(number, live)
+
+    def _show_result(self, result: TrialResult) -> None:
         self.table.add(result, self.tuner.objective)
+        if result.state != "running":
+            self.live.forget(result.number)
+            self.plot.set_study(self.tuner.space.dims, list(self.table.results.values()), self.table.best)
 
     def _done(self, result, error: str) -> None:
         cancelled = self.token is not None and self.token.cancelled
         self.token = None
+        self._poll_timer.stop()
+        self._poll()
+        for number, shown in list(self.table.results.items()):
+            if shown.state == "running":      # the study stopped with an error mid-trial: a resume redoes it
+                self._show_result(TrialResult(number, shown.params, "failed", error="interrupted"))
         self._set_running(False)
         self.result = result
         if result is not None:
-            for r in result.trials:               # earlier runs of a resumed study, and any missed row
-                if r.number not in self.table.results:
-                    self.table.add(r, self.tuner.objective)
             best = ", ".join(str(r.number) for r in result.best) or "none yet"
             self.status_label.setText(f"study {result.name}: {len(result.trials)} trials ({result.ran} run now), "
                                       f"{'cancelled, ' if cancelled else ''}best: {best}")
         else:
             self.status_label.setText("")
         self.set_error(error)
+
+    def _select_trial(self, number: int) -> None:
+        self.table.select_trial(number)
+        self.tabs.setCurrentWidget(self.table)
 
     def open_selected(self) -> None:
         runs = self.table.selected_runs()
@@ -206,5 +227,6 @@ class TuneDialog(QDialog):
     def shutdown(self, wait_ms: int = 60000) -> bool:
         """Cancel a running study and stop the thread (the window's close calls it)."""
         self.cancel()
+        self._poll_timer.stop()
         self._thread.quit()
         return self._thread.wait(wait_ms)
