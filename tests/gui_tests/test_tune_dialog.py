@@ -133,6 +133,7 @@ def test_rows_appear_running_with_their_progress_then_their_result(dialog, qtbot
     dialog.out.setText(str(tmp_path / "study"))
     seen: dict[int, list[str]] = defaultdict(list)
     accuracy_cell: dict[int, str] = {}
+    run_cell: dict[int, str] = {}
     threads = set()
     shown = defaultdict(threading.Event)
 
@@ -140,7 +141,9 @@ def test_rows_appear_running_with_their_progress_then_their_result(dialog, qtbot
         threads.add(threading.get_ident())
         seen[number].append(text)
         if "epoch 2/3" in text:
-            accuracy_cell[number] = dialog.table.item(dialog.table.row_of(number), 2).text()
+            row = dialog.table.row_of(number)
+            accuracy_cell[number] = dialog.table.item(row, 2).text()
+            run_cell[number] = dialog.table.item(row, 5).text()
             shown[number].set()
 
     dialog.table.state_shown.connect(on_state)
@@ -165,6 +168,7 @@ def test_rows_appear_running_with_their_progress_then_their_result(dialog, qtbot
         assert "running, epoch 2/3" in " ".join(live), states
         assert all(s.endswith("% done") for s in live)
         assert accuracy_cell[number].endswith("%") and accuracy_cell[number] != "--"
+        assert run_cell[number].endswith(f"trial-{number:04d}.h5")     # the run file being written
         assert states[-1] == "complete"
         final = dialog.table.results[number]
         assert dialog.table.item(dialog.table.row_of(number), 4).text() == "complete"

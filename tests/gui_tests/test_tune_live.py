@@ -25,6 +25,7 @@ def test_pipeline_epochs_count_over_the_whole_run():
     live.event(7, Evaluated(0, 0, 0, {"test_accuracy": 0.9, "storage_ratio": 1.0}, label="reference"))
     state = live.take()[7]
     assert state.text() == "running, 0% done" and state.accuracy is None   # the reference is not the trial's
+    assert state.run == "run.h5"
     live.event(7, Evaluated(0, 2, 20, {"test_accuracy": 0.8, "storage_ratio": 5.0}))
     live.event(7, Progress(1, 1, 35, 50, 0.4, 0.01, 3.0, 1.0))     # stage 2, its second epoch under way
     state = live.take()[7]

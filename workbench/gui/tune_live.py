@@ -23,6 +23,7 @@ class Live:
     """One running trial as last reported."""
 
     started: bool = False            # its run file exists (before: the reference model is being made)
+    run: str = ""                    # that file
     epochs: list[int] = field(default_factory=list)     # each stage's epochs, from the run's config
     stage: int = 0
     epoch: int = 0                   # the epoch under way in `stage` (1-based; 0 before the first)
@@ -56,6 +57,7 @@ class LiveTrials:
             live = self._live.setdefault(number, Live())
             if isinstance(event, RunStarted):
                 live.started, live.total_steps, live.stage, live.epoch, live.step = True, event.total_steps, 0, 0, 0
+                live.run = event.run_path
                 live.epochs = _stage_epochs(event.config.get("config", ""))
             elif isinstance(event, Progress):
                 # before RunStarted a Progress is the reference model's pretraining

@@ -150,8 +150,9 @@ class TrialTable(QTableWidget):
         acc = "--" if live.accuracy is None else f"{100 * live.accuracy:.2f}%"
         ratio = "--" if live.storage_ratio is None else f"{live.storage_ratio:.2f}x"
         text = live.text()
-        for col, value in ((2, acc), (3, ratio), (4, text)):
+        for col, value in ((2, acc), (3, ratio), (4, text), (5, Path(live.run).name if live.run else "-")):
             self.item(row, col).setText(value)
+        self.item(row, 5).setToolTip(live.run)
         self.item(row, 2).setToolTip("the last measured accuracy of the running trial")
         self.resizeColumnToContents(4)
         self.state_shown.emit(number, text)

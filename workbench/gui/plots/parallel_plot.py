@@ -10,6 +10,8 @@ emits `trial_clicked(number)`.
 
 from __future__ import annotations
 
+import html
+
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
@@ -21,7 +23,7 @@ from workbench.gui.plots.parallel_axes import Axis, drawn, positions, study_axes
 
 EMPTY_NOTE = "No finished trials yet: each complete trial adds a line here."
 WIDTH, BEST_WIDTH = 1.5, 4.0
-LABEL_ROOM = 0.16          # below 0 and above 1, in axis units: room for the ends' values and the names
+CROWDED = 6                # more axes than this: every other name over its axis
 
 
 class ParallelPlot(QtWidgets.QWidget):
@@ -52,7 +54,9 @@ class ParallelPlot(QtWidgets.QWidget):
         self.axes: list[Axis] = []
         self._curves: dict[int, pg.PlotCurveItem] = {}
         self._pending: tuple | None = None
+        self._texts: list[tuple] = []        # (x, y, anchor, TextItem): what _fit makes room for
         self._empty = ViewNote(self.plot, EMPTY_NOTE)
+        self.plot.getViewBox().sigResized.connect(self._fit)
 
     # --- API ----------------------------------------------------------------------------------------------
     def set_study(self, dims: list[Dim], results: list[TrialResult], best: list[int]) -> None:
@@ -88,9 +92,9 @@ class ParallelPlot(QtWidgets.QWidget):
         self.axes = study_axes(dims, results)
         done = drawn(results)
         n = len(self.axes)
-        self.plot.setXRange(-0.35, n - 0.35, padding=0)   # room for the last axis's name
-        self.plot.setYRange(-LABEL_ROOM, 1 + LABEL_ROOM * 0.6, padding=0)
+        self._texts = []
         self._draw_axes()
+        self._fit()
         accuracy = self.axes[-2]
         lo, hi = (accuracy.low, accuracy.high) if accuracy.low is not None else (0.0, 1.0)
         self.bar.setLevels((100 * lo, 100 * hi) if hi > lo else (100 * lo - 0.5, 100 * hi + 0.5))
@@ -116,11 +120,12 @@ class ParallelPlot(QtWidgets.QWidget):
             + " Click a line to select its trial.")
 
     def _draw_axes(self) -> None:
-        """A vertical line per axis; its name and lowest value under it, its highest over it; a choice axis
-        labels each choice beside it. Crowded names alternate between two rows so none overlaps."""
+        """A vertical line per axis; its lowest value and name under it, its highest over it; a choice axis
+        labels each choice beside it. With many axes every other name goes over its axis, so that
+        neighbouring names do not overlap."""
         fg = foreground()
         pen = pg.mkPen(fg, width=1)
-        crowded = len(self.axes) > 7
+        crowded = len(self.axes) > CROWDED
         for i, axis in enumerate(self.axes):
             line = pg.PlotCurveItem([i, i], [0, 1], pen=pen)
             line.setZValue(0)
@@ -130,26 +135,59 @@ class ParallelPlot(QtWidgets.QWidget):
             high = next((t for p, t in ticks if p == 1.0), "") if not axis.choices else ""
             if axis.choices:
                 for pos, text in ticks:
-                    self._text(text, i, pos, (-0.08, 0.5), fg, size=8)
+                    self._text([text], i, pos, (-0.08, 0.5), fg, size=8, on_lines=True)
             elif len(ticks) == 1:                               # every drawn trial at the same value
-                self._text(ticks[0][1], i, 0.5, (-0.08, 0.5), fg, size=8)
+                self._text([ticks[0][1]], i, 0.5, (-0.08, 0.5), fg, size=8)
             title = axis.name + (" (log)" if axis.log else "")
-            under = f"{low}\n{title}" if low else title
-            if crowded and i % 2:
-                under = "\n\n" + under if low else "\n" + under
-            self._text(under, i, 0, (0.5, 0), fg, bold=True)
-            if high:
-                self._text(high, i, 1, (0.5, 1), fg)
+            over = crowded and i % 2 == 1
+            if low or not over:
+                self._text([low] if over else [low, f"<b>{title}</b>"], i, 0, (0.5, 0), fg)
+            if high or over:
+                self._text([f"<b>{title}</b>", high] if over else [high], i, 1, (0.5, 1), fg)
 
-    def _text(self, text: str, x: float, y: float, anchor, colour, size: int = 9, bold: bool = False) -> None:
-        item = pg.TextItem(text, color=colour, anchor=anchor)
+    def _text(self, lines: list[str], x: float, y: float, anchor, colour, size: int = 9, on_lines=False) -> None:
+        """Lines (rich text; empty ones left out), each centred over the others, at (x, y) by `anchor`;
+        `on_lines`: over the trials' lines (a choice's name), on a shaded box so that it stays readable."""
+        body = "<br>".join(html.escape(t) if not t.startswith("<b>") else f"<b>{html.escape(t[3:-4])}</b>"
+                           for t in lines if t)
+        background = pg.mkColor(pg.getConfigOption("background"))
+        background.setAlpha(190)
+        item = pg.TextItem(anchor=anchor, fill=pg.mkBrush(background) if on_lines else None)
         font = item.textItem.font()
         font.setPointSize(size)
-        font.setBold(bold)
-        item.setFont(font)
+        item.textItem.setFont(font)
+        item.setHtml(f'<div style="color: {colour.name()}; text-align: center">{body}</div>')
+        document = item.textItem.document()
+        document.setTextWidth(document.idealWidth())     # centring needs the block's width
+        item.updateTextPos()
         item.setPos(x, y)
-        item.setZValue(3)
+        item.setZValue(3)           # over the lines
         self.plot.addItem(item, ignoreBounds=True)
+        self._texts.append((x, y, anchor, item))
+
+    def _fit(self, *_) -> None:
+        """The view's range with room, in pixels, for the labels beyond the axes' ends (labels keep their
+        size in pixels whatever the plot's size, so the room in axis units changes as the plot resizes)."""
+        box = self.plot.getViewBox()
+        width, height, n = box.width(), box.height(), len(self.axes)
+        if n == 0 or width < 50 or height < 50:
+            return
+        room = {"left": 6.0, "right": 6.0, "top": 6.0, "bottom": 6.0}
+        for x, y, (ax, ay), item in self._texts:
+            rect = item.textItem.boundingRect()
+            w, h = rect.width(), rect.height()
+            if y <= 0:
+                room["bottom"] = max(room["bottom"], (1 - ay) * h)
+            if y >= 1:
+                room["top"] = max(room["top"], ay * h)
+            if x == 0:
+                room["left"] = max(room["left"], ax * w)
+            if x == n - 1:
+                room["right"] = max(room["right"], (1 - ax) * w)
+        per_x = max(width - room["left"] - room["right"], 10.0) / max(n - 1, 1)
+        per_y = max(height - room["top"] - room["bottom"], 10.0)
+        self.plot.setXRange(-room["left"] / per_x, n - 1 + room["right"] / per_x, padding=0)
+        self.plot.setYRange(-room["bottom"] / per_y, 1 + room["top"] / per_y, padding=0)
 
 
 def _tip(r: TrialResult, best: bool) -> str:
