@@ -98,3 +98,32 @@ def test_a_file_that_is_not_a_finished_run_shows_why(qtbot, folder, tmp_path):
     assert not dialog.save_button.isEnabled() and dialog.summary.toPlainText() == ""
     dialog.save()                                               # even if called, nothing is written
     assert dialog.saved_name is None and not folder.exists()
+
+
+def test_the_window_promotes_the_selected_run_and_lists_the_preset(qtbot, window, folder, run_path, monkeypatch):
+    """File > Promote run to preset…: the dialog gets the selected run; once saved, the method panel lists
+    the new preset (with its measured spread in the tooltip) without a restart."""
+    import workbench.gui.main_window as mw
+    from workbench.engine.promote import promote
+
+    window.open_runs([run_path])
+    qtbot.waitUntil(lambda: window.compare._row_of(run_path) >= 0, timeout=30000)
+    window.compare.table.selectRow(window.compare._row_of(run_path))
+    asked = []
+
+    def fake_dialog(parent, path):           # what Save in the dialog does, without a modal loop
+        asked.append(path)
+        promote(path, "my-tiny-magnitude", "from the window")
+        return "my-tiny-magnitude"
+
+    monkeypatch.setattr(mw, "promote_run", fake_dialog)
+    file_menu = window.menuBar().actions()[0].menu()
+    action = next(a for a in file_menu.actions() if "Promote" in a.text().replace("&", ""))
+    action.trigger()
+    assert asked == [run_path]
+    window.methods.set_stages([StageConfig("magnitude", {}, {})])
+    combo = window.methods.preset_combo
+    names = [combo.itemData(i) for i in range(combo.count())]
+    assert "my-tiny-magnitude" in names
+    tip = combo.itemData(names.index("my-tiny-magnitude"), 3)        # Qt.ToolTipRole
+    assert "measured: 1 ref: " in tip and "% err" in tip and "from the window" in tip

@@ -44,6 +44,7 @@ from workbench.gui.plots import (
     SpectrumPlot,
     export_plot,
 )
+from workbench.gui.promote_dialog import promote_run
 from workbench.gui.run_files import RunFiles
 from workbench.gui.run_trace import RunTrace
 from workbench.gui.setup_dock import SetupDock
@@ -161,7 +162,9 @@ class MainWindow(QMainWindow):
         self.files = RunFiles(self, file_menu)       # Open runs…, Open recent, Watch folder…
         self.recent, self.watch = self.files.recent, self.files.watch
         file_menu.addSeparator()
-        for text, slot in (("Export &model…", self.export_selected), ("Export &plot…", self.export_plot_dialog),
+        for text, slot in (("Export &model…", self.export_selected),
+                           ("P&romote run to preset…", self.promote_selected),
+                           ("Export &plot…", self.export_plot_dialog),
                            ("Export table as &CSV…", self.export_csv_dialog)):
             act = QAction(text, self)
             act.triggered.connect(slot)
@@ -368,6 +371,15 @@ class MainWindow(QMainWindow):
     def export_run(self, path: str) -> None:
         ExportDialog(path, self).open()
 
+    def promote_selected(self) -> None:
+        """The selected (or current) finished run as a user preset, listed in the method panel at once."""
+        paths = self.compare.selected_paths() or ([self.focus_path] if self.focus_path else [])
+        if not paths:
+            self.show_error("select a finished run in the Compare tab first")
+        elif (name := promote_run(self, paths[0])) is not None:
+            self.methods.refresh_presets()
+            self.show_status(f"saved preset {name}: pick it under Presets")
+
     def export_plot_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export plot", "ratio.png", "PNG (*.png);;SVG (*.svg)")
         if path:
@@ -411,8 +423,8 @@ class MainWindow(QMainWindow):
             answer = QMessageBox.question(
                 self, "A run is in progress",
                 "A run (or deployment measurement) is in progress. Cancel it and close? A run's file keeps "
-                "everything recorded so far, a measurement stores nothing; queued runs are dropped.", QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                QMessageBox.StandardButton.No)
+                "everything recorded so far, a measurement stores nothing; queued runs are dropped.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
             if answer != QMessageBox.StandardButton.Yes:
                 event.ignore()
                 return

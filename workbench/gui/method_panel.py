@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from workbench.core import params as P
 from workbench.core.config import StageConfig, TrainParams
 from workbench.core.errors import WorkbenchError
+from workbench.core.preset_text import spread_text
 from workbench.core.presets import list_presets
 from workbench.gui.forms import ParamForm, shrink_combo
 from workbench.methods import get_method, method_keys
@@ -175,6 +176,10 @@ class MethodPanel(QWidget):
 
     # -- presets ---------------------------------------------------------------------------------------
 
+    def refresh_presets(self) -> None:
+        """Re-list the presets (after a user preset was saved)."""
+        self._fill_presets()
+
     def _fill_presets(self, *_args) -> None:
         key = self.current_method()
         self.preset_combo.clear()
@@ -184,7 +189,10 @@ class MethodPanel(QWidget):
                 continue
             self.preset_combo.addItem(preset["name"], preset["name"])
             tip = "\n".join(str(t) for t in (preset.get("description"), preset.get("source"),
-                                              f"{preset.get('model')} on {preset.get('dataset')}") if t)
+                                              f"{preset.get('model')} on {preset.get('dataset')}",
+                                              spread_text(preset) and f"measured: {spread_text(preset)}",
+                                              preset.get("needs_reference")
+                                              and f"needs its reference: {preset['needs_reference']}") if t)
             self.preset_combo.setItemData(self.preset_combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
 
     def _preset_activated(self, index: int) -> None:
