@@ -44,12 +44,12 @@ if [ ! -x "$PY" ]; then
 fi
 
 # torch first, and only a CPU build: the bundle must not carry CUDA (torch.version.cuda is None on a CPU build)
-if ! "$PY" -c "import sys, torch; sys.exit(torch.version.cuda is not None)" 2>/dev/null; then
+if ! "$PY" -W ignore -c "import sys, torch; sys.exit(torch.version.cuda is not None)" 2>/dev/null; then
     echo "== torch (CPU build) from $TORCH_INDEX"
     "$PY" -m pip install "torch>=2.2,<2.14" --index-url "$TORCH_INDEX"
 fi
-"$PY" -c "import sys, torch; sys.exit(torch.version.cuda is not None)" || {
-    echo "build_bundle.sh: the build venv's torch is a CUDA build ($("$PY" -c 'import torch; print(torch.__version__)')); the bundle takes the CPU build: remove $VENV or set TORCH_INDEX" >&2
+"$PY" -W ignore -c "import sys, torch; sys.exit(torch.version.cuda is not None)" || {
+    echo "build_bundle.sh: the build venv's torch is a CUDA build ($("$PY" -W ignore -c 'import torch; print(torch.__version__)')); the bundle takes the CPU build: remove $VENV or set TORCH_INDEX" >&2
     exit 1
 }
 
@@ -75,5 +75,5 @@ cp "$HERE/install.sh" "$HERE/uninstall.sh" "$BUNDLE/"
 chmod +x "$BUNDLE/install.sh" "$BUNDLE/uninstall.sh"
 
 echo "== built $BUNDLE in $(( $(date +%s) - started )) s: $(du -sh "$BUNDLE" | cut -f1)" \
-     "(torch $("$PY" -c 'import torch; print(torch.__version__)'))"
+     "(torch $("$PY" -W ignore -c 'import torch; print(torch.__version__)'))"
 echo "   run it: $BUNDLE/workbench gui; install it for this user: $BUNDLE/install.sh"

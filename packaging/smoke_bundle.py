@@ -3,7 +3,8 @@
     python3 packaging/smoke_bundle.py [--bundle DIR | --work DIR] [--repeats N] [--compare-python PY]
 
 Without --bundle it runs packaging/build_bundle.sh (build venv and bundle under --work, default
-/tmp/workbench-bundle). Then, all in a fresh temporary folder (its own cache, settings and HOME):
+/tmp/workbench-bundle). Then, all in a fresh temporary folder (its own cache, settings and HOME), and
+without a network where `unshare -rn` can cut it off (the bundle needs none at run time):
   1. `workbench --version` and `workbench presets` (the presets travel as data);
   2. a tiny compression: `workbench run --model mlp_tiny --dataset tiny --method hashed --epochs 1`
      (the built-in data set; the reference is pretrained in seconds), reporting whether the hashing
@@ -34,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 SHOWN = re.compile(r"window shown, \d+ run file\(s\) loaded: ([\d.]+) s")
 KERNEL = re.compile(r"(native CPU kernel \([^)]*\)|PyTorch path \(.*\))")
 failures: list[str] = []
+OFFLINE: list[str] = []         # the command prefix that runs a program without a network, where available
 
 
 def step(name: str, ok: bool, detail: str = "") -> bool:
@@ -45,7 +47,7 @@ def step(name: str, ok: bool, detail: str = "") -> bool:
 
 def run(cmd: list[str], env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([*OFFLINE, *cmd], env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(cmd, 124, exc.stdout or "", f"timed out after {timeout:.0f} s")
 
@@ -128,6 +130,9 @@ def main() -> int:
     size, count = dir_size(bundle)
     print(f"bundle size: {size / 2**20:.0f} MiB in {count} files ({bundle})", flush=True)
 
+    if shutil.which("unshare") and subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0:
+        OFFLINE[:] = ["unshare", "-rn"]       # a network namespace of its own: no interface but loopback
+    print("network: " + ("cut off (unshare -rn)" if OFFLINE else "not cut off (unshare -rn is not allowed here)"))
     tmp = Path(tempfile.mkdtemp(prefix="workbench-smoke-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "QT_"))}
     env.update(WORKBENCH_CACHE=str(tmp / "cache"), XDG_CONFIG_HOME=str(tmp / "config"),
