@@ -203,7 +203,7 @@ def cmd_presets(args) -> int:
         print(json.dumps(presets))
         return 0
     for p in presets:
-        print(f"{p['name']:<34}{p['method']:<18}{p['model']:<10}{spread_text(p):<32}{p.get('source', '')}"
+        print(f"{p['name']:<34}{p['method']:<18}{p['model']:<10}{spread_text(p):<40} {p.get('source', '')}"
               .rstrip())
     return 0
 

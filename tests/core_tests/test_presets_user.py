@@ -113,13 +113,13 @@ def test_presets_name_shows_target_measured_and_references(folder, capsys):
     save_user_preset(MEASURED)
     assert main(["presets"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("measured-one "))
-    assert "3 refs: 1.71±0.05% err, 72±3x" in row
+    assert "3 refs: 1.71±0.05% err, 72.4±3.1x" in row
     assert main(["presets", "measured-one"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"measured-one  (user preset, {folder / 'measured-one.json'})")
     for text in ("lenet300 on mnist: sws, Huffman coded", "1. sws: tau=0.005", "train: epochs=50",
                  "target (paper): error 1.94%, storage 64x",
-                 "measured here (3 runs on 3 references): error 1.71±0.05%, storage 72±3x",
+                 "measured here (3 runs on 3 references): error 1.71±0.05%, storage 72.4±3.1x",
                  "accuracy 98.29±0.05%", "command: workbench run --preset sws-lenet300 --repeats 3",
                  "lenet300, pretrained with seed 1: 98.34% accuracy",
                  "needs reference: tuned on the checkpoint ref.pt"):
@@ -136,3 +136,21 @@ def test_presets_listing_and_json_keep_their_form(folder, capsys):
     assert "unknown preset 'no-such-preset'" in capsys.readouterr().err
     assert main(["presets", "a", "b"]) == 2
     assert "give one preset NAME to show" in capsys.readouterr().err
+
+
+def test_a_params_ratio_is_named_as_such():
+    """Han 2015 and Guo 2016 count kept parameters, Ullrich 2017 and Deep Compression bits: a preset says
+    which ratio its target and its measurement give, and the text names it."""
+    from workbench.core.preset_text import describe, spread_text
+
+    preset = {"name": "p", "model": "lenet300", "dataset": "mnist", "method": "magnitude",
+              "stages": [{"method": "magnitude", "params": {}, "train": {}}],
+              "target": {"ratio": 12, "error": 1.59, "ratio_of": "params"},
+              "measured": {"references": [{"model": "lenet300", "pretrain_seed": s, "accuracy": 0.986} for s in (1, 2, 3)],
+                           "n": 3, "accuracy_mean": 0.9847, "accuracy_std": 0.0001, "ratio_mean": 12.6,
+                           "ratio_std": 0.05, "ratio_of": "params"}}
+    assert spread_text(preset) == "3 refs: 1.53±0.01% err, 12.6±0.1x params"
+    text = describe(preset)
+    assert "target (paper): error 1.59%, parameters 12x" in text and "parameters 12.6±0.1x" in text
+    preset["measured"].pop("ratio_of")
+    assert spread_text(preset).endswith(", 12.6±0.1x") and "storage 12.6±0.1x" in describe(preset)
