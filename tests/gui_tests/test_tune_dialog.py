@@ -77,6 +77,17 @@ def test_start_runs_trials_off_the_gui_thread(dialog, qtbot, tmp_path, monkeypat
                                          QItemSelectionModel.Select | QItemSelectionModel.Rows)
     dialog.open_selected()
     assert dialog.opened == [[dialog.table.results[min(dialog.table.results)].run]]
+    # Promote to preset… hands the selected trial's run file to the promote dialog, then tells the window
+    import workbench.gui.tune_dialog as td
+
+    asked, told = [], []
+    monkeypatch.setattr(td, "promote_run", lambda parent, path: asked.append(path) or "my-trial")
+    dialog.promoted = told.append
+    dialog.promote_selected()
+    assert asked == dialog.opened[0] and told == ["my-trial"] and "saved preset my-trial" in dialog.status_label.text()
+    dialog.table.clearSelection()
+    dialog.promote_selected()
+    assert len(asked) == 1 and dialog.error_label.text() == "select one finished trial to promote"
 
 
 def test_cancel_mid_study_keeps_the_journal_and_the_dialog_usable(dialog, qtbot, tmp_path, monkeypatch):

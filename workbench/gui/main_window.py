@@ -265,7 +265,8 @@ class MainWindow(QMainWindow):
         if self.tune_dialog is not None:
             self.tune_dialog.shutdown()
             self.tune_dialog.deleteLater()
-        self.tune_dialog = TuneDialog(self.current_config(), self.open_runs, self)
+        self.tune_dialog = TuneDialog(self.current_config(), self.open_runs, self,
+                                      promoted=lambda _name: self.methods.refresh_presets())
         self.tune_dialog.show()
 
     def _queue_changed(self) -> None:

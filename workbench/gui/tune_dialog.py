@@ -35,6 +35,7 @@ from workbench.engine.tune import Tuner
 from workbench.engine.tune_objective import TrialResult, parse_objective
 from workbench.engine.tune_space import build_space
 from workbench.gui.plots.parallel_plot import ParallelPlot
+from workbench.gui.promote_dialog import promote_run
 from workbench.gui.tune_live import LiveTrials
 from workbench.gui.tune_options import TuneOptions
 from workbench.gui.tune_table import SpaceTable, TrialTable
@@ -70,11 +71,12 @@ class TuneDialog(QDialog):
 
     _start = Signal(object, object, object)
 
-    def __init__(self, config: RunConfig, open_runs: Callable[[list[str]], None], parent=None):
+    def __init__(self, config: RunConfig, open_runs: Callable[[list[str]], None], parent=None,
+                 promoted: Callable[[str], None] | None = None):
         super().__init__(parent)
         self.setWindowTitle(f"Tune {config.method_label} on {config.model or config.checkpoint}")
         self.setModal(False)
-        self.config, self.open_runs = config, open_runs
+        self.config, self.open_runs, self.promoted = config, open_runs, promoted
         self.tuner: Tuner | None = None
         self.token: CancelToken | None = None
         self.result = None                       # the last StudyResult
@@ -92,9 +94,13 @@ class TuneDialog(QDialog):
         self.start_button.clicked.connect(self.start)
         self.cancel_button.clicked.connect(self.cancel)
         self.compare_button.clicked.connect(self.open_selected)
+        self.promote_button = QPushButton("Promote to preset…")
+        self.promote_button.setToolTip("save the selected trial's settings as your own preset, with its "
+                                       "accuracy, ratio and the reference it was measured on")
+        self.promote_button.clicked.connect(self.promote_selected)
         self.status_label = QLabel("")
         buttons = QHBoxLayout()
-        for b in (self.start_button, self.cancel_button, self.compare_button):
+        for b in (self.start_button, self.cancel_button, self.compare_button, self.promote_button):
             buttons.addWidget(b)
         buttons.addWidget(self.status_label, 1)
         self.error_label = QLabel("")
@@ -222,6 +228,18 @@ class TuneDialog(QDialog):
             return
         self.set_error("")
         self.open_runs(runs)
+
+    def promote_selected(self) -> None:
+        runs = self.table.selected_runs()
+        if len(runs) != 1:
+            self.set_error("select one finished trial to promote")
+            return
+        self.set_error("")
+        name = promote_run(self, runs[0])
+        if name is not None:
+            self.status_label.setText(f"saved preset {name}")
+            if self.promoted is not None:
+                self.promoted(name)
 
     # --- closing ----------------------------------------------------------------------------------------
     def shutdown(self, wait_ms: int = 60000) -> bool:
