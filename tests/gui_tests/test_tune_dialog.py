@@ -258,3 +258,13 @@ def test_choice_knobs_round_trip_through_the_space_table(qtbot, tmp_path):
     assert any(x.choices for x in dims)
     assert d.space.entries() == [x.text() for x in dims]     # init=linear|density|random stays a choice
     assert d.shutdown()
+
+
+def test_the_dialog_keeps_its_title_bar_on_the_screen(dialog):
+    """Centred over the window at 1280x800 its frame began above the screen (no title bar to drag)."""
+    avail = dialog.screen().availableGeometry()
+    dialog.setGeometry(avail.x() + 100, avail.y() - 20, 900, avail.height() + 100)
+    dialog._fit_to_screen()
+    geo = dialog.geometry()
+    assert geo.y() >= avail.y() + 30 and geo.bottom() <= avail.bottom()
+    assert geo.x() >= avail.x() and geo.right() <= avail.right()

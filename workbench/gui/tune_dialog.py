@@ -20,6 +20,7 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
+    QApplication,
     QDialog,
     QHBoxLayout,
     QLabel,
@@ -122,6 +123,7 @@ class TuneDialog(QDialog):
         layout.addWidget(self.error_label)
         layout.addWidget(self.tabs, 3)
         self.resize(900, 720)
+        self._placed = False
 
         self._poll_timer = QTimer(self)
         self._poll_timer.setInterval(POLL_MS)
@@ -240,6 +242,26 @@ class TuneDialog(QDialog):
             self.status_label.setText(f"saved preset {name}")
             if self.promoted is not None:
                 self.promoted(name)
+
+    # --- placing --------------------------------------------------------------------------------------------
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if not self._placed:
+            self._placed = True
+            QTimer.singleShot(0, self._fit_to_screen)    # once the window manager has framed it
+
+    def _fit_to_screen(self) -> None:
+        """Title bar on the screen: centred over the main window at 1280x800, the 720 px dialog's frame
+        began 20 px above the screen's top (looked at under Xvfb + openbox), so it could not be dragged.
+        The client area is placed below a title bar's height; the frame may not be known yet (it is
+        drawn by the window manager after the first show), so 30 px is assumed where it is not."""
+        avail = (self.screen() or QApplication.primaryScreen()).availableGeometry()
+        geo = self.geometry()
+        title = max(geo.y() - self.frameGeometry().y(), 30)
+        w, h = min(geo.width(), avail.width() - 20), min(geo.height(), avail.height() - title - 10)
+        x = min(max(geo.x(), avail.x() + 10), avail.right() - w - 10)
+        y = min(max(geo.y(), avail.y() + title), avail.bottom() - h - 5)
+        self.setGeometry(x, y, w, h)
 
     # --- closing ----------------------------------------------------------------------------------------
     def shutdown(self, wait_ms: int = 60000) -> bool:
