@@ -38,14 +38,6 @@ MEASURED = {
 }
 
 
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    path = tmp_path / "presets"
-    monkeypatch.setenv("WORKBENCH_PRESETS", str(path))
-    reload_presets()
-    yield path
-    reload_presets()
-
 
 def test_a_saved_preset_loads_beside_the_shipped_ones(folder):
     shipped = {p["name"] for p in list_presets()}          # read (and cached) before the save

@@ -13,21 +13,13 @@ import pytest
 from workbench.cli import build_parser, config_from_args, main
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import CancelToken, RunStarted
-from workbench.core.presets import get_preset, list_presets, preset_file, reload_presets
+from workbench.core.presets import get_preset, list_presets, preset_file
 from workbench.core.store import read_run
 from workbench.engine.promote import preset_from_run, promote
 from workbench.engine.runner import execute
 
 PARAMS = {"q_fc": 1.5, "q_conv": 1.5, "iterations": 2}
 
-
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    path = tmp_path / "presets"
-    monkeypatch.setenv("WORKBENCH_PRESETS", str(path))
-    reload_presets()
-    yield path
-    reload_presets()
 
 
 @pytest.fixture(scope="module")

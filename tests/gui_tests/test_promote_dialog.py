@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from workbench.core.config import RunConfig, StageConfig
 from workbench.core.events import Finished
-from workbench.core.presets import get_preset, list_presets, reload_presets
+from workbench.core.presets import get_preset, list_presets
 from workbench.engine.runner import execute
 from workbench.gui.promote_dialog import PromoteDialog, promote_run, suggested_name
 
@@ -32,14 +32,6 @@ def run_path(tmp_path_factory):
     assert isinstance(fin, Finished) and fin.status == "completed", fin
     return fin.run_path
 
-
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    path = tmp_path / "presets"
-    monkeypatch.setenv("WORKBENCH_PRESETS", str(path))
-    reload_presets()
-    yield path
-    reload_presets()
 
 
 def test_save_writes_the_preset_and_lists_it(qtbot, folder, run_path):
