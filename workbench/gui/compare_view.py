@@ -278,7 +278,7 @@ class CompareView(QWidget):
         def figure(key, fmt, scale=1.0):
             return SpreadItem([s.get(key) for s in sums], fmt, scale)
 
-        seeds = [t.config.get("seed") for t in traces]
+        seeds = sorted((t.config.get("seed") for t in traces), key=lambda v: (v is None, str(v).zfill(12)))
         name = QTableWidgetItem(f"{first.method} {first.model} {first.dataset} ×{len(traces)} "
                                 f"(seeds {', '.join(map(str, seeds))})")
         name.setData(Qt.UserRole, "")
