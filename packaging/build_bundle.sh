@@ -54,7 +54,9 @@ fi
 }
 
 echo "== PyInstaller and the workbench package${EXTRAS:+ [$EXTRAS]}"
-"$PY" -m pip install "pyinstaller>=6.10,<7"
+# Pillow is no dependency of the package (a pip user installs it when needed, as the message says) but
+# the app reads image-folder data sets with it, and the bundle has no pip
+"$PY" -m pip install "pyinstaller>=6.10,<7" "pillow>=9"
 # a wheel built from the source tree and installed (not editable): the spec collects the package data the
 # wheel ships, so a file missing from package-data is missing from the bundle too
 rm -rf "$BUILD/wheel"

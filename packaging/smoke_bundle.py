@@ -13,8 +13,8 @@ without a network where `unshare -rn` can cut it off (the bundle needs none at r
   4. the app offscreen with that run file (`workbench gui RUN.h5`, WORKBENCH_EXIT_AFTER_SHOWN=1: the app
      closes itself once its window is up and the run is loaded, and prints the time since its start),
      --repeats times, interleaved with `PY -m workbench gui RUN.h5` when --compare-python PY is given;
-  5. install.sh --in-place into the temporary HOME (desktop entry, icon, MIME type and its default) and
-     uninstall.sh.
+  5. install.sh --in-place into the temporary HOME (desktop entry, icon, MIME type and its default; where
+     GIO is installed, what a file manager makes of a run file) and uninstall.sh.
 It prints the bundle's size and the start-up times, and exits 1 if any step failed.
 """
 
@@ -74,7 +74,7 @@ def start_app(cmd: list[str], run_file: Path, env: dict) -> tuple[float | None, 
     return float(found.group(1)), wall, ""
 
 
-def check_install(bundle: Path, env: dict, home: Path) -> None:
+def check_install(bundle: Path, env: dict, home: Path, run_file: Path) -> None:
     env = {**env, "HOME": str(home)}
     for key in ("XDG_DATA_HOME", "XDG_CONFIG_HOME"):
         env.pop(key, None)
@@ -94,6 +94,12 @@ def check_install(bundle: Path, env: dict, home: Path) -> None:
     if shutil.which("update-mime-database"):
         step("MIME database: *.h5 is a run file", globs.exists() and
              "60:application/x-compression-workbench-run:*.h5" in globs.read_text())
+    if shutil.which("gio"):     # as a file manager sees it: the type, and the app a double click starts
+        kind = run(["gio", "info", "-a", "standard::content-type", str(run_file)], env).stdout
+        default = (run(["gio", "mime", "application/x-compression-workbench-run"], env).stdout.splitlines()
+                   or [""])[0]
+        step("a run file as the desktop sees it (gio)", "application/x-compression-workbench-run" in kind
+             and default.endswith("compression-workbench.desktop"), f"{(kind.strip().splitlines() or ['?'])[-1].strip()}; {default}")
     done = run([str(bundle / "install.sh"), "--in-place"], env)      # again: nothing doubled
     step("install.sh twice", done.returncode == 0 and (config / "mimeapps.list").read_text().count(
         "application/x-compression-workbench-run=") == 1, last_line(done) if done.returncode else "")
@@ -130,8 +136,9 @@ def main() -> int:
     size, count = dir_size(bundle)
     print(f"bundle size: {size / 2**20:.0f} MiB in {count} files ({bundle})", flush=True)
 
-    if shutil.which("unshare") and subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0:
-        OFFLINE[:] = ["unshare", "-rn"]       # a network namespace of its own: no interface but loopback
+    unshare = shutil.which("unshare")      # by its path: one step runs with a PATH that has no compiler
+    if unshare and subprocess.run([unshare, "-rn", "true"], capture_output=True).returncode == 0:
+        OFFLINE[:] = [unshare, "-rn"]       # a network namespace of its own: no interface but loopback
     print("network: " + ("cut off (unshare -rn)" if OFFLINE else "not cut off (unshare -rn is not allowed here)"))
     tmp = Path(tempfile.mkdtemp(prefix="workbench-smoke-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKBENCH_", "QT_"))}
@@ -185,7 +192,7 @@ def main() -> int:
     print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} "
           f"on {os.cpu_count()} CPUs", flush=True)
 
-    check_install(bundle, env, tmp / "home")
+    check_install(bundle, env, tmp / "home", run_file)
     shutil.rmtree(tmp, ignore_errors=True)
     print("smoke check " + (f"FAILED: {', '.join(failures)}" if failures else "passed"), flush=True)
     return 1 if failures else 0
