@@ -11,6 +11,7 @@ import sys
 from workbench import __version__, tune_cli
 from workbench.cli_args import (
     EXIT_ERROR,
+    add_ray_flags,
 )
 from workbench.cli_args import OneLineParser as _Parser
 from workbench.cli_args import add_run_settings as _common
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "seed's reference")
     r.add_argument("--repeat-references", action="store_true", help="with --repeats: each repeat starts "
                    "from its own reference, pretrained with its seed (zoo models; cached)")
+    add_ray_flags(r, "repeats (with --repeats)")
     _common(r)
 
     c = sub.add_parser("compare", help="side-by-side table of finished runs")

@@ -1,5 +1,6 @@
 """What the command line's subcommands share: the run settings' flags made from their one declaration,
-the parser whose errors are one line, and the exit codes (cli.py and tune_cli.py both build on these)."""
+the parser whose errors are one line, the Ray flags of `tune` and `run --repeats`, and the exit codes
+(cli.py and tune_cli.py both build on these)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,24 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         # one line, as every other bad input: argparse's usage block made a typo a screenful
         self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
+def add_ray_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """--ray, --workers, --gpus-per-trial, --retries: where `what` (trials, repeats) run on Ray."""
+    p.add_argument("--ray", metavar="local|ADDRESS", help=f"run the {what} as Ray tasks: `local` starts Ray here, "
+                   "else a cluster's address (--out then a folder every worker sees at the same path)")
+    p.add_argument("--workers", type=int, default=0, help="--ray local: CPUs, one run each (default: all)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="--ray: GPUs given to each run")
+    p.add_argument("--retries", type=int, default=1, help="--ray: reruns of a run whose worker died")
+
+
+def ray_options_from_args(args):
+    """RayOptions from the Ray flags, or None without --ray; one line for a negative count."""
+    if not args.ray:
+        return None
+    from workbench.core.errors import WorkbenchError
+    from workbench.engine.tune import RayOptions
+
+    if args.workers < 0 or args.gpus_per_trial < 0 or args.retries < 0:
+        raise WorkbenchError("--workers, --gpus-per-trial and --retries cannot be negative")
+    return RayOptions(args.ray, args.workers, args.gpus_per_trial, args.retries)

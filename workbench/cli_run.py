@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from workbench.cli_args import EXIT_ERROR, settings_from_args
+from workbench.cli_args import EXIT_ERROR, ray_options_from_args, settings_from_args
 from workbench.core import params as P
 from workbench.core.config import RunConfig, StageConfig, TrainParams
 from workbench.core.errors import WorkbenchError
@@ -92,6 +92,8 @@ def config_from_args(args) -> RunConfig:
 def cmd_run(args) -> int:
     if args.repeats is not None or args.repeat_references:
         return cmd_repeats(args)
+    if getattr(args, "ray", None):
+        raise WorkbenchError("--ray runs repeats: give --repeats N (a single run runs here)")
     config = config_from_args(args)
     finished = run_with_events(config, Printer(args.quiet))
     s = finished.summary
@@ -134,7 +136,13 @@ def cmd_repeats(args) -> int:
         if not args.quiet or not args.json:
             print(format_repeat(repeat, total), file=out, flush=True)
 
-    repeats = run_repeats(config, args.repeats, args.repeat_references, Printer(args.quiet), done)
+    ray = ray_options_from_args(args)
+    if ray is None:
+        repeats = run_repeats(config, args.repeats, args.repeat_references, Printer(args.quiet), done)
+    else:
+        from workbench.engine.repeats_ray import run_repeats_ray
+
+        repeats = run_repeats_ray(config, args.repeats, args.repeat_references, ray, Printer(args.quiet), done)
     summary = summarize(repeats, args.repeats)
     if args.json:
         print(json.dumps({"runs": [_finite(r.as_dict()) for r in repeats], "summary": summary}))

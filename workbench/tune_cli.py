@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from workbench.cli_args import EXIT_ERROR, add_run_settings, settings_from_args
+from workbench.cli_args import EXIT_ERROR, add_ray_flags, add_run_settings, ray_options_from_args, settings_from_args
 from workbench.core.config import RunConfig, StageConfig
 from workbench.core.errors import WorkbenchError
 from workbench.engine.console import SIGNALS, signal_word
@@ -49,11 +49,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--sampler", default="tpe", choices=("tpe", "gp"), help="Optuna's sampler (default tpe)")
     t.add_argument("--pruner", default="median", choices=("median", "none"),
                    help="stop trials below the median at the same epoch (single objectives only)")
-    t.add_argument("--ray", metavar="local|ADDRESS", help="run trials as Ray tasks: `local` starts Ray here, "
-                   "else a cluster's address")
-    t.add_argument("--workers", type=int, default=0, help="--ray local: CPUs, one trial each (default: all)")
-    t.add_argument("--gpus-per-trial", type=float, default=0.0, help="--ray: GPUs given to each trial")
-    t.add_argument("--retries", type=int, default=1, help="--ray: reruns of a trial whose worker died")
+    add_ray_flags(t, "trials")
     add_run_settings(t)                        # the run settings' flags, --json and --quiet, as `run` has
     return t
 
@@ -92,16 +88,12 @@ def config_from_args(args) -> RunConfig:
 
 def run(args) -> int:
     from workbench.core.events import CancelToken
-    from workbench.engine.tune import RayOptions, Tuner, format_trial
+    from workbench.engine.tune import Tuner, format_trial
     from workbench.engine.tune_space import build_space
 
     config = config_from_args(args)
     space = build_space(config, args.space, args.fix, defaults=not args.space_only)
-    ray = None
-    if args.ray:
-        if args.workers < 0 or args.gpus_per_trial < 0 or args.retries < 0:
-            raise WorkbenchError("--workers, --gpus-per-trial and --retries cannot be negative")
-        ray = RayOptions(args.ray, args.workers, args.gpus_per_trial, args.retries)
+    ray = ray_options_from_args(args)
     start = [space.values_of(config)] if args.preset else None     # trial 0: the preset as it ships
     tuner = Tuner(config, space, args.trials, parse_objective(args.objective), args.out, name=args.study,
                   sampler=args.sampler, pruner=args.pruner, ray=ray, enqueue=start)

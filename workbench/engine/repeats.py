@@ -63,11 +63,13 @@ class Repeat:
     status: str
     error: str = ""
     summary: dict = field(default_factory=dict)
+    worker: str = ""                  # on Ray: host:pid and node of the worker that ran it
 
     def as_dict(self) -> dict:
         s = self.summary
         return {"repeat": self.index, "seed": self.seed, "run": self.run, "status": self.status,
-                "error": self.error, **{key: s.get(key) for key, *_ in METRICS}}
+                "error": self.error, **{key: s.get(key) for key, *_ in METRICS},
+                **({"worker": self.worker} if self.worker else {})}
 
 
 def base_name(config: RunConfig, stamp: str | None = None) -> str:
@@ -193,7 +195,8 @@ def format_repeat(r: Repeat, total: int) -> str:
     s = r.summary
     return (f"{head}: {r.run}: test accuracy {100 * s['test_accuracy']:.2f}% (reference "
             f"{100 * s['reference_accuracy']:.2f}%), {s['param_ratio']:.1f}x parameters, "
-            f"{s['storage_ratio']:.1f}x storage bits, {s['wall_seconds']:.1f} s")
+            f"{s['storage_ratio']:.1f}x storage bits, {s['wall_seconds']:.1f} s"
+            + (f" (worker {r.worker})" if r.worker else ""))
 
 
 def format_summary(summary: dict) -> str:

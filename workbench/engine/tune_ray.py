@@ -47,38 +47,55 @@ def _trial_task(config_json: str, number: int, params: dict, objective: Objectiv
     return result.to_dict()
 
 
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise WorkbenchError("--ray needs Ray: pip install 'compression-workbench[tune]' (or pip install "
+                             "ray)") from None
+    return ray
+
+
+def connect(ray, options) -> bool:
+    """Start a local Ray (`options.address` "local", `workers` CPUs) or join a cluster; True when this
+    call started it (so the caller shuts it down). A tune study and a set of repeats connect alike."""
+    if ray.is_initialized():
+        return False
+    try:
+        if options.address == "local":
+            ray.init(num_cpus=options.workers or os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": {k: os.environ[k] for k in ENV_PASSED if k in os.environ}})
+        else:
+            ray.init(address=options.address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise WorkbenchError(f"--ray {options.address}: cannot start or reach Ray: "
+                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return True
+
+
+def slots(ray, options) -> int:
+    """How many runs fit at once: one CPU each, and `gpus_per_trial` GPUs each where asked."""
+    n = int(ray.cluster_resources().get("CPU", 1))
+    if options.gpus_per_trial:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if gpus < options.gpus_per_trial:
+            raise WorkbenchError(f"--gpus-per-trial {options.gpus_per_trial:g}: the Ray cluster has "
+                                 f"{gpus:g} GPUs")
+        n = min(n, int(gpus // options.gpus_per_trial))
+    return max(n, 1)
+
+
 class RayPool:
     """Trials submitted as Ray tasks; `wait` hands back those that ended."""
 
     def __init__(self, options, storage: str, study_name: str, pruner):
-        try:
-            import ray
-        except ImportError:
-            raise WorkbenchError("--ray needs Ray: pip install 'compression-workbench[tune]' (or pip install "
-                                 "ray)") from None
+        ray = import_ray()
         self.ray, self.options = ray, options
         self.storage, self.study_name, self.pruner = storage, study_name, pruner
         self.pending: dict = {}              # ObjectRef -> (trial number, params)
-        self.started = False
-        if not ray.is_initialized():
-            try:
-                if options.address == "local":
-                    ray.init(num_cpus=options.workers or os.cpu_count(), include_dashboard=False,
-                             log_to_driver=False, configure_logging=False,
-                             runtime_env={"env_vars": {k: os.environ[k] for k in ENV_PASSED if k in os.environ}})
-                else:
-                    ray.init(address=options.address, log_to_driver=False, configure_logging=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise WorkbenchError(f"--ray {options.address}: cannot start or reach Ray: "
-                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-            self.started = True
-        self.slots = int(ray.cluster_resources().get("CPU", 1))
-        if options.gpus_per_trial:
-            gpus = ray.cluster_resources().get("GPU", 0)
-            if gpus < options.gpus_per_trial:
-                raise WorkbenchError(f"--gpus-per-trial {options.gpus_per_trial:g}: the Ray cluster has "
-                                     f"{gpus:g} GPUs")
-            self.slots = min(self.slots, int(gpus // options.gpus_per_trial))
+        self.started = connect(ray, options)
+        self.slots = slots(ray, options)
         self.task = ray.remote(_trial_task).options(num_cpus=1, num_gpus=options.gpus_per_trial,
                                                     max_retries=options.retries, retry_exceptions=False)
 
