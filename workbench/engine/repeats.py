@@ -141,27 +141,41 @@ def shared_reference(config: RunConfig, printer: Callable) -> str:
     return str(path)
 
 
-def run_repeats(config: RunConfig, n: int, own_references: bool, printer: Callable,
-                done: Callable[[Repeat, int], None] = lambda repeat, total: None) -> list[Repeat]:
-    """Run the repeats one after another (`printer` gets every event, `done` each repeat as it ends).
-    A failed repeat leaves the others to run; a cancelled one (a signal) ends the set there. A repeat
-    refused before its run file exists is bad input for every seed when it is the first: raised."""
+def check_repeats(config: RunConfig, n: int, own_references: bool) -> None:
+    """Bad input for the whole set, in one line, before anything runs."""
     if n < 1:
         raise WorkbenchError(f"--repeats must be at least 1, got {n}")
     if own_references and config.checkpoint:
         raise WorkbenchError("--repeat-references pretrains a reference per seed: not with --checkpoint "
                              "(the checkpoint is every repeat's reference)")
-    checkpoint = None
+
+
+def reference_for_repeats(config: RunConfig, own_references: bool, printer: Callable) -> str | None:
+    """The reference every repeat starts from (made now if need be), or None where each repeat has its own
+    (own_references, a checkpoint, a model file). Cancelled while pretraining: raised."""
     if not own_references and shares_reference(config):
-        try:
-            checkpoint = shared_reference(config, printer)
-        except Cancelled:
-            return [Repeat(i, config.seed + i, "", "cancelled", "cancelled before the runs started")
-                    for i in range(n)]
-    elif not own_references and not config.checkpoint:       # a model file: no cached reference to share
+        return shared_reference(config, printer)
+    if not own_references and not config.checkpoint:       # a model file: no cached reference to share
         printer(Message(f"note: {config.model} without --checkpoint: a model file without weights of its own "
                         "is pretrained per seed, so the repeats would not share a reference (give "
                         "--checkpoint to share one)"))
+    return None
+
+
+def cancelled_before(config: RunConfig, n: int) -> list[Repeat]:
+    return [Repeat(i, config.seed + i, "", "cancelled", "cancelled before the runs started") for i in range(n)]
+
+
+def run_repeats(config: RunConfig, n: int, own_references: bool, printer: Callable,
+                done: Callable[[Repeat, int], None] = lambda repeat, total: None) -> list[Repeat]:
+    """Run the repeats one after another (`printer` gets every event, `done` each repeat as it ends).
+    A failed repeat leaves the others to run; a cancelled one (a signal) ends the set there. A repeat
+    refused before its run file exists is bad input for every seed when it is the first: raised."""
+    check_repeats(config, n, own_references)
+    try:
+        checkpoint = reference_for_repeats(config, own_references, printer)
+    except Cancelled:
+        return cancelled_before(config, n)
     results = []
     for i, c in enumerate(repeat_configs(config, n, checkpoint)):
         try:

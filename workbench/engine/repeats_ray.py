@@ -20,7 +20,7 @@ from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
 from workbench.core.events import Cancelled, Message
 from workbench.engine.console import SIGNALS
-from workbench.engine.repeats import Repeat, repeat_configs, shared_reference, shares_reference
+from workbench.engine.repeats import Repeat, cancelled_before, check_repeats, reference_for_repeats, repeat_configs
 from workbench.engine.tune_ray import connect, import_ray, slots
 
 
@@ -50,19 +50,12 @@ def run_repeats_ray(config: RunConfig, n: int, own_references: bool, ray_options
     """run_repeats with each repeat a Ray task; `done` sees each repeat as it ends (in the order they
     end), the result is in seed order. Ctrl-C / SIGTERM cancel the running repeats (their files end
     `cancelled`)."""
-    if n < 1:
-        raise WorkbenchError(f"--repeats must be at least 1, got {n}")
-    if own_references and config.checkpoint:
-        raise WorkbenchError("--repeat-references pretrains a reference per seed: not with --checkpoint "
-                             "(the checkpoint is every repeat's reference)")
+    check_repeats(config, n, own_references)
     ray = import_ray()
-    checkpoint = None
-    if not own_references and shares_reference(config):
-        try:
-            checkpoint = shared_reference(config, printer)
-        except Cancelled:
-            return [Repeat(i, config.seed + i, "", "cancelled", "cancelled before the runs started")
-                    for i in range(n)]
+    try:
+        checkpoint = reference_for_repeats(config, own_references, printer)
+    except Cancelled:
+        return cancelled_before(config, n)
     configs = repeat_configs(config, n, checkpoint)
     out = Path(config.out_dir or "runs").resolve()          # the same path for every worker
     out.mkdir(parents=True, exist_ok=True)
