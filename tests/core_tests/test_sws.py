@@ -327,3 +327,103 @@ def test_mixture_lr_passes_unrounded_through_the_cli():
     assert config.stages[0].params["mixture_lr"] == 5e-4
     again = config_from_args(build_parser().parse_args(shlex.split(cli_command(config))[1:] + ["--out", "x"]))
     assert again.stages[0].params["mixture_lr"] == 5e-4
+
+
+def own_answers_context(net, **kw):
+    """A run context whose training batches are 512 random inputs labelled with the model's own answers
+    (100% accuracy before any snap), and a list collecting what the method logs."""
+    x = torch.randn(512, 60, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = net(x).argmax(1)
+    c = H.run_context(num_train=N_TRAIN, **kw)
+    c.train_batches = lambda: iter([(x[i:i + 128], y[i:i + 128]) for i in range(0, 512, 128)])
+    said = []
+    c.log = said.append
+    return c, said
+
+
+WIDE_ZERO = ([-0.8, 0.8], [0.3, 0.05, 0.05], [0.5, 0.5])      # a zero component that takes nearly all
+
+
+def test_a_costly_final_snap_is_reported_with_the_remedy():
+    torch.manual_seed(0)
+    net = TwoLayer()
+    m = sws(net, components=3, pi_zero=0.99)
+    set_mixture(m, *WIDE_ZERO)
+    c, said = own_answers_context(net)
+    m.finalize(net, c)
+    cost = [t for t in said if "the snap cost" in t]
+    assert len(cost) == 1 and "512 training samples (100.0% ->" in cost[0] and "snap_budget" in cost[0]
+    # a snap that moves nothing costs nothing and says nothing
+    m2 = sws(net, components=3, pi_zero=0.99)
+    c, said = own_answers_context(net)
+    m2.finalize(net, c)
+    assert not [t for t in said if "the snap cost" in t]
+
+
+def test_snap_budget_raises_tau_while_the_trial_snap_costs_more_and_puts_the_weights_back():
+    from workbench.methods.sws import TAU_GROWTH
+    torch.manual_seed(0)
+    net = TwoLayer()
+    m = SoftWeightSharing.from_values({"components": 3, "pi_zero": 0.99, "tau": 0.01, "snap_budget": 1.0})
+    c, said = own_answers_context(net, steps_per_epoch=10, epochs=12)
+    m.prepare(net, c)
+    set_mixture(m, *WIDE_ZERO)
+    said.clear()                                    # what prepare said
+    weights = [t.detach().clone() for t in m.prior_tensors()]
+    scale = m._scale
+    c.epoch = 0
+    m.on_epoch_end(net, c)                          # the first check only measures
+    assert all(torch.equal(a, b) for a, b in zip(weights, m.prior_tensors()))      # put back exactly
+    assert m._tau == 0.01 and "cost 79.1 points" in said[-1] and "budget 1): tau stays 0.01" in said[-1]
+    c.epoch = 1                                     # every other epoch only
+    m.on_epoch_end(net, c)
+    assert len(said) == 1
+    c.epoch = 2                                     # the same cost again, not falling: tau grows
+    m.on_epoch_end(net, c)
+    assert m._tau == pytest.approx(0.01 * TAU_GROWTH) and m._scale == pytest.approx(scale * TAU_GROWTH)
+    assert "tau 0.01 -> 0.0141421" in said[-1]
+    c.epoch = 4
+    m.on_epoch_end(net, c)
+    assert m._tau == pytest.approx(0.02) and len(said) == 3
+    c.epoch = 6                                     # the second half of the stage: tau stays as it is
+    m.on_epoch_end(net, c)
+    assert m._tau == pytest.approx(0.02) and len(said) == 3
+    # a cost still falling fast is left to fall; one within the budget keeps tau
+    m._last_cost = 1e6
+    c.epoch = 2
+    m.on_epoch_end(net, c)
+    assert m._tau == pytest.approx(0.02) and "tau stays 0.02" in said[-1]
+    with torch.no_grad():                           # weights already at the means: the snap is free
+        for t in m.prior_tensors():
+            t.zero_()
+    c, said = own_answers_context(net, steps_per_epoch=10, epochs=12)
+    c.epoch = 2
+    m.on_epoch_end(net, c)
+    assert m._tau == pytest.approx(0.02) and "cost 0.0 points" in said[-1]
+
+
+def test_snap_budget_off_checks_nothing():
+    net = TwoLayer()
+    m = SoftWeightSharing.from_values({"components": 3, "pi_zero": 0.99, "tau": 0.01})
+    c, said = own_answers_context(net, steps_per_epoch=10, epochs=8)
+    m.prepare(net, c)
+    set_mixture(m, *WIDE_ZERO)
+    said.clear()
+    c.epoch = 0
+    m.on_epoch_end(net, c)
+    assert m._tau == 0.01 and said == []
+
+
+def test_snap_budget_run_end_to_end_reports_its_checks(tmp_path):
+    config = H.make_config("sws", tmp_path / "runs", params={"tau": 0.05, "snap_budget": 1.0}, epochs=4,
+                           train={"optimizer": "adam", "lr": 1e-3})
+    events = H.run_events(config)
+    fin = H.finished(events)
+    assert fin.status == "completed", fin.error
+    said = [e.text for e in events if type(e).__name__ == "Message"]
+    checks = [t for t in said if "the snap would cost" in t]
+    assert len(checks) == 1 and "on 512 training samples" in checks[0], said     # epochs 1 (of 2 in the half)
+    state, _ = read_model(fin.run_path)
+    run = read_run(fin.run_path)
+    assert layer_values_are_means(state["fc1.weight"], run.layers["fc1"]["mix_mean"][-1])

@@ -38,6 +38,11 @@ LOG_2PI = math.log(2.0 * math.pi)
 SCATTER_SAMPLES = 2000          # weights per layer in the weight-vs-initial-weight scatter (fixed size)
 INIT_PERCENTILE = 99.9         # of |w|: the default half-width of the initial means' range
 EXACT_CHUNK = 1 << 15           # points per chunk of the N x J (or G x J) evaluation (bounds the temporaries)
+SNAP_CHECK_SAMPLES = 2048       # training samples a snap's cost in accuracy is measured on
+SNAP_CHECK_POINTS = 2.0         # a final snap that costs more than this (percentage points) is reported
+TAU_GROWTH = math.sqrt(2.0)     # snap_budget's step: tau x sqrt(2) at most every other epoch
+TAU_GROWTH_MAX = 64.0           # snap_budget raises tau to at most this multiple of the value set
+TAU_KEEP_FALLING = 0.9          # a snap cost that fell below this share of the last one is left to fall
 
 
 @dataclass
@@ -106,6 +111,15 @@ class SWSParams:
                            "After training, merge components whose symmetric KL divergence KL(a|b) + "
                            "KL(b|a) is below this (reference code: 1e-10, one-sided).", min=0.0, max=1e6,
                            log=True, tune="1e-6..1e-2:log")
+    snap_budget: float = knob(0.0, "Snap budget (points)",
+                              "0 (the paper): tau stays as set. b > 0: at the end of each epoch of the "
+                              "stage's first half the snap is tried on 2048 training samples (the weights "
+                              "put back after); while it would cost more than b points of accuracy and "
+                              "that cost is not falling fast, tau doubles (up to 64x the value set). A "
+                              "snap that costs much means the weights have not gathered around the means: "
+                              "the prior is too weak for this data set, and late in training (small "
+                              "learning rate) no tau gathers them any more.",
+                              min=0.0, max=100.0, step=0.5)
     prior_eval: str = knob("grid", "Prior evaluation",
                            "grid (default): bin the weights onto a fine grid (O(weights + grid x "
                            "components) per step); exact: direct O(weights x components) evaluation.",
@@ -343,6 +357,8 @@ class SoftWeightSharing(Method):
         self._final: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # merged (mu, var, pi)
         self._sample: dict[str, tuple[torch.Tensor, np.ndarray]] = {}          # layer -> (index, initial)
         self._warned = False
+        self._tau = 0.0                                        # tau in use (snap_budget may raise it)
+        self._last_cost: float | None = None                  # the last epoch's snap cost (snap_budget)
 
     # --- mixture ---------------------------------------------------------------------------------
     def mixture(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -401,7 +417,8 @@ class SoftWeightSharing(Method):
         self._beta = torch.tensor([p.zero_beta] + [p.beta] * (J - 1), dtype=dtype, device=dev)
         unit = torch.arange(p.grid_points, dtype=dtype, device=dev) / (p.grid_points - 1)
         self._workspace = Workspace(unit)
-        self._scale = p.tau / max(ctx.num_train, 1) if p.prior_scaling == "per_sample" else p.tau
+        self._tau, self._last_cost = p.tau, None
+        self._scale = self._scale_for(p.tau, ctx)
         self._final = None
         gen = torch.Generator().manual_seed(0)
         for name, module in compressible_layers(model):
@@ -424,6 +441,50 @@ class SoftWeightSharing(Method):
     def penalty(self, model: nn.Module, ctx: RunContext) -> torch.Tensor:
         return self._scale * (self.neg_log_prior() + self.neg_log_hyperprior())
 
+    def _scale_for(self, tau: float, ctx: RunContext) -> float:
+        return tau / max(ctx.num_train, 1) if self.params.prior_scaling == "per_sample" else tau
+
+    def on_epoch_end(self, model: nn.Module, ctx: RunContext) -> None:
+        """snap_budget: raise tau while trying the snap shows the weights have not gathered (see the knob).
+
+        The weights take epochs to follow a stronger prior, so tau grows by TAU_GROWTH at most every other
+        epoch, never on the first check (after one epoch the weights have not gathered even where they
+        will: MNIST's trial snap cost 17.8 points then and 0.0 two epochs later), and not while the cost is
+        still falling (below TAU_KEEP_FALLING of the last check's). Doubling at every epoch overshot
+        (Fashion-MNIST: tau 64x within 7 epochs, 6 points lost before the snap)."""
+        p = self.params
+        epochs = ctx.total_steps // max(ctx.steps_per_epoch, 1)
+        if p.snap_budget <= 0 or ctx.epoch + 1 > epochs // 2 or ctx.epoch % 2:
+            return
+        cost, before, after, seen = self._snap_cost(model, ctx)
+        if not seen:
+            return
+        last, self._last_cost = self._last_cost, cost
+        old = self._tau
+        if (last is not None and cost > p.snap_budget and cost >= TAU_KEEP_FALLING * last
+                and self._tau < p.tau * TAU_GROWTH_MAX):
+            self._tau = min(TAU_GROWTH * self._tau, p.tau * TAU_GROWTH_MAX)
+            self._scale = self._scale_for(self._tau, ctx)
+        ctx.log(f"soft weight-sharing: the snap would cost {cost:.1f} points now ({before:.1%} -> {after:.1%} "
+                f"on {seen} training samples; budget {p.snap_budget:g}): "
+                + (f"tau {old:g} -> {self._tau:g}" if self._tau != old else f"tau stays {old:g}"))
+
+    def _snap_cost(self, model: nn.Module, ctx: RunContext) -> tuple[float, float, float, int]:
+        """(points lost, accuracy before, after, samples) if the weights snapped now; they are put back."""
+        before, seen = _accuracy_on(model, ctx, SNAP_CHECK_SAMPLES)
+        if not seen:
+            return 0.0, before, before, 0
+        mu, var, pi = self.mixture_arrays()
+        kept = [t.detach().clone() for t in self.prior_tensors()]
+        with torch.no_grad():
+            for t in self.prior_tensors():
+                t.copy_(torch.as_tensor(mu, device=t.device, dtype=t.dtype)[most_responsible(t, mu, var, pi)])
+        after, _ = _accuracy_on(model, ctx, SNAP_CHECK_SAMPLES)
+        with torch.no_grad():
+            for t, k in zip(self.prior_tensors(), kept):
+                t.copy_(k)
+        return 100 * (before - after), before, after, seen
+
     def on_epoch_start(self, model: nn.Module, ctx: RunContext) -> None:
         """Says (once) when the grid is too coarse for the narrowest component."""
         if self.params.prior_eval != "grid" or self._warned:
@@ -438,6 +499,18 @@ class SoftWeightSharing(Method):
                     f"{sigma:.3g}; raise grid_points or use prior_eval=exact for an accurate prior")
 
     def finalize(self, model: nn.Module, ctx: RunContext) -> None:
+        before, seen = _accuracy_on(model, ctx, SNAP_CHECK_SAMPLES)
+        self._snap(ctx)
+        after, _ = _accuracy_on(model, ctx, SNAP_CHECK_SAMPLES)
+        if seen and before - after > SNAP_CHECK_POINTS / 100:
+            hint = ("snap_budget (e.g. 1) raises tau early while the snap would cost more"
+                    if not self.params.snap_budget else "snap_budget watches the first half of the stage "
+                    "only: a smaller budget or a larger tau gathers them more")
+            ctx.log(f"soft weight-sharing: the snap cost {100 * (before - after):.1f} points of accuracy on "
+                    f"{seen} training samples ({before:.1%} -> {after:.1%}): the weights had not gathered "
+                    f"around the means; {hint}")
+
+    def _snap(self, ctx: RunContext) -> None:
         mu, var, pi = self.mixture_arrays()
         self._final = merge_components(mu, var, pi, self.params.merge_kl)
         values = torch.as_tensor(np.nan_to_num(self._final[0]))
@@ -466,6 +539,24 @@ class SoftWeightSharing(Method):
                 out[name]["scatter_initial"] = initial
                 out[name]["scatter_final"] = _padded(w.reshape(-1)[idx])
         return out
+
+
+def _accuracy_on(model: nn.Module, ctx: RunContext, limit: int) -> tuple[float, int]:
+    """(accuracy, samples) on the first `limit` training samples (eval mode); (nan, 0) without data."""
+    if ctx.train_batches is None:
+        return math.nan, 0
+    was_training = model.training
+    model.eval()
+    correct = seen = 0
+    with torch.no_grad():
+        for xb, yb in ctx.train_batches():
+            take = min(len(yb), limit - seen)
+            correct += int((model(xb[:take]).argmax(1) == yb[:take]).sum())
+            seen += take
+            if seen >= limit:
+                break
+    model.train(was_training)
+    return (correct / seen if seen else math.nan), seen
 
 
 def _percentile(values: torch.Tensor, q: float) -> torch.Tensor:

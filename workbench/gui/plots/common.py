@@ -83,6 +83,7 @@ class ViewNote(pg.TextItem):
         plot_item.addItem(self, ignoreBounds=True)
         self._view = plot_item.getViewBox()
         self._view.sigRangeChanged.connect(self._centre)
+        self._view.sigResized.connect(self._centre)
         self._centre()
 
     def say(self, text: str) -> None:
@@ -92,6 +93,12 @@ class ViewNote(pg.TextItem):
         self.setVisible(bool(text))
 
     def _centre(self, *_) -> None:
+        # wrapped to the view's width: a narrow plot (1280x800, the side panel open) cut the text off
+        # at both edges
+        self.textItem.setTextWidth(-1)
+        room = self._view.width() - 16
+        if 40 < room < self.textItem.boundingRect().width():
+            self.setTextWidth(room)
         (x0, x1), (y0, y1) = self._view.viewRange()
         self.setPos((x0 + x1) / 2, (y0 + y1) / 2)
 
