@@ -389,3 +389,33 @@ def test_widgets_accept_empty_traces(qtbot):
     assert not mixture.note.isHidden() and mixture.view.isHidden()      # the placeholder note instead
     assert mixture.component_paths().size == 0 and len(mixture.scatter.getData()[0]) == 0
     assert not any(line.isVisible() for line in mixture._lines)
+
+
+def test_ratio_legend_names_the_latest_runs_and_counts_the_rest(ratio):
+    from workbench.gui.plots.common import LEGEND_RUNS
+    traces = [make_trace(f"t{i}", param=(1, 5 + i, 10 + i)) for i in range(LEGEND_RUNS)]
+    ratio.set_traces(traces)
+    names = [label.text for _, label in ratio.legend.items]
+    assert [n for n in names if n.startswith("t")] == [f"t{i}" for i in range(LEGEND_RUNS)]
+    more = traces + [make_trace(f"t{i}", param=(1, 5 + i, 10 + i)) for i in range(LEGEND_RUNS, LEGEND_RUNS + 3)]
+    ratio.set_traces(more)
+    names = [label.text for _, label in ratio.legend.items]
+    runs = [n for n in names if n.startswith("t")]
+    assert runs == [f"t{i}" for i in range(4, LEGEND_RUNS + 3)]              # the latest five
+    assert names[-1] == "... 4 earlier runs (see Compare)"
+    assert len(ratio._runs) == LEGEND_RUNS + 3                                # every run still drawn
+    ratio.update_trace(make_trace("t99", param=(1, 30, 40)))                  # a live trial arrives
+    assert [label.text for _, label in ratio.legend.items][-2:] == ["t99", "... 5 earlier runs (see Compare)"]
+
+
+def test_curves_legend_names_the_latest_runs_and_counts_the_rest(qtbot):
+    from workbench.gui.plots.common import LEGEND_RUNS
+    curves = CurvesPlot()
+    qtbot.addWidget(curves)
+    traces = [make_trace(f"t{i}") for i in range(LEGEND_RUNS + 4)]
+    curves.set_traces(traces)
+    names = [label.text for _, label in curves.legend.items]
+    assert names == [f"t{i}" for i in range(5, LEGEND_RUNS + 4)] + ["... 5 earlier runs (see Compare)"]
+    assert len(curves._curves) == LEGEND_RUNS + 4
+    curves.set_traces(traces[:2])
+    assert [label.text for _, label in curves.legend.items] == ["t0", "t1"]

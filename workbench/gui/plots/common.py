@@ -74,6 +74,19 @@ def plain_axes(*plot_items) -> None:
             plot_item.getAxis(name).enableAutoSIPrefix(False)
 
 
+LEGEND_RUNS = 6         # runs a legend names (the latest; beyond, one line says how many it leaves out)
+
+
+def legend_runs(runs: list, more_item) -> list:
+    """(item, name) of the runs a legend lists: all of them up to LEGEND_RUNS, else the latest
+    LEGEND_RUNS - 1 and `more_item` named for the rest (a study's or a watched folder's dozens of runs
+    covered the ratio plot and squeezed the curves to nothing)."""
+    if len(runs) <= LEGEND_RUNS:
+        return list(runs)
+    hidden = len(runs) - (LEGEND_RUNS - 1)
+    return list(runs[-(LEGEND_RUNS - 1):]) + [(more_item, f"... {hidden} earlier runs (see Compare)")]
+
+
 class ViewNote(pg.TextItem):
     """A line of text in the middle of a plot's view, wherever the view has been moved: what an empty
     plot is waiting for. Kept out of the auto-range, so it never changes what the data would show."""

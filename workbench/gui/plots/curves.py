@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from workbench.gui.plots.common import ViewNote, aligned, plain_axes, run_color
+from workbench.gui.plots.common import ViewNote, aligned, legend_runs, plain_axes, run_color
 from workbench.gui.plots.log_axis import LogAxis
 
 
@@ -36,6 +36,7 @@ class CurvesPlot(QtWidgets.QWidget):
         # The legend has a row of its own under the plots: inside them it covered curves wherever it
         # sat (a loss staying high runs along the top, an accuracy rising slowly along the bottom).
         self.legend = pg.LegendItem(labelTextSize="9pt")
+        self._more_runs = pg.PlotDataItem(pen=None)    # the legend's "N earlier runs" line (drawn nowhere)
         self.view.addItem(self.legend, row=2, col=0)
         for row, stretch in ((0, 1), (1, 1), (2, 0)):
             self.view.ci.layout.setRowStretchFactor(row, stretch)
@@ -47,11 +48,10 @@ class CurvesPlot(QtWidgets.QWidget):
     def set_traces(self, traces) -> None:
         """Replace all runs; colours follow list order, as in RatioPlot."""
         for _, loss, acc in self._curves.values():
-            self.legend.removeItem(loss)
             self.loss_plot.removeItem(loss)
             self.acc_plot.removeItem(acc)
         self._curves.clear()
-        self._fit_legend()
+        self._sync_legend()
         for trace in traces:
             self.update_trace(trace)
         self.note.setVisible(not self._curves)
@@ -63,11 +63,10 @@ class CurvesPlot(QtWidgets.QWidget):
             color = run_color(len(self._curves))
             pen = pg.mkPen(color, width=2)
             loss = self.loss_plot.plot(pen=pen, connect="finite")
-            self.legend.addItem(loss, trace.label)
-            self._fit_legend()
             acc = self.acc_plot.plot(pen=pen, symbol="o", symbolSize=4, symbolBrush=color,
                                      symbolPen=None, connect="finite")
             self._curves[key] = (trace, loss, acc)
+            self._sync_legend()
             self.note.hide()
         _, loss, acc = self._curves[key]
         self._curves[key] = (trace, loss, acc)
@@ -87,6 +86,14 @@ class CurvesPlot(QtWidgets.QWidget):
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
+        self._fit_legend()
+
+    def _sync_legend(self) -> None:
+        """The latest runs by name, one line for the rest (legend_runs): a study's dozens of runs made the
+        legend's row taller than the plots above it."""
+        self.legend.clear()
+        for item, name in legend_runs([(loss, t.label) for t, loss, _ in self._curves.values()], self._more_runs):
+            self.legend.addItem(item, name)
         self._fit_legend()
 
     def _fit_legend(self) -> None:

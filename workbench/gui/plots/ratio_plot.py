@@ -19,7 +19,7 @@ from PySide6 import QtCore, QtWidgets
 
 from workbench.engine.compare import config_key, repeat_sets
 from workbench.engine.repeats import spread
-from workbench.gui.plots.common import ViewNote, aligned, error_pct, foreground, run_color
+from workbench.gui.plots.common import ViewNote, aligned, error_pct, foreground, legend_runs, run_color
 from workbench.gui.plots.log_axis import LogAxis
 from workbench.gui.plots.published import published_for
 
@@ -145,6 +145,7 @@ class RatioPlot(QtWidgets.QWidget):
             item.setZValue(5)
             self.plot.addItem(item)
         self._spreads: list[Spread] = []
+        self._more_runs = pg.PlotDataItem(pen=None)    # the legend's "N earlier runs" line (drawn nowhere)
         self._published_labels: list[pg.TextItem] = []
         self._published_points = []
         self._front_runs: list[tuple[str, float, float]] = []
@@ -263,7 +264,7 @@ class RatioPlot(QtWidgets.QWidget):
             (self.front, "Pareto front (completed)", bool(self._front_runs)),
             (self.spread_means, "repeats: mean ± std", bool(self._spreads)),
             (self.published, "published (paper)", bool(self._published_points))) if shown]
-        wanted += [(run.curve, run.trace.label) for run in self._runs.values()]
+        wanted += legend_runs([(run.curve, run.trace.label) for run in self._runs.values()], self._more_runs)
         if [(sample.item, label.text) for sample, label in self.legend.items] != wanted:
             self.legend.clear()
             for item, name in wanted:
