@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 
 from workbench.core import params as P
-from workbench.core.config import SETTINGS, RunSettings
+from workbench.core.config import SETTINGS, RunSettings, StageConfig
+from workbench.core.errors import WorkbenchError
 
 # Exit status: 2 bad input or a failed run (e.g. disk full); 128 + the signal for a run ended by one
 # (130 SIGINT / Ctrl-C, 143 SIGTERM).
@@ -32,6 +33,27 @@ def add_run_settings(p: argparse.ArgumentParser, settings=SETTINGS) -> None:
             p.add_argument(flag, default=None, metavar=metavar, help=help_text)
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def stages_from_args(args) -> tuple[list[StageConfig], str | None, str | None, bool]:
+    """(stages, model, dataset, huffman) from --preset or --method, as `run` and `tune` read them: a
+    preset gives its stages, and its model (unless --checkpoint brings one), data set and Huffman coding
+    where the flags do not; --method with a preset must name the preset's own."""
+    if getattr(args, "preset", None):
+        from workbench.core.presets import get_preset, preset_stages
+
+        preset = get_preset(args.preset)
+        if args.method and args.method.replace(",", "+").replace(" ", "") != preset["method"]:
+            raise WorkbenchError(f"preset {args.preset} is for {preset['method']}, not {args.method}")
+        model = args.model or (None if args.checkpoint else preset.get("model"))
+        return (preset_stages(args.preset), model, args.dataset or preset.get("dataset"),
+                bool(args.huffman or preset.get("huffman")))
+    if not args.method:
+        raise WorkbenchError("give --method KEY or --preset NAME (see `workbench methods`, `workbench presets`)")
+    stages = [StageConfig(key.strip()) for key in args.method.replace("+", ",").split(",") if key.strip()]
+    if not stages:
+        raise WorkbenchError("give --method KEY (see `workbench methods`)")
+    return stages, args.model, args.dataset, bool(args.huffman)
 
 
 def settings_from_args(args, names=SETTINGS) -> dict:

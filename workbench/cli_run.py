@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from workbench.cli_args import EXIT_ERROR, ray_options_from_args, settings_from_args
+from workbench.cli_args import EXIT_ERROR, ray_options_from_args, settings_from_args, stages_from_args
 from workbench.core import params as P
 from workbench.core.config import RunConfig, StageConfig, TrainParams
 from workbench.core.errors import WorkbenchError
@@ -57,22 +57,9 @@ def _route_sets(stages: list[StageConfig], assignments: dict[str, str]) -> None:
 
 
 def config_from_args(args) -> RunConfig:
-    from workbench.core.presets import get_preset, preset_stages
     from workbench.engine.configure import complete  # imports torch: after main's signal handlers
 
-    if args.preset:
-        preset = get_preset(args.preset)
-        stages = preset_stages(args.preset)
-        if args.method and args.method.replace(",", "+").replace(" ", "") != preset["method"]:
-            raise WorkbenchError(f"preset {args.preset} is for {preset['method']}, not {args.method}")
-        model = args.model or (None if args.checkpoint else preset.get("model"))
-        dataset = args.dataset or preset.get("dataset")
-    else:
-        if not args.method:
-            raise WorkbenchError("give --method KEY or --preset NAME (see `workbench methods`, "
-                                 "`workbench presets`)")
-        stages = [StageConfig(key.strip()) for key in args.method.replace("+", ",").split(",") if key.strip()]
-        model, dataset = args.model, args.dataset
+    stages, model, dataset, huffman = stages_from_args(args)
     if not dataset:
         raise WorkbenchError("give --dataset (e.g. mnist)")
     if not model and not args.checkpoint:
@@ -82,7 +69,7 @@ def config_from_args(args) -> RunConfig:
         for stage in stages:
             stage.train["epochs"] = args.epochs
     settings = settings_from_args(args)
-    settings["huffman"] = settings["huffman"] or bool(args.preset and get_preset(args.preset).get("huffman"))
+    settings["huffman"] = huffman
     config = RunConfig(dataset=dataset, stages=stages, model=model, checkpoint=args.checkpoint,
                        out_dir=args.out, name=args.name, preset=args.preset,
                        trust_code=args.trust_code, **settings)

@@ -12,8 +12,15 @@ import argparse
 import json
 import sys
 
-from workbench.cli_args import EXIT_ERROR, add_ray_flags, add_run_settings, ray_options_from_args, settings_from_args
-from workbench.core.config import RunConfig, StageConfig
+from workbench.cli_args import (
+    EXIT_ERROR,
+    add_ray_flags,
+    add_run_settings,
+    ray_options_from_args,
+    settings_from_args,
+    stages_from_args,
+)
+from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
 from workbench.engine.console import SIGNALS, signal_word
 from workbench.engine.tune_objective import OBJECTIVES, parse_objective
@@ -55,28 +62,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> RunConfig:
-    preset = None
-    if getattr(args, "preset", None):
-        from workbench.core.presets import get_preset, preset_stages
-
-        preset = get_preset(args.preset)
-        if args.method and args.method.replace(",", "+").replace(" ", "") != preset["method"]:
-            raise WorkbenchError(f"preset {args.preset} is for {preset['method']}, not {args.method}")
-        if not args.checkpoint:
-            args.model = args.model or preset.get("model")
-        args.dataset = args.dataset or preset.get("dataset")
-        args.huffman = args.huffman or bool(preset.get("huffman"))
-        stages = preset_stages(args.preset)
-    else:
-        if not args.method:
-            raise WorkbenchError("give --method KEY or --preset NAME (see `workbench methods`, `workbench presets`)")
-        stages = [StageConfig(k.strip()) for k in args.method.replace("+", ",").split(",") if k.strip()]
+    stages, args.model, args.dataset, args.huffman = stages_from_args(args)
     if not args.model and not args.checkpoint:
         raise WorkbenchError("give --model (a zoo architecture) or --checkpoint (a trained model)")
     if not args.dataset:
         raise WorkbenchError("give --dataset (mnist, fashion-mnist, cifar10, tiny, folder:PATH, arrays:PATH)")
-    if not stages:
-        raise WorkbenchError("give --method KEY (see `workbench methods`)")
     if args.epochs is not None:
         for stage in stages:
             stage.train["epochs"] = args.epochs
