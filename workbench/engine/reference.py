@@ -135,6 +135,10 @@ def resolve_model(config: RunConfig, dataset: data_mod.Dataset, device: torch.de
         return (yield from _pretrained_user_model(config, dataset, device, cancel, model, meta))
     if not config.model:
         raise WorkbenchError("give --model (a zoo architecture) or --checkpoint (a trained model)")
+    # The initial weights come from the seed the cache key names, whoever calls (the run loop has just
+    # seeded the same way, so runs are unchanged; a direct caller left the global generator anywhere, and
+    # cached a seed-0 reference that seed 0 does not give)
+    torch.manual_seed(config.seed)
     model = zoo.build_model(config.model, dataset.input_shape, dataset.num_classes)
     train = recipe(config.model, epochs=config.pretrain_epochs or None)
     path = reference_path(config.model, dataset, train, config.seed)
