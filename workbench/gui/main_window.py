@@ -4,7 +4,6 @@ RunQueue's thread (one at a time), files to the thread pool (run_files: opened, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyqtgraph as pg
@@ -51,6 +50,7 @@ from workbench.gui.setup_dock import SetupDock
 from workbench.gui.setup_panel import SetupPanel
 from workbench.gui.tune_dialog import TuneDialog
 from workbench.gui.wheel_guard import WheelGuard
+from workbench.gui.window_state import restore_window, save_window
 from workbench.gui.worker import RunQueue
 
 # The tabs beside the histogram, as (attribute, tab title, class). Each follows the histogram's layer and
@@ -95,7 +95,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self.deploy = DeployControl(self)              # Measure deployment: queued like a run
         self.queue.measured.connect(lambda outcome: self._closing and self.close())   # closed while measuring
-        self._restore()
+        restore_window(self)
         self._wheel_guard = WheelGuard(self)            # scrolling a panel never changes a setting
         QApplication.instance().installEventFilter(self._wheel_guard)
         self.model_layers.set_stages(self.methods.stages())
@@ -391,35 +391,8 @@ class MainWindow(QMainWindow):
         if path:
             self.compare.write_csv(path)
 
-    # --- state -------------------------------------------------------------------------------------------
-    def _restore(self) -> None:
-        geometry = self.settings.value("geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1500, 950)
-        self._fit_to_screen()
-        state = self.settings.value("window_state")
-        if state is not None:
-            self.restoreState(state)       # the dock's minimum width wins over a squeezed saved state
-        try:   # JSON: QSettings cannot store a dict holding None
-            parts = json.loads(str(self.settings.value("setup", "") or "{}"))
-        except ValueError:
-            parts = {}
-        if isinstance(parts, dict) and parts:
-            self.setup.set_parts(parts)
-        method = self.settings.value("method")
-        if method:
-            try:
-                self.methods.select_method(str(method))
-            except KeyError:
-                pass  # a method saved by another version that this one does not have
-
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        self.settings.setValue("geometry", self.saveGeometry())
-        self.settings.setValue("window_state", self.saveState())
-        self.settings.setValue("setup", json.dumps(self.setup.config_parts()))
-        self.settings.setValue("method", self.methods.current_method())
+        save_window(self)
         if self.queue.busy and not self._closing and self.isVisible():   # a hidden window has no one to ask
             answer = QMessageBox.question(
                 self, "A run is in progress",
