@@ -419,3 +419,19 @@ def test_curves_legend_names_the_latest_runs_and_counts_the_rest(qtbot):
     assert len(curves._curves) == LEGEND_RUNS + 4
     curves.set_traces(traces[:2])
     assert [label.text for _, label in curves.legend.items] == ["t0", "t1"]
+
+
+def test_empty_note_wraps_to_a_narrow_plot(qtbot):
+    plot = RatioPlot()
+    qtbot.addWidget(plot)
+    plot.resize(300, 300)
+    plot.show()
+    qtbot.waitExposed(plot)
+    view = plot.plot.getViewBox()
+    qtbot.waitUntil(lambda: 0 < view.width() < 420)            # as narrow as the panel allows
+    note = plot.empty_note
+    assert note.isVisible()
+    assert note.textItem.boundingRect().width() <= view.width()          # cut off at both edges before
+    plot.resize(1400, 400)
+    qtbot.waitUntil(lambda: view.width() > 1000)
+    assert note.textItem.textWidth() == -1                               # room again: one line each

@@ -342,6 +342,15 @@ def most_responsible(x: torch.Tensor, mu, var, pi) -> torch.Tensor:
     return out.view(x.shape)
 
 
+def snap_to_means(tensors: list[torch.Tensor], mu, var, pi) -> None:
+    """Set every weight to the mean of its most responsible component (the zero component's is exactly 0;
+    NaN slots of a merged mixture are skipped)."""
+    values = torch.as_tensor(np.nan_to_num(np.asarray(mu, dtype=np.float64)))
+    with torch.no_grad():
+        for t in tensors:
+            t.copy_(values.to(t.device, t.dtype)[most_responsible(t, mu, var, pi)])
+
+
 # --- the method -----------------------------------------------------------------------------------
 
 @register
@@ -481,11 +490,8 @@ class SoftWeightSharing(Method):
         before, seen = _accuracy_on(model, ctx, SNAP_CHECK_SAMPLES)
         if not seen:
             return 0.0, before, before, 0
-        mu, var, pi = self.mixture_arrays()
         kept = [t.detach().clone() for t in self.prior_tensors()]
-        with torch.no_grad():
-            for t in self.prior_tensors():
-                t.copy_(torch.as_tensor(mu, device=t.device, dtype=t.dtype)[most_responsible(t, mu, var, pi)])
+        snap_to_means(self.prior_tensors(), *self.mixture_arrays())
         after, _ = _accuracy_on(model, ctx, SNAP_CHECK_SAMPLES)
         with torch.no_grad():
             for t, k in zip(self.prior_tensors(), kept):
@@ -520,11 +526,7 @@ class SoftWeightSharing(Method):
     def _snap(self, ctx: RunContext) -> None:
         mu, var, pi = self.mixture_arrays()
         self._final = merge_components(mu, var, pi, self.params.merge_kl)
-        values = torch.as_tensor(np.nan_to_num(self._final[0]))
-        with torch.no_grad():
-            for t in self.prior_tensors():
-                idx = most_responsible(t, *self._final)
-                t.copy_(values.to(t.device, t.dtype)[idx])       # zero component: mean exactly 0
+        snap_to_means(self.prior_tensors(), *self._final)
         kept = int(np.sum(~np.isnan(self._final[0])))
         ctx.log(f"soft weight-sharing: {kept} of {len(mu)} components after merging; weights snapped")
 

@@ -96,22 +96,27 @@ class ViewNote(pg.TextItem):
         plot_item.addItem(self, ignoreBounds=True)
         self._view = plot_item.getViewBox()
         self._view.sigRangeChanged.connect(self._centre)
-        self._view.sigResized.connect(self._centre)
-        self._centre()
+        self._view.sigResized.connect(self._wrap)
+        self._wrap()
 
     def say(self, text: str) -> None:
         """Show `text`, or hide the note when it is empty."""
         if text != self.toPlainText():
             self.setText(text)
+            self._wrap()
         self.setVisible(bool(text))
 
-    def _centre(self, *_) -> None:
-        # wrapped to the view's width: a narrow plot (1280x800, the side panel open) cut the text off
-        # at both edges
+    def _wrap(self, *_) -> None:
+        """Wrapped to the view's width (a narrow plot, 1280x800 with the side panel open, cut the text off
+        at both edges); laid out again only when the view's size or the text changes, not on every range
+        change of a live plot."""
         self.textItem.setTextWidth(-1)
         room = self._view.width() - 16
         if 40 < room < self.textItem.boundingRect().width():
             self.setTextWidth(room)
+        self._centre()
+
+    def _centre(self, *_) -> None:
         (x0, x1), (y0, y1) = self._view.viewRange()
         self.setPos((x0 + x1) / 2, (y0 + y1) / 2)
 
