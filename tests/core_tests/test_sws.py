@@ -376,12 +376,16 @@ def test_snap_budget_raises_tau_while_the_trial_snap_costs_more_and_puts_the_wei
     m.on_epoch_end(net, c)                          # the first check only measures
     assert all(torch.equal(a, b) for a, b in zip(weights, m.prior_tensors()))      # put back exactly
     assert m._tau == 0.01 and "cost 79.1 points" in said[-1] and "budget 1): tau stays 0.01" in said[-1]
+    stats = m.epoch_stats(net)["fc1"]               # the run file keeps the check and tau, once
+    assert stats["tau"] == 0.01 and stats["snap_cost"] == pytest.approx(79.1, abs=0.05)
+    assert np.isnan(m.epoch_stats(net)["fc1"]["snap_cost"])
     c.epoch = 1                                     # every other epoch only
     m.on_epoch_end(net, c)
     assert len(said) == 1
     c.epoch = 2                                     # the same cost again, not falling: tau grows
     m.on_epoch_end(net, c)
     assert m._tau == pytest.approx(0.01 * TAU_GROWTH) and m._scale == pytest.approx(scale * TAU_GROWTH)
+    assert m.epoch_stats(net)["fc2"]["tau"] == pytest.approx(0.01 * TAU_GROWTH)
     assert "tau 0.01 -> 0.0141421" in said[-1]
     c.epoch = 4
     m.on_epoch_end(net, c)
@@ -424,6 +428,11 @@ def test_snap_budget_run_end_to_end_reports_its_checks(tmp_path):
     said = [e.text for e in events if type(e).__name__ == "Message"]
     checks = [t for t in said if "the snap would cost" in t]
     assert len(checks) == 1 and "on 512 training samples" in checks[0], said     # epochs 1 (of 2 in the half)
-    state, _ = read_model(fin.run_path)
     run = read_run(fin.run_path)
+    assert list(run.metrics["point_kind"]) == [0, 1, 1, 1, 1, 2]
+    tau, cost = run.layers["fc1"]["tau"], run.layers["fc1"]["snap_cost"]
+    assert np.isnan(tau[0]) and np.all(tau[1:] == 0.05)             # never grew: one check only
+    # the check after epoch 1 and the real snap at the end, nothing in between
+    assert np.isfinite(cost[1]) and np.all(np.isnan(cost[[0, 2, 3, 4]])) and np.isfinite(cost[5])
+    state, _ = read_model(fin.run_path)
     assert layer_values_are_means(state["fc1.weight"], run.layers["fc1"]["mix_mean"][-1])

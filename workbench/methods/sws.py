@@ -375,6 +375,7 @@ class SoftWeightSharing(Method):
         self._warned = False
         self._tau = 0.0                                        # tau in use (snap_budget may raise it)
         self._last_cost: float | None = None                  # the last epoch's snap cost (snap_budget)
+        self._checked_cost = math.nan                         # a snap cost measured since the last stats
 
     # --- mixture ---------------------------------------------------------------------------------
     def mixture(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -477,6 +478,7 @@ class SoftWeightSharing(Method):
             return
         last, self._last_cost = self._last_cost, cost
         old = self._tau
+        self._checked_cost = cost
         if (last is not None and cost > p.snap_budget and cost >= TAU_KEEP_FALLING * last
                 and self._tau < p.tau * TAU_GROWTH_MAX):
             self._tau = min(TAU_GROWTH * self._tau, p.tau * TAU_GROWTH_MAX)
@@ -515,6 +517,8 @@ class SoftWeightSharing(Method):
         before, seen = _accuracy_on(model, ctx, SNAP_CHECK_SAMPLES)
         self._snap(ctx)
         after, _ = _accuracy_on(model, ctx, SNAP_CHECK_SAMPLES)
+        if seen:
+            self._checked_cost = 100 * (before - after)     # the final point's snap_cost: the real snap's
         if seen and before - after > SNAP_CHECK_POINTS / 100:
             hint = ("snap_budget (e.g. 1) raises tau early while the snap would cost more"
                     if not self.params.snap_budget else "snap_budget watches the first half of the stage "
@@ -534,6 +538,7 @@ class SoftWeightSharing(Method):
         if self.mu_free is None:
             return {}       # the reference point is recorded before prepare
         mu, var, pi = self.mixture_arrays()
+        checked, self._checked_cost = self._checked_cost, math.nan
         out = {}
         for name, tensors in self.tensors.items():
             w = tensors[0].detach()
@@ -541,8 +546,10 @@ class SoftWeightSharing(Method):
                 zero = float((w == 0).float().mean())
             else:
                 zero = float((most_responsible(w, mu, var, pi) == 0).float().mean())
+            # tau in use (snap_budget may have raised it) and the trial snap's cost in points (NaN where
+            # this epoch had no check): the run file then says when and why tau grew, not only the log
             out[name] = {"mix_mean": mu.copy(), "mix_var": var.copy(), "mix_weight": pi.copy(),
-                         "snap_zero_fraction": zero}
+                         "snap_zero_fraction": zero, "tau": self._tau, "snap_cost": checked}
             if self._final is not None and name in self._sample:
                 idx, initial = self._sample[name]
                 out[name]["scatter_initial"] = initial

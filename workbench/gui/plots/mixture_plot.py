@@ -39,6 +39,23 @@ class MixturePlot(SideTab):
         """(points, components) means as drawn, for tests."""
         return self._means()[1]
 
+    def tau_text(self) -> str:
+        """What tau did over the run: as set, or how snap_budget raised it and at which epochs."""
+        layer = self._mixture_layer()
+        series = self._trace.layers.get(layer, {}).get("tau") if layer else None
+        if not series:
+            return ""
+        taus = [layer_value(self._trace, layer, "tau", i) for i in range(len(series))]
+        known = [(i, t) for i, t in enumerate(taus) if t is not None]
+        if not known:
+            return ""
+        epochs = aligned(self._trace, "epoch")
+        grew = [i for (_, a), (i, b) in zip(known, known[1:]) if b > a]
+        if not grew:
+            return f"tau {known[0][1]:g}"
+        at = ", ".join(f"{epochs[i]:g}" if np.isfinite(epochs[i]) else f"point {i}" for i in grew)
+        return f"tau {known[0][1]:g} -> {known[-1][1]:g} (snap budget; raised after epoch {at})"
+
     def _mixture_layer(self) -> str:
         trace = self._trace
         if trace is None:
@@ -86,6 +103,8 @@ class MixturePlot(SideTab):
                 color = pg.mkColor(fg)      # the fixed zero component
             self._lines[j].setData(steps, means[:, j], pen=pg.mkPen(color, width=1 + 3 * min(pi * 4, 1)))
             self._lines[j].show()
+        self.means_plot.setTitle(f"component means; {self.tau_text()}" if self.tau_text() else "component means",
+                                 size="9pt")
         last = self._trace.points - 1
         layer = self._layer or self._mixture_layer()
         initial = layer_value(self._trace, layer, "scatter_initial", last)
