@@ -434,6 +434,25 @@ def test_curves_legend_names_the_latest_runs_and_counts_the_rest(qtbot):
     assert [label.text for _, label in curves.legend.items] == ["t0", "t1"]
 
 
+def test_curves_legend_puts_a_studys_runs_side_by_side(qtbot):
+    curves = CurvesPlot()
+    qtbot.addWidget(curves)
+    curves.resize(200, 330)
+    curves.show()
+    qtbot.waitExposed(curves)
+    curves.set_traces([make_trace(f"lenet300-sws-mnist-trial-{i:04d}") for i in range(14)])
+    assert curves.legend.columnCount == 1
+    curves.resize(460, 330)                 # the Live tab's curves at 1280x800
+    qtbot.waitUntil(lambda: curves.legend.columnCount > 1)
+    names = [label.text for _, label in curves.legend.items]
+    assert names[0] == "...trial-0009" and names[-1] == "... 9 earlier runs (see Compare)"
+    assert curves.legend.columnCount >= 2 and curves.legend.rowCount <= 3     # one column took six rows
+    layout = curves.legend.layout              # row by row, in the runs' order
+    placed = [layout.itemAt(r, 2 * c + 1).text for r in range(layout.rowCount())
+              for c in range(curves.legend.columnCount) if layout.itemAt(r, 2 * c + 1) is not None]
+    assert placed == names
+
+
 def test_empty_note_wraps_to_a_narrow_plot(qtbot):
     plot = RatioPlot()
     qtbot.addWidget(plot)
@@ -448,3 +467,68 @@ def test_empty_note_wraps_to_a_narrow_plot(qtbot):
     plot.resize(1400, 400)
     qtbot.waitUntil(lambda: view.width() > 1000)
     assert note.textItem.textWidth() == -1                               # room again: one line each
+
+
+def test_legend_names_drop_the_parts_all_runs_share():
+    from workbench.gui.plots.common import short_names
+    assert short_names(["lenet300-sws-mnist-trial-0009", "lenet300-sws-mnist-trial-0010"]) == \
+        ["...trial-0009", "...trial-0010"]
+    assert short_names(["lenet5_dns_s1", "lenet5_dns_s2"]) == ["...dns_s1", "...dns_s2"]
+    # one shared part is not worth an ellipsis; a lone run keeps its name; the last part always stays
+    assert short_names(["lenet300-dns-mnist", "lenet300-sws-mnist"]) == ["lenet300-dns-mnist", "lenet300-sws-mnist"]
+    assert short_names(["lenet300-sws-mnist-trial-0009"]) == ["lenet300-sws-mnist-trial-0009"]
+    assert short_names(["a-b-c", "a-b"]) == ["a-b-c", "a-b"]
+
+
+def test_ratio_legend_moves_to_the_emptiest_corner(qtbot):
+    plot = RatioPlot()
+    qtbot.addWidget(plot)
+    plot.resize(600, 420)
+    plot.show()
+    qtbot.waitExposed(plot)
+    # a study's trials crowd the top left (low ratio, high error); one run reaches the bottom right
+    crowd = [make_trace(f"lenet300-sws-mnist-trial-{i:04d}", param=(1, 1.1 + 0.05 * i, 1.3 + 0.05 * i),
+                        acc=(0.5, 0.45 + 0.01 * i, 0.5 + 0.01 * i)) for i in range(8)]
+    far = make_trace("lenet300-sws-mnist-trial-0099", param=(1, 60, 100), acc=(0.5, 0.985, 0.99))
+    plot.set_traces(crowd + [far])
+    plot.plot.getViewBox().autoRange()
+    names = [label.text for _, label in plot.legend.items]
+    assert "...trial-0099" in names                                         # shortened by the shared parts
+    box = plot.plot.getViewBox()
+    assert plot.legend_corner != (0, 0)
+    legend = plot.legend.mapRectToItem(box, plot.legend.boundingRect())
+    right, bottom = plot.legend_corner
+    assert (legend.left() > box.width() / 2) == bool(right) and (legend.top() > box.height() / 3) == bool(bottom)
+    # a run later fills that corner too: the legend moves on, to a corner with fewer points
+    before = plot.legend_corner
+    plot.update_trace(make_trace("lenet300-sws-mnist-trial-0100", param=(1, 50, 90, 99),
+                                 acc=(0.5, 0.51, 0.5, 0.52) if before[1] == 0 else (0.5, 0.99, 0.989, 0.99)))
+    plot.plot.getViewBox().autoRange()
+    assert before == (1, 0) and plot.legend_corner == (0, 1)           # top right, then bottom left
+
+
+def test_legend_columns_fit_the_widest_entry_of_each_column():
+    from workbench.gui.plots.common import legend_columns
+    # row by row: with 3 columns the long last entry sits alone in the second column
+    assert legend_columns([50, 50, 50, 50, 200], 320) == 3      # 50 + 200 + 50
+    assert legend_columns([50, 50, 50, 50, 200], 250) == 2      # 200 + 50: the long entry in the first
+    assert legend_columns([50, 50, 50, 50, 200], 249) == 1
+    assert legend_columns([50, 50], 1000) == 2 and legend_columns([300, 300], 100) == 1
+
+
+def test_ratio_legend_names_fewer_runs_in_a_short_plot(qtbot):
+    from workbench.gui.plots.common import LEGEND_RUNS
+    plot = RatioPlot()
+    qtbot.addWidget(plot)
+    plot.resize(600, 700)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.set_traces([make_trace(f"t{i}", param=(1, 5 + i, 10 + i)) for i in range(12)])
+    tall = [label.text for _, label in plot.legend.items if label.text.startswith("t")]
+    assert len(tall) == LEGEND_RUNS - 1
+    plot.resize(600, 260)
+    qtbot.waitUntil(lambda: plot.plot.getViewBox().height() < 200)
+    short = [label.text for _, label in plot.legend.items]
+    assert len(short) * 22 <= 0.4 * plot.plot.getViewBox().height() + 22
+    runs = [n for n in short if n.startswith("t")]
+    assert short[-1].startswith("... ") and 1 <= len(runs) < len(tall) and runs == tall[-len(runs):]

@@ -7,6 +7,7 @@ reads a trace the same way.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pyqtgraph as pg
@@ -77,14 +78,45 @@ def plain_axes(*plot_items) -> None:
 LEGEND_RUNS = 6         # runs a legend names (the latest; beyond, one line says how many it leaves out)
 
 
-def legend_runs(runs: list, more_item) -> list:
-    """(item, name) of the runs a legend lists: all of them up to LEGEND_RUNS, else the latest
-    LEGEND_RUNS - 1 and `more_item` named for the rest (a study's or a watched folder's dozens of runs
-    covered the ratio plot and squeezed the curves to nothing)."""
-    if len(runs) <= LEGEND_RUNS:
-        return list(runs)
-    hidden = len(runs) - (LEGEND_RUNS - 1)
-    return list(runs[-(LEGEND_RUNS - 1):]) + [(more_item, f"... {hidden} earlier runs (see Compare)")]
+def legend_runs(runs: list, more_item, limit: int = LEGEND_RUNS) -> list:
+    """(item, name) of the runs a legend lists: all of them up to `limit`, else the latest
+    `limit` - 1 and `more_item` named for the rest (a study's or a watched folder's dozens of runs
+    covered the ratio plot and squeezed the curves to nothing). Names are shortened by what they all
+    share (short_names)."""
+    runs = list(zip([item for item, _ in runs], short_names([name for _, name in runs])))
+    limit = max(limit, 2)
+    if len(runs) <= limit:
+        return runs
+    hidden = len(runs) - (limit - 1)
+    return runs[-(limit - 1):] + [(more_item, f"... {hidden} earlier runs (see Compare)")]
+
+
+def legend_columns(widths: list[float], room: float) -> int:
+    """The most columns whose widths fit in `room` pixels, entries filled row by row as LegendItem lays
+    them out (each column as wide as its widest entry: one long "... earlier runs" line no longer made
+    every column that wide)."""
+    for n in range(len(widths), 1, -1):
+        if sum(max(widths[j::n]) for j in range(n)) <= room:
+            return n
+    return 1
+
+
+_NAME_PARTS = re.compile(r"[^-_ .]+[-_ .]*")
+
+
+def short_names(names: list[str]) -> list[str]:
+    """Names without the leading parts they all share, the last shared part kept for context:
+    lenet300-sws-mnist-trial-0009 and -0010 become "...trial-0009" and "...trial-0010". A study's trial
+    names were 30 characters alike but for the number, which made the legends one entry wide."""
+    if len(names) < 2:
+        return list(names)
+    parts = [_NAME_PARTS.findall(n) for n in names]
+    shared = 0
+    while all(len(p) > shared + 1 for p in parts) and len({p[shared] for p in parts}) == 1:
+        shared += 1
+    if shared < 2:      # one shared part ("lenet300-") says too little to be worth an ellipsis
+        return list(names)
+    return ["..." + "".join(p[shared - 1:]) for p in parts]
 
 
 class ViewNote(pg.TextItem):

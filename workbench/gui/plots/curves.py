@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from workbench.gui.plots.common import ViewNote, aligned, legend_runs, plain_axes, run_color
+from workbench.gui.plots.common import ViewNote, aligned, legend_columns, legend_runs, plain_axes, run_color
 from workbench.gui.plots.log_axis import LogAxis
 
 
@@ -25,7 +25,8 @@ class CurvesPlot(QtWidgets.QWidget):
         # Loss falls over orders of magnitude (0.3 -> 1e-4 when fine-tuning): log y keeps it readable.
         self.loss_plot.setLogMode(y=True)
         self.loss_plot.setLabel("left", "train loss")
-        self.acc_plot.setLabel("left", "test accuracy (%)")
+        # short axis titles: at 1280x800 each plot is about 100 px tall and longer ones ran into each other
+        self.acc_plot.setLabel("left", "test acc. (%)")
         self.acc_plot.setLabel("bottom", "training steps (cumulative over stages)")
         self.acc_plot.setXLink(self.loss_plot)
         for plot in (self.loss_plot, self.acc_plot):
@@ -101,6 +102,7 @@ class CurvesPlot(QtWidgets.QWidget):
         items = self.legend.items
         if not items:
             return
-        entry = max(sample.width() + label.width() for sample, label in items) + 12
-        columns = max(1, min(len(items), int((self.view.width() - 70) // max(entry, 1))))
+        # preferredWidth is the text's own width; width() is the layout column's (the widest entry's)
+        widths = [sample.width() + label.preferredWidth() + 12 for sample, label in items]
+        columns = legend_columns(widths, self.view.width() - 70)
         self.legend.setColumnCount(columns)

@@ -19,7 +19,15 @@ from PySide6 import QtCore, QtWidgets
 
 from workbench.engine.compare import config_key, repeat_sets
 from workbench.engine.repeats import spread
-from workbench.gui.plots.common import ViewNote, aligned, error_pct, foreground, legend_runs, run_color
+from workbench.gui.plots.common import (
+    LEGEND_RUNS,
+    ViewNote,
+    aligned,
+    error_pct,
+    foreground,
+    legend_runs,
+    run_color,
+)
 from workbench.gui.plots.log_axis import LogAxis
 from workbench.gui.plots.published import published_for
 
@@ -27,6 +35,9 @@ RATIO_KINDS = {
     "param_ratio": "parameters (Han 2015, DNS)",
     "storage_ratio": "storage bits (Deep Compression, SWS)",
 }
+LEGEND_MARGIN = 10      # pixels between the legend and the view's edge
+LEGEND_ROW_PX = 22      # one legend line at 9 pt (measured: LegendItem rows are 20-22 px)
+LEGEND_SHARE = 0.4      # of the view's height the legend may take
 EMPTY_NOTE = ("No runs to show: start a run or open run files.\n"
               "The papers' results appear beside runs of LeNet-300-100 or LeNet-5 on MNIST.")
 AXIS_LABELS = {
@@ -119,11 +130,13 @@ class RatioPlot(QtWidgets.QWidget):
         self.plot.setLogMode(x=True, y=True)
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("left", "test error (%)")
-        # Top left is where these plots are emptiest (high error at low ratio); a translucent backing
-        # keeps the legend readable where a trajectory still passes under it.
+        # The legend goes to the corner of the view with the fewest points under it (_place_legend): top
+        # left is usually emptiest (high error at low ratio), but a study's runs at 1280x800 filled it.
+        # A translucent backing keeps the legend readable where a trajectory still passes under it.
         backing = pg.mkColor(pg.getConfigOption("background"))
         backing.setAlpha(200)
-        self.legend = self.plot.addLegend(offset=(10, 10), labelTextSize="9pt", brush=backing)
+        self.legend = self.plot.addLegend(offset=(LEGEND_MARGIN, LEGEND_MARGIN), labelTextSize="9pt", brush=backing)
+        self.legend_corner = (0, 0)
 
         # One item holds every model's front, NaN-separated: fronts of different nets are never joined.
         front_pen = pg.mkPen(fg, width=1.5, style=QtCore.Qt.PenStyle.DashLine)
@@ -152,6 +165,8 @@ class RatioPlot(QtWidgets.QWidget):
         # Without runs the plot would be a bare grid: it says what it is for instead.
         self.empty_note = ViewNote(self.plot, EMPTY_NOTE)
         self.plot.getViewBox().sigRangeChanged.connect(self._place_labels)
+        self.plot.getViewBox().sigRangeChanged.connect(self._place_legend)
+        self.plot.getViewBox().sigResized.connect(self._resized)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -264,12 +279,61 @@ class RatioPlot(QtWidgets.QWidget):
             (self.front, "Pareto front (completed)", bool(self._front_runs)),
             (self.spread_means, "repeats: mean ± std", bool(self._spreads)),
             (self.published, "published (paper)", bool(self._published_points))) if shown]
-        wanted += legend_runs([(run.curve, run.trace.label) for run in self._runs.values()], self._more_runs)
+        rows = self._legend_rows()
+        wanted += legend_runs([(run.curve, run.trace.label) for run in self._runs.values()], self._more_runs,
+                              LEGEND_RUNS if rows is None else min(LEGEND_RUNS, rows - len(wanted)))
         if [(sample.item, label.text) for sample, label in self.legend.items] != wanted:
             self.legend.clear()
             for item, name in wanted:
                 self.legend.addItem(item, name)
         self.empty_note.setVisible(not self._runs)
+        self._place_legend()
+
+    def _legend_rows(self) -> int | None:
+        """Legend lines that fit in LEGEND_SHARE of the view's height (None before the view has a size):
+        at 1280x800 eight lines took two thirds of the plot."""
+        height = self.plot.getViewBox().height()
+        return int(LEGEND_SHARE * height / LEGEND_ROW_PX) if height >= 1 else None
+
+    def _resized(self, *_) -> None:
+        self._sync_legend()         # the lines that fit may have changed; it places the legend too
+
+    def _place_legend(self, *_) -> None:
+        """Anchor the legend in the view corner that covers the fewest drawn points; a tie keeps the
+        corner it has (the legend does not hop while a live run adds points), then top left."""
+        box = self.plot.getViewBox()
+        width, height = box.width(), box.height()
+        if width <= 0 or height <= 0 or not self.legend.items:
+            return
+        (x0, x1), (y0, y1) = box.viewRange()
+        points = [item.getData() for item in self._drawn_items()]
+        xs = np.concatenate([np.asarray(x, float) for x, _ in points if x is not None] or [np.zeros(0)])
+        ys = np.concatenate([np.asarray(y, float) for _, y in points if y is not None] or [np.zeros(0)])
+        # the points in the view's pixels, origin top left (display data: already log10 in log mode)
+        px = (xs - x0) / max(x1 - x0, 1e-12) * width
+        py = (y1 - ys) / max(y1 - y0, 1e-12) * height
+        rect = self.legend.boundingRect()
+        w, h = rect.width() + LEGEND_MARGIN, rect.height() + LEGEND_MARGIN
+
+        def covered(corner):
+            inx = px <= w if corner[0] == 0 else px >= width - w
+            iny = py <= h if corner[1] == 0 else py >= height - h
+            return int(np.sum(inx & iny & np.isfinite(px) & np.isfinite(py)))
+
+        corners = [self.legend_corner] + [c for c in ((0, 0), (1, 0), (0, 1), (1, 1)) if c != self.legend_corner]
+        best = min(corners, key=covered)        # min keeps the first of equals: the current corner
+        if best != self.legend_corner:
+            self.legend_corner = best
+            offset = (LEGEND_MARGIN if best[0] == 0 else -LEGEND_MARGIN,
+                      LEGEND_MARGIN if best[1] == 0 else -LEGEND_MARGIN)
+            self.legend.anchor(itemPos=best, parentPos=best, offset=offset)
+
+    def _drawn_items(self) -> list:
+        """Every item whose points the legend should not cover."""
+        items = [self.front, self.published, self.spread_means]
+        for run in self._runs.values():
+            items += [run.curve, run.latest, run.reference]
+        return items
 
     def _update_front(self) -> None:
         by_model: dict[str, list] = {}
