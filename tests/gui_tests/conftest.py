@@ -7,6 +7,17 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _gc_on_gui_thread(qapp):
+    """As the app does (run_app): cyclic garbage holding Qt objects is collected on the GUI thread only.
+    Without it a study thread's allocation collected earlier tests' widgets and the suite hung."""
+    from workbench.gui.main_thread_gc import collect_on_gui_thread
+
+    collector = collect_on_gui_thread(qapp)
+    yield
+    collector.stop()
+
+
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
     """A main window with its own settings, cache and run folder, set up for the tiny model and data."""

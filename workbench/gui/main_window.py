@@ -30,6 +30,7 @@ from workbench.gui.deploy_view import DeployView
 from workbench.gui.export_dialog import ExportDialog
 from workbench.gui.help_menu import add_help_menu
 from workbench.gui.live_refresh import StaggeredRefresh
+from workbench.gui.main_thread_gc import collect_on_gui_thread
 from workbench.gui.messages import app_words
 from workbench.gui.method_panel import MethodPanel
 from workbench.gui.model_layers import ModelLayers
@@ -98,6 +99,9 @@ class MainWindow(QMainWindow):
         restore_window(self)
         self._wheel_guard = WheelGuard(self)            # scrolling a panel never changes a setting
         QApplication.instance().installEventFilter(self._wheel_guard)
+        # runs, studies and file checks work in threads: cyclic garbage holding Qt objects must be
+        # collected here, never in them (main_thread_gc)
+        collect_on_gui_thread(QApplication.instance())
         self.model_layers.set_stages(self.methods.stages())
         self._model_changed()
         self._update_run_button()
@@ -181,18 +185,6 @@ class MainWindow(QMainWindow):
             act.triggered.connect(slot)
             run_menu.addAction(act)
         add_help_menu(self)
-
-    def _fit_to_screen(self) -> None:
-        """Sizes saved on a larger screen, and the first default size, are clamped to the screen the
-        window opens on, so it never opens larger than the screen (measured: 1500x950 on 1280x800)."""
-        screen = (self.screen() or QApplication.primaryScreen()).availableGeometry()
-        frame = self.frameGeometry()
-        width, height = min(self.width(), screen.width() - 16), min(self.height(), screen.height() - 40)
-        if (width, height) != (self.width(), self.height()):
-            self.resize(max(width, 320), max(height, 240))
-        x = min(max(frame.x(), screen.x()), screen.right() - self.frameGeometry().width() + 1)
-        y = min(max(frame.y(), screen.y()), screen.bottom() - self.frameGeometry().height() + 1)
-        self.move(max(x, screen.x()), max(y, screen.y()))
 
     def _connect(self) -> None:
         self.run_button.clicked.connect(self.queue_current)

@@ -23,12 +23,12 @@ from workbench.core import devices
 from workbench.core.config import RunSettings
 from workbench.core.errors import WorkbenchError
 from workbench.gui.data_box import DataBox, path_row
+from workbench.gui.file_checks import FileChecks
 from workbench.gui.fit_label import FitLabel
 from workbench.gui.forms import ParamForm, shrink_combo
-from workbench.gui.input_checks import checkpoint_code, file_problem, python_names
+from workbench.gui.input_checks import file_problem
 from workbench.gui.messages import app_words
 from workbench.gui.model_layers import dataset_shape, shape_text
-from workbench.gui.worker import TaskSignals, run_in_pool
 from workbench.models import zoo
 from workbench.models.architecture import GRAPH_SUFFIXES, is_model_file, parse_model_spec
 
@@ -63,15 +63,10 @@ class SetupPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setAcceptDrops(True)
-        self._names: dict[str, list[str]] = {}        # .py path -> its classes and functions (ast)
-        self._names_error: dict[str, str] = {}        # .py path -> why it does not parse
-        self._names_read: dict[str, int] = {}         # .py path -> the mtime its names were read at
-        self._checkpoint_code: dict[tuple, str] = {}  # (path, mtime) -> what loading it would run
         self._inspection: tuple = ("", "", None, "")  # what the Layers tab found: see set_model_inspection
-        self._unreadable: dict[tuple, str] = {}       # (path, mtime) -> why the pool could not read it
-        self._tasks = TaskSignals(self)
-        self._tasks.done.connect(self._task_done)
-        self._tasks.failed.connect(self._task_failed)
+        self.files = FileChecks(self)                 # what the pool read from the user's files
+        self.files.names_read.connect(self._fill_names)
+        self.files.changed.connect(self._edited)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
 
@@ -201,7 +196,7 @@ class SetupPanel(QWidget):
             for w in (self.model, self.model_name):
                 w.blockSignals(False)
         self._fill_names(path)
-        self._read_names()
+        self.files.read_names(path)
         self._edited()
 
     def set_model_inspection(self, spec: str, built_for: str, input_shape, error: str) -> None:
@@ -223,7 +218,7 @@ class SetupPanel(QWidget):
                 lines.append(f"{arch.path.name} will be imported and {arch.name}() called")
         checkpoint = self.checkpoint.text().strip()
         if checkpoint:
-            reason = self._checkpoint_code.get(self._checkpoint_key(checkpoint), "")
+            reason = self.files.checkpoint_code(checkpoint)
             if reason:
                 lines.append(reason)
         return "; ".join(lines) + f": {TRUST_ASK}" if lines else ""
@@ -241,8 +236,8 @@ class SetupPanel(QWidget):
         unreadable = file_problem(self.model_file.text().strip(), "Model file")
         if unreadable:
             return unreadable
-        if self._names_error.get(self.model_file.text().strip()):
-            return self._names_error[self.model_file.text().strip()]
+        if self.files.names_error(self.model_file.text().strip()):
+            return self.files.names_error(self.model_file.text().strip())
         try:
             arch = parse_model_spec(spec)
         except WorkbenchError as exc:
@@ -288,7 +283,7 @@ class SetupPanel(QWidget):
         path = self.checkpoint.text().strip()
         if not path:
             return ""
-        return file_problem(path, "Checkpoint") or self._unreadable.get(self._checkpoint_key(path), "")
+        return file_problem(path, "Checkpoint") or self.files.unreadable(path)
 
     def error(self) -> str:
         """Why Run cannot start with these settings, in one line ('' when it can)."""
@@ -316,12 +311,12 @@ class SetupPanel(QWidget):
         form.setRowVisible(self._file_row, file_mode)
         form.setRowVisible(self._name_row, file_mode and path.endswith(".py"))
         if file_mode and path.endswith(".py"):
-            self._read_names()
+            self.files.read_names(path)
         kind = Path(path).suffix.lower() if file_mode else ""
         self.checkpoint.setPlaceholderText(
             "none: the file's own weights" if kind in GRAPH_SUFFIXES else
             "none: fresh weights, pretrained first" if kind == ".py" else "none: pretrained here (cached)")
-        self._check_checkpoint()
+        self.files.check_checkpoint(self.checkpoint.text().strip())
         checkpoint = app_words(self.checkpoint_problem())
         self.checkpoint_status.setText(checkpoint)
         form.setRowVisible(self._checkpoint_row, bool(checkpoint))
@@ -350,37 +345,9 @@ class SetupPanel(QWidget):
             self.model_name.setCurrentText(name)
         self._edited()
 
-    def _read_names(self) -> None:
-        """Fill the Name list from the .py file, parsed (not run) in the thread pool."""
-        path = self.model_file.text().strip()
-        if not path.endswith(".py"):
-            return
-        stamp = self._checkpoint_key(path)[1]          # read again once the file changed
-        if stamp is None or self._names_read.get(path) == stamp or file_problem(path, ""):
-            return
-        self._names_read[path] = stamp
-        self._names_error.pop(path, None)
-        run_in_pool(lambda: python_names(path), ("names", path), self._tasks)
-
-    @staticmethod
-    def _checkpoint_key(path: str) -> tuple:
-        try:
-            return (path, Path(path).stat().st_mtime_ns)
-        except OSError:
-            return (path, None)
-
-    def _check_checkpoint(self) -> None:
-        """Whether loading the checkpoint would run code: its pickle opcodes scanned in the thread pool."""
-        path = self.checkpoint.text().strip()
-        key = self._checkpoint_key(path) if path else None
-        if key is None or key[1] is None or key in self._checkpoint_code or file_problem(path, ""):
-            return                # nothing to read (a pipe or a device would also hang the reader)
-        self._checkpoint_code[key] = ""
-        run_in_pool(lambda: checkpoint_code(path), ("checkpoint", *key), self._tasks)
-
     def _fill_names(self, path: str) -> None:
         """The Name list from the file's parse; with no name chosen yet, its first model class."""
-        names = self._names.get(path)
+        names = self.files.names(path)
         if not names or self.model_file.text().strip() != path:
             return
         current = self.model_name.currentText().strip()
@@ -391,21 +358,6 @@ class SetupPanel(QWidget):
             self.model_name.setCurrentText(current or names[0])
         finally:
             self.model_name.blockSignals(False)
-
-    def _task_done(self, key, result) -> None:
-        if key[0] == "names":
-            self._names[key[1]] = result
-            self._fill_names(key[1])
-        else:
-            self._checkpoint_code[tuple(key[1:])] = result
-        self._edited()
-
-    def _task_failed(self, key, message: str) -> None:
-        if key[0] == "names":
-            self._names_error[key[1]] = message
-        else:                                          # the checkpoint could not be read
-            self._unreadable[tuple(key[1:])] = f"Checkpoint: cannot read {Path(key[1]).name}: {message}"
-        self._edited()
 
     def _browse_model(self) -> None:
         start = str(Path(self.model_file.text().strip()).parent) if self.model_file.text().strip() else ""

@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections import deque
 
-from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QRunnable, QThread, QThreadPool, Signal, Slot
 
 from workbench.core.config import RunConfig
 from workbench.core.errors import WorkbenchError
@@ -186,21 +186,21 @@ class RunQueue(QObject):
 
 
 class _Task(QRunnable):
-    def __init__(self, fn, signals: "TaskSignals", key):
+    def __init__(self, fn, relay: "_Relay", key):
         super().__init__()
-        self.fn, self.signals, self.key = fn, signals, key
+        self.fn, self.relay, self.key = fn, relay, key
 
     def run(self) -> None:
         try:
             result = self.fn()
         except Exception as exc:  # noqa: BLE001 - reported to the window, never fatal
-            outcome = (self.signals.failed, self.key, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            outcome = (self.relay.failed, self.key, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         else:
-            outcome = (self.signals.done, self.key, result)
+            outcome = (self.relay.done, self.key, result)
         try:
             outcome[0].emit(*outcome[1:])
-        except RuntimeError:
-            pass  # the window that asked was closed meanwhile
+        finally:
+            self.relay.deleteLater()    # on the GUI thread, after the queued result it carries
 
 
 class TaskSignals(QObject):
@@ -208,6 +208,19 @@ class TaskSignals(QObject):
     failed = Signal(object, str)      # key, one-line message
 
 
+class _Relay(TaskSignals):
+    """One task's own sender, owned by the application and deleted on the GUI thread when the task ends.
+
+    The task emitted on its asker's TaskSignals, a child of a widget: a widget closed while the task
+    ran was destroyed on the GUI thread in the middle of the worker's emit (a segfault in the GUI test
+    suite). The relay outlives the task; its results reach the asker through a signal-to-signal
+    connection, which Qt drops when the asker is destroyed."""
+
+
 def run_in_pool(fn, key, signals: TaskSignals) -> None:
-    """Run `fn()` in the global thread pool; the result (or a one-line error) comes back as a signal."""
-    QThreadPool.globalInstance().start(_Task(fn, signals, key))
+    """Run `fn()` in the global thread pool; the result (or a one-line error) comes back as a signal
+    of `signals` (dropped if `signals` is gone by then). Call from the GUI thread."""
+    relay = _Relay(QCoreApplication.instance())     # C++-owned: a worker dropping it never deletes it
+    relay.done.connect(signals.done)
+    relay.failed.connect(signals.failed)
+    QThreadPool.globalInstance().start(_Task(fn, relay, key))

@@ -1,0 +1,48 @@
+"""Python's cyclic garbage collector runs on the GUI thread only.
+
+Automatic collection runs in whichever thread happens to allocate. When that is a worker (a run, a
+study, a file check) and the garbage holds Qt objects (a closed dialog's widgets in a reference cycle),
+the worker destroys them: Qt objects may only be destroyed on their own thread, and PySide then waits
+for the GIL inside ~QObject while the GUI thread waits for Qt's lock in its own deletions. Seen as a
+hang of the GUI test suite: the study thread's `import optuna` collected a test's plot widgets (py-spy:
+worker in gc_collect_main -> ~QObject -> GilState::acquire, GUI thread in ~QWidget ->
+QBasicMutex::lockInternal). So automatic collection is switched off and a GUI-thread timer collects
+instead, with the thresholds the automatic collector would use (the approach of
+pyqtgraph.util.garbage_collector). Reference counting, which frees nearly everything, is unaffected.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from PySide6.QtCore import QObject, QTimer
+
+INTERVAL_MS = 500       # how often the GUI thread looks at the collector's counts
+
+
+class MainThreadGC(QObject):
+    def __init__(self, parent: QObject | None = None, interval_ms: int = INTERVAL_MS):
+        super().__init__(parent)
+        self.threshold = gc.get_threshold()
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.check)
+        gc.disable()
+        self.timer.start(interval_ms)
+
+    def check(self) -> None:
+        """Collect the generations whose counts passed their thresholds, as gc would have on allocation."""
+        c0, c1, c2 = gc.get_count()
+        if c0 > self.threshold[0]:
+            generation = 2 if c1 > self.threshold[1] and c2 > self.threshold[2] else 1 if c1 > self.threshold[1] else 0
+            gc.collect(generation)
+
+    def stop(self) -> None:
+        """Automatic collection back on (the application is going away)."""
+        self.timer.stop()
+        gc.enable()
+
+
+def collect_on_gui_thread(app) -> MainThreadGC:
+    """Install once per application (it is parented to it); returns the installed collector."""
+    existing = app.findChild(MainThreadGC)
+    return existing if existing is not None else MainThreadGC(app)
