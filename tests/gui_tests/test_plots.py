@@ -263,7 +263,7 @@ def test_mixture_plot_paths_and_final_scatter(qtbot):
     np.testing.assert_allclose(x, [0.2, -0.6, 0.04])
     np.testing.assert_allclose(y, [0.0, -0.8, 0.0])
     assert plot.note.isHidden()
-    assert plot.tau_text() == "" and plot.means_plot.titleLabel.text == "component means"   # no tau kept
+    assert plot.tau_text() == "" and plot.tau_label.text == ""           # a run that kept no tau
     plot.set_trace(make_trace("d"))                                # a run without a mixture says so
     assert not plot.note.isHidden() and plot.component_paths().size == 0
 
@@ -272,12 +272,12 @@ def test_mixture_plot_says_how_the_snap_budget_raised_tau(qtbot):
     plot = MixturePlot()
     qtbot.addWidget(plot)
     plot.set_trace(make_trace("s", method="sws", extra={**MIX, "tau": [None, 0.005, 0.005]}))
-    assert plot.tau_text() == "tau 0.005" and "tau 0.005" in plot.means_plot.titleLabel.text
+    assert plot.tau_text() == "tau 0.005" and plot.tau_label.text == "tau 0.005"
     trace = make_trace("s", method="sws", param=(1, 10, 20, 30), acc=(0.98, 0.97, 0.975, 0.97),
                        extra={"mix_mean": MIX["mix_mean"] + [MIX["mix_mean"][2]], "tau": [None, 0.005, 0.01, 0.02]})
     plot.set_trace(trace)
     assert plot.tau_text() == "tau 0.005 -> 0.02 (snap budget; raised after epoch 2, 3)"
-    assert plot.tau_text() in plot.means_plot.titleLabel.text
+    assert plot.tau_label.text == plot.tau_text()
 
 
 def test_histogram_update_follows_last_point_only_when_there(hist):

@@ -18,11 +18,14 @@ class MixturePlot(SideTab):
     def __init__(self, parent=None):
         super().__init__("no mixture recorded in this run (soft weight-sharing records one)", parent)
         self._layer = ""
-        self.means_plot = self.view.addPlot(row=0, col=0)
+        # what tau did (tau_text) on a line of its own over both plots: as the means plot's title it
+        # was wider than the plot at 1280x800, widened its column and pushed the scatter off the tab
+        self.tau_label = self.view.addLabel("", row=0, col=0, colspan=2, size="9pt")
+        self.means_plot = self.view.addPlot(row=1, col=0)
         self.means_plot.setLabel("left", "component mean")
         self.means_plot.setLabel("bottom", "training steps")
         self.means_plot.showGrid(x=True, y=True, alpha=0.2)
-        self.scatter_plot = self.view.addPlot(row=0, col=1)
+        self.scatter_plot = self.view.addPlot(row=1, col=1)
         self.scatter_plot.setLabel("left", "final weight")
         self.scatter_plot.setLabel("bottom", "initial weight")
         self.scatter_plot.showGrid(x=True, y=True, alpha=0.2)
@@ -103,8 +106,7 @@ class MixturePlot(SideTab):
                 color = pg.mkColor(fg)      # the fixed zero component
             self._lines[j].setData(steps, means[:, j], pen=pg.mkPen(color, width=1 + 3 * min(pi * 4, 1)))
             self._lines[j].show()
-        self.means_plot.setTitle(f"component means; {self.tau_text()}" if self.tau_text() else "component means",
-                                 size="9pt")
+        self.tau_label.setText(self.tau_text(), size="9pt")
         last = self._trace.points - 1
         layer = self._layer or self._mixture_layer()
         initial = layer_value(self._trace, layer, "scatter_initial", last)
