@@ -44,6 +44,15 @@ def make_trace(label, model="lenet300", method="dns", status="completed", param=
     return trace
 
 
+def shown(qtbot, widget, width, height):
+    """`widget` on screen at that size (legends and notes fit what the view really measures)."""
+    qtbot.addWidget(widget)
+    widget.resize(width, height)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
 def err(acc):
     return (1 - np.asarray(acc, float)) * 100
 
@@ -435,11 +444,7 @@ def test_curves_legend_names_the_latest_runs_and_counts_the_rest(qtbot):
 
 
 def test_curves_legend_puts_a_studys_runs_side_by_side(qtbot):
-    curves = CurvesPlot()
-    qtbot.addWidget(curves)
-    curves.resize(200, 330)
-    curves.show()
-    qtbot.waitExposed(curves)
+    curves = shown(qtbot, CurvesPlot(), 200, 330)
     curves.set_traces([make_trace(f"lenet300-sws-mnist-trial-{i:04d}") for i in range(14)])
     assert curves.legend.columnCount == 1
     curves.resize(460, 330)                 # the Live tab's curves at 1280x800
@@ -454,11 +459,7 @@ def test_curves_legend_puts_a_studys_runs_side_by_side(qtbot):
 
 
 def test_empty_note_wraps_to_a_narrow_plot(qtbot):
-    plot = RatioPlot()
-    qtbot.addWidget(plot)
-    plot.resize(300, 300)
-    plot.show()
-    qtbot.waitExposed(plot)
+    plot = shown(qtbot, RatioPlot(), 300, 300)
     view = plot.plot.getViewBox()
     qtbot.waitUntil(lambda: 0 < view.width() < 420)            # as narrow as the panel allows
     note = plot.empty_note
@@ -481,11 +482,7 @@ def test_legend_names_drop_the_parts_all_runs_share():
 
 
 def test_ratio_legend_moves_to_the_emptiest_corner(qtbot):
-    plot = RatioPlot()
-    qtbot.addWidget(plot)
-    plot.resize(600, 420)
-    plot.show()
-    qtbot.waitExposed(plot)
+    plot = shown(qtbot, RatioPlot(), 600, 420)
     # a study's trials crowd the top left (low ratio, high error); one run reaches the bottom right
     crowd = [make_trace(f"lenet300-sws-mnist-trial-{i:04d}", param=(1, 1.1 + 0.05 * i, 1.3 + 0.05 * i),
                         acc=(0.5, 0.45 + 0.01 * i, 0.5 + 0.01 * i)) for i in range(8)]
@@ -518,11 +515,7 @@ def test_legend_columns_fit_the_widest_entry_of_each_column():
 
 def test_ratio_legend_names_fewer_runs_in_a_short_plot(qtbot):
     from workbench.gui.plots.common import LEGEND_RUNS
-    plot = RatioPlot()
-    qtbot.addWidget(plot)
-    plot.resize(600, 700)
-    plot.show()
-    qtbot.waitExposed(plot)
+    plot = shown(qtbot, RatioPlot(), 600, 700)
     plot.set_traces([make_trace(f"t{i}", param=(1, 5 + i, 10 + i)) for i in range(12)])
     tall = [label.text for _, label in plot.legend.items if label.text.startswith("t")]
     assert len(tall) == LEGEND_RUNS - 1

@@ -31,10 +31,10 @@ class MainThreadGC(QObject):
 
     def check(self) -> None:
         """Collect the generations whose counts passed their thresholds, as gc would have on allocation."""
-        c0, c1, c2 = gc.get_count()
-        if c0 > self.threshold[0]:
-            generation = 2 if c1 > self.threshold[1] and c2 > self.threshold[2] else 1 if c1 > self.threshold[1] else 0
-            gc.collect(generation)
+        # the oldest generation whose count, and every younger one's, passed its threshold
+        passed = [count > limit for count, limit in zip(gc.get_count(), self.threshold)]
+        if passed[0]:
+            gc.collect(2 if all(passed) else 1 if passed[1] else 0)
 
     def stop(self) -> None:
         """Automatic collection back on (the application is going away)."""
