@@ -48,14 +48,16 @@ def test_a_long_error_wraps_and_is_never_cut(qtbot, window):
     label = window.error_label
     path = "/home/someone/" + "a-very-long-folder-name/" * 5 + "model.pt2"   # one "word", no spaces
     window.show_error(f"run failed: {path}: no such file")
-    qtbot.wait(10)
+    # the layout settles on the event loop: wait for it rather than a fixed 10 ms (a GUI-thread garbage
+    # collection in between made the fixed wait flaky); the label must still come to hold every line
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()), timeout=2000)
     lines, elided = label.lines()
     assert 1 < len(lines) <= label.max_lines and not elided
     assert "".join(lines).replace(" ", "") == label.text().replace(" ", "")   # every character drawn
     assert label.height() >= label.heightForWidth(label.width())             # all lines fit
     assert _fully_shown(label, window)
     window.show_error("run failed: " + "a long explanation " * 80)
-    qtbot.wait(10)
+    qtbot.waitUntil(lambda: label.height() >= label.heightForWidth(label.width()), timeout=2000)
     lines, elided = label.lines()
     assert len(lines) == label.max_lines and elided and lines[-1].endswith("…")
     assert label.toolTip() == label.text()                                    # the whole text
