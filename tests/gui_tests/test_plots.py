@@ -289,6 +289,26 @@ def test_mixture_plot_says_how_the_snap_budget_raised_tau(qtbot):
     assert plot.tau_label.text == plot.tau_text()
 
 
+def test_mixture_plots_share_the_tab_width_equally(qtbot):
+    """At the size the tab has at 1280x800 the scatter's title set its column's minimum width and the
+    means plot got a third of the tab, its step ticks run together; now each gets half, at any width."""
+    extra = dict(MIX)
+    extra["scatter_initial"] = [None, None, np.array([0.1, -0.3, 0.02])]
+    extra["scatter_final"] = [None, None, np.array([0.0, -0.4, 0.0])]
+    plot = shown(qtbot, MixturePlot(), 440, 330)
+    plot.set_trace(make_trace("s", method="sws", extra=extra))
+    plot.set_layer("fc2")
+    assert plot.scatter_plot.titleLabel.text == "fc2 (a sample)"
+
+    def halves():
+        a, b = plot.means_plot.geometry().width(), plot.scatter_plot.geometry().width()
+        return abs(a - b) <= 2 and a + b >= 0.9 * plot.view.width()
+
+    qtbot.waitUntil(halves, timeout=2000)
+    plot.resize(900, 330)
+    qtbot.waitUntil(halves, timeout=2000)
+
+
 def test_histogram_update_follows_last_point_only_when_there(hist):
     trace = make_trace("live", status="running")
     hist.set_trace(trace)
