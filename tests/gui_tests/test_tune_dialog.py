@@ -18,6 +18,7 @@ from workbench.engine.tune_space import build_space
 from workbench.gui import tune_options
 from workbench.gui.tune_dialog import TuneDialog
 from workbench.gui.tune_options import NEEDS_RAY, NO_PRUNING, RAY_CLUSTER, RAY_LOCAL
+from workbench.gui.window_state import fit_to_screen
 
 
 def _config(tmp_path, epochs: int = 1) -> RunConfig:
@@ -264,7 +265,7 @@ def test_the_dialog_keeps_its_title_bar_on_the_screen(dialog):
     """Centred over the window at 1280x800 its frame began above the screen (no title bar to drag)."""
     avail = dialog.screen().availableGeometry()
     dialog.setGeometry(avail.x() + 100, avail.y() - 20, 900, avail.height() + 100)
-    dialog._fit_to_screen()
+    fit_to_screen(dialog)
     geo = dialog.geometry()
     assert geo.y() >= avail.y() + 30 and geo.bottom() <= avail.bottom()
     assert geo.x() >= avail.x() and geo.right() <= avail.right()

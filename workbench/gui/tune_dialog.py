@@ -20,7 +20,6 @@ from typing import Callable
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
-    QApplication,
     QDialog,
     QHBoxLayout,
     QLabel,
@@ -40,6 +39,7 @@ from workbench.gui.promote_dialog import promote_run
 from workbench.gui.tune_live import LiveTrials
 from workbench.gui.tune_options import TuneOptions
 from workbench.gui.tune_table import SpaceTable, TrialTable
+from workbench.gui.window_state import fit_to_screen
 
 POLL_MS = 250          # the rows' refresh: at most four times a second, however often the runs report
 
@@ -248,20 +248,7 @@ class TuneDialog(QDialog):
         super().showEvent(event)
         if not self._placed:
             self._placed = True
-            QTimer.singleShot(0, self._fit_to_screen)    # once the window manager has framed it
-
-    def _fit_to_screen(self) -> None:
-        """Title bar on the screen: centred over the main window at 1280x800, the 720 px dialog's frame
-        began 20 px above the screen's top (looked at under Xvfb + openbox), so it could not be dragged.
-        The client area is placed below a title bar's height; the frame may not be known yet (it is
-        drawn by the window manager after the first show), so 30 px is assumed where it is not."""
-        avail = (self.screen() or QApplication.primaryScreen()).availableGeometry()
-        geo = self.geometry()
-        title = max(geo.y() - self.frameGeometry().y(), 30)
-        w, h = min(geo.width(), avail.width() - 20), min(geo.height(), avail.height() - title - 10)
-        x = min(max(geo.x(), avail.x() + 10), avail.right() - w - 10)
-        y = min(max(geo.y(), avail.y() + title), avail.bottom() - h - 5)
-        self.setGeometry(x, y, w, h)
+            QTimer.singleShot(0, lambda: fit_to_screen(self))    # once the window manager has framed it
 
     # --- closing ----------------------------------------------------------------------------------------
     def shutdown(self, wait_ms: int = 60000) -> bool:

@@ -40,14 +40,23 @@ def save_window(win) -> None:
     win.settings.setValue("method", win.methods.current_method())
 
 
+TITLE_PX_GUESS = 30     # a title bar's height where the window manager has not framed the window yet
+
+
 def fit_to_screen(win) -> None:
-    """Sizes saved on a larger screen, and the first default size, are clamped to the screen the window
-    opens on, so it never opens larger than the screen (measured: 1500x950 on 1280x800)."""
-    screen = (win.screen() or QApplication.primaryScreen()).availableGeometry()
-    frame = win.frameGeometry()
-    width, height = min(win.width(), screen.width() - 16), min(win.height(), screen.height() - 40)
-    if (width, height) != (win.width(), win.height()):
-        win.resize(max(width, 320), max(height, 240))
-    x = min(max(frame.x(), screen.x()), screen.right() - win.frameGeometry().width() + 1)
-    y = min(max(frame.y(), screen.y()), screen.bottom() - win.frameGeometry().height() + 1)
-    win.move(max(x, screen.x()), max(y, screen.y()))
+    """Keeps a top-level window, title bar included, on the screen it opens on.
+
+    Sizes saved on a larger screen, and the first default size, are clamped to the screen (measured: the
+    main window's 1500x950 on 1280x800), and the title bar stays on it: centred over the main window at
+    1280x800 the 720 px Tune dialog's frame began 20 px above the screen (Xvfb + openbox), so it could
+    not be dragged. The client area is placed below a title bar's height; the frame is drawn by the
+    window manager after the first show, so TITLE_PX_GUESS is assumed where it is not known yet."""
+    avail = (win.screen() or QApplication.primaryScreen()).availableGeometry()
+    geo, frame = win.geometry(), win.frameGeometry()
+    title = max(geo.y() - frame.y(), TITLE_PX_GUESS)
+    side = max(geo.x() - frame.x(), 0)
+    w = max(min(geo.width(), avail.width() - 2 * side - 16), 320)
+    h = max(min(geo.height(), avail.height() - title - side - 10), 240)
+    x = max(min(geo.x(), avail.right() - w - side - 8), avail.x() + side)
+    y = max(min(geo.y(), avail.bottom() - h - side - 5), avail.y() + title)
+    win.setGeometry(x, y, w, h)
