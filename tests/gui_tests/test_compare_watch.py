@@ -156,3 +156,29 @@ def test_stop_watching(qtbot, window, runs, watched, monkeypatch):
     (watched / A).unlink()
     qtbot.wait(3 * DEBOUNCE_MS)
     assert list(window.traces) == [str(watched / A)]             # what was read stays; nothing new comes
+
+
+def test_runs_are_listed_in_the_order_they_were_opened(qtbot, window, runs, monkeypatch):
+    """The pool reads files in parallel: the first file finishing last was listed (and coloured) last."""
+    import time
+
+    from workbench.gui import run_files
+
+    real = run_files.load_trace
+
+    def slow_first(path):
+        if path == runs["a"]:
+            time.sleep(0.8)
+        return real(path)
+
+    monkeypatch.setattr(run_files, "load_trace", slow_first)
+    monkeypatch.setenv("WORKBENCH_CACHE", str(runs["cache"]))
+    arrived = []
+    window.compare.add_or_update = lambda trace, add=window.compare.add_or_update: (arrived.append(trace.path),
+                                                                                    add(trace))
+    opened = [runs["a"], runs["b"], runs["c"]]
+    window.open_runs(opened)
+    qtbot.waitUntil(lambda: all(p in window.traces for p in opened), timeout=WAIT_MS)
+    assert arrived[-1] == runs["a"]                               # it did arrive last
+    assert list(window.traces) == opened
+    assert [key for key in window.curves._curves] == opened       # the plots' order (and colours) too

@@ -27,6 +27,7 @@ class RunFiles(QObject):
         super().__init__(window)
         self.window = window
         self._from_files: dict[str, RunTrace] = {}     # path -> the trace last read from its file
+        self._opened: dict[str, int] = {}               # path -> when it was asked for (open order)
         self._loader = TaskSignals(self)
         self._loader.done.connect(lambda path, trace: self._loaded(path, trace, recent=True))
         self._loader.failed.connect(lambda key, msg: window.show_error(f"{Path(key).name}: {msg}"))
@@ -64,6 +65,7 @@ class RunFiles(QObject):
             self.load(path)
 
     def load(self, path: str) -> None:
+        self._opened.setdefault(path, len(self._opened))
         run_in_pool(lambda: load_trace(path), path, self._loader)      # with its deployment report
 
     def _loaded(self, path: str, trace: RunTrace, recent: bool = False) -> None:
@@ -73,13 +75,29 @@ class RunFiles(QObject):
         old = w.traces.get(path)
         if trace.deploy is None and old is not None and old.deploy is not None:
             trace.deploy = old.deploy     # measured here but not (or not yet, when this was read) in the file
-        w.traces[path] = self._from_files[path] = trace
+        self._from_files[path] = trace
+        self._place(path, trace)
         if w.focus_path not in w.traces:
             w.focus_path = path      # nothing shown yet: the opened run fills the per-layer plots
         w.compare.add_or_update(trace)
         if recent:
             self.recent.add(path)
         w.refresh_views()
+
+    def _place(self, path: str, trace: RunTrace) -> None:
+        """A run new to the window goes before the runs opened after it: the pool reads files in parallel
+        and a large one arrived last, so a study's trials were listed (and coloured) in the order their
+        files finished loading, not the order they were opened in. Other runs (live ones) stay put."""
+        traces = self.window.traces
+        mine = self._opened.get(path)
+        if path in traces or mine is None:
+            traces[path] = trace
+            return
+        items = list(traces.items())
+        at = next((i for i, (p, _) in enumerate(items) if self._opened.get(p, -1) > mine), len(items))
+        items.insert(at, (path, trace))
+        traces.clear()
+        traces.update(items)
 
     # --- watching -------------------------------------------------------------------------------------
     def watch_dialog(self) -> None:
