@@ -58,6 +58,23 @@ def test_shared_weights_zeros_stay_pruned_and_centroids_get_summed_gradients():
     assert torch.equal(w2[assign == assign[0, 0]], w2[0, 0].expand(int((assign == assign[0, 0]).sum())))
 
 
+def test_an_already_shared_layer_keeps_its_values_as_the_centroids():
+    """After soft weight-sharing a layer holds a few values; k-means from a linear init put -0.02 and 0.01
+    in one cluster (both nearest -0.14 of 8 centroids over [-1, 2]) and moved them to their mean."""
+    fc = nn.Linear(5, 2)
+    values = torch.tensor([[-1.0, -0.02, 0.01, 0.6, 2.0], [0.0, 0.6, -0.02, 0.0, 0.01]])
+    with torch.no_grad():
+        fc.weight.copy_(values)
+    model = nn.Sequential(fc)
+    method = TrainedQuantization.from_values({"bits_fc": 3, "init": "linear"})
+    method.prepare(model, H.run_context())
+    assert torch.equal(fc.weight_centroids.detach(), torch.tensor([-1.0, -0.02, 0.01, 0.6, 2.0]))
+    assert torch.equal(method.effective_state(model)["0.weight"], values)
+    x = torch.randn(3, 5)
+    model(x).sum().backward()                                 # the five values are what fine-tuning trains
+    assert fc.weight_centroids.grad.shape == (5,)
+
+
 def test_finalize_leaves_a_plain_layer_with_at_most_2_to_the_b_values():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(30, 20))

@@ -5,7 +5,9 @@ type (8 conv, 5 FC in the paper), with linear initialisation (centroids evenly s
 smallest and largest weight: the paper's best choice, since it keeps the rare large weights represented).
 Every weight then reads its cluster's centroid; during fine-tuning the centroids are the trainable
 parameters and each receives the sum of its members' gradients (the paper's eq. 3), which is what the
-gather's backward computes. Pruned weights (exact zeros, e.g. from an earlier pruning stage) stay zero:
+gather's backward computes. A layer whose nonzero weights already hold at most 2^b distinct values (after
+soft weight-sharing, say) keeps exactly those as its centroids, so a stage after it fine-tunes the shared
+values without re-clustering them. Pruned weights (exact zeros, e.g. from an earlier pruning stage) stay zero:
 they point at a fixed zero slot that is not trained.
 """
 
@@ -111,7 +113,14 @@ class TrainedQuantization(Method):
             k = 1 << self.bits_for(name, module)
             alive = flat[kept]
             k = max(min(k, alive.numel()), 1)
-            if alive.numel():
+            shared = torch.unique(alive) if alive.numel() else alive
+            if 0 < shared.numel() <= k:
+                # Already shared (soft weight-sharing, an earlier k-means): its values are the centroids.
+                # Lloyd from `init` could put two of them in one cluster and move weights a fine-tuning
+                # stage meant to keep.
+                centroids, member = shared, torch.searchsorted(shared, alive)
+                k = shared.numel()
+            elif alive.numel():
                 c0 = init_centroids(alive, k, p.init, ctx.generator)
                 centroids, member = lloyd_1d(alive, c0, p.kmeans_iters)
             else:
