@@ -98,6 +98,10 @@ class Method:
     def finalize(self, model: nn.Module, ctx: RunContext) -> None:
         """Leave a plain model behind: bake masks, snap to codebooks, cut ranks."""
 
+    def finalize_hint(self) -> str:
+        """What to change when finalize costs much accuracy (runner.finalize_notice); "" says nothing."""
+        return ""
+
     def stall_hint(self) -> str:
         """What to change when this stage's accuracy sits at chance (runner.stall_notice)."""
         return "a lower learning rate usually helps"

@@ -527,6 +527,11 @@ class SoftWeightSharing(Method):
                     f"{seen} training samples ({before:.1%} -> {after:.1%}): the weights had not gathered "
                     f"around the means; {hint}")
 
+    def finalize_hint(self) -> str:
+        first = "" if self.params.snap_budget else "snap_budget (e.g. 1) raises tau while a trial snap costs much; "
+        return (f"the weights had not gathered around the mixture's means (the run log has the snap checks): "
+                f"{first}search tau and pi_0 on this data set (the Tune… button, `workbench tune`)")
+
     def _snap(self, ctx: RunContext) -> None:
         mu, var, pi = self.mixture_arrays()
         self._final = merge_components(mu, var, pi, self.params.merge_kl)
