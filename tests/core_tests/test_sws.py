@@ -354,6 +354,7 @@ def test_a_costly_final_snap_is_reported_with_the_remedy():
     m.finalize(net, c)
     cost = [t for t in said if "the snap cost" in t]
     assert len(cost) == 1 and "512 training samples (100.0% ->" in cost[0] and "snap_budget" in cost[0]
+    assert "search tau and pi_0" in cost[0]                 # the same remedy as the run's warning
     # a snap that moves nothing costs nothing and says nothing
     m2 = sws(net, components=3, pi_zero=0.99)
     c, said = own_answers_context(net)

@@ -520,12 +520,8 @@ class SoftWeightSharing(Method):
         if seen:
             self._checked_cost = 100 * (before - after)     # the final point's snap_cost: the real snap's
         if seen and before - after > SNAP_CHECK_POINTS / 100:
-            hint = ("snap_budget (e.g. 1) raises tau early while the snap would cost more"
-                    if not self.params.snap_budget else "snap_budget watches the first half of the stage "
-                    "only: a smaller budget or a larger tau gathers them more")
             ctx.log(f"soft weight-sharing: the snap cost {100 * (before - after):.1f} points of accuracy on "
-                    f"{seen} training samples ({before:.1%} -> {after:.1%}): the weights had not gathered "
-                    f"around the means; {hint}")
+                    f"{seen} training samples ({before:.1%} -> {after:.1%}): {self.finalize_hint()}")
 
     def finalize_hint(self) -> str:
         first = "" if self.params.snap_budget else "snap_budget (e.g. 1) raises tau while a trial snap costs much; "
