@@ -49,12 +49,18 @@ def test_a_worker_allocating_leaves_qt_garbage_to_the_gui_thread(qtbot, qapp):
     assert destroyed_in == [threading.main_thread().ident]
 
 
-def test_stop_turns_automatic_collection_back_on(qapp):
+def test_what_exists_at_install_is_frozen_and_stop_turns_automatic_collection_back_on(qapp):
+    """Frozen objects are left out of every collection: a full one on the GUI thread took 125 ms with
+    the main window open, 1 ms with what existed then frozen."""
+    before = Holder()
     collector = MainThreadGC(QApplication.instance())
     try:
         assert not gc.isenabled()
+        assert gc.get_freeze_count() > 0 and not any(o is before for o in gc.get_objects())
         collector.stop()
         assert gc.isenabled() and not collector.timer.isActive()
+        assert gc.get_freeze_count() == 0 and any(o is before for o in gc.get_objects())
     finally:
         collector.setParent(None)
         gc.disable()                # the session's collector (conftest) is still in charge
+        gc.freeze()

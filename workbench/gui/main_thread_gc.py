@@ -9,6 +9,7 @@ worker in gc_collect_main -> ~QObject -> GilState::acquire, GUI thread in ~QWidg
 QBasicMutex::lockInternal). So automatic collection is switched off and a GUI-thread timer collects
 instead, with the thresholds the automatic collector would use (the approach of
 pyqtgraph.util.garbage_collector). Reference counting, which frees nearly everything, is unaffected.
+Objects that exist when it is installed are frozen (gc.freeze) so that full collections stay short.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class MainThreadGC(QObject):
         self.timer = QTimer(self)
         self.timer.timeout.connect(self.check)
         gc.disable()
+        # What exists now (modules, torch, the window) lives as long as the app: frozen, a full collection
+        # on the GUI thread no longer walks it (measured after the main window: 125 ms -> 1 ms each).
+        gc.collect()
+        gc.freeze()
         self.timer.start(interval_ms)
 
     def check(self) -> None:
@@ -39,6 +44,7 @@ class MainThreadGC(QObject):
     def stop(self) -> None:
         """Automatic collection back on (the application is going away)."""
         self.timer.stop()
+        gc.unfreeze()
         gc.enable()
 
 
