@@ -58,6 +58,31 @@ def test_short_run_shows_progress_points_and_a_finished_row(qtbot, window):
     assert window.compare_plot.trajectory_data(trace.path)[0] == pytest.approx(xs)   # overlaid there too
 
 
+def test_a_finished_run_read_back_updates_its_views_in_staggered_passes(qtbot, window, monkeypatch):
+    """At a run's end its file is read back; rebuilding every view at once there was the run's longest
+    GUI-thread stall. Its views now take the file's trace one per pass, and nothing is rebuilt."""
+    window.methods.set_stages([_stage(epochs=1, c_rate=0.0)])
+    with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS) as blocker:
+        window.run_button.click()
+    path = blocker.args[0].run_path
+    rebuilt, pending = [], []
+    monkeypatch.setattr(window.ratio_plot, "set_traces", lambda traces: rebuilt.append(traces))
+    real = window.refresh_run
+
+    def refresh_run(p):
+        real(p)
+        pending.extend(window.live_refresh.pending())
+
+    monkeypatch.setattr(window, "refresh_run", refresh_run)
+    qtbot.waitUntil(lambda: window.traces[path].status == "completed", timeout=WAIT_MS)
+    trace = window.traces[path]
+    assert f"ratio:{path}" in pending and f"curves:{path}" in pending and "histogram" in pending
+    qtbot.waitUntil(lambda: not window.live_refresh.pending(), timeout=5000)
+    assert rebuilt == []
+    assert window.ratio_plot._runs[path].trace is trace and window.histogram._trace is trace
+    assert window.curves._curves[path][0] is trace
+
+
 def test_cancel_marks_the_run_cancelled(qtbot, window):
     window.methods.set_stages([_stage(epochs=500)])
     with qtbot.waitSignal(window.queue.point, timeout=WAIT_MS):   # the reference point: running now

@@ -266,7 +266,8 @@ def test_main_window_feeds_the_spectrum_tab_during_a_lowrank_run(qtbot, window):
     # The finished run is read back from its file and shown again from there.
     qtbot.waitUntil(lambda: window.traces[finished.run_path].status == "completed", timeout=120_000)
     trace = window.traces[finished.run_path]
-    assert window.spectrum._trace is trace and window.spectrum.note.isHidden()
+    qtbot.waitUntil(lambda: window.spectrum._trace is trace, timeout=5000)     # in the staggered passes
+    assert window.spectrum.note.isHidden()
     assert window.spectrum.threshold_line.value() == pytest.approx(0.8)
     layer = window.spectrum.spectrum_layer()
     assert window.spectrum.rank_line.value() == trace.layers[layer]["rank"][-1]
