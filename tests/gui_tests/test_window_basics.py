@@ -134,3 +134,12 @@ def test_the_export_dialog_is_readable(qtbot, window):
             assert label.height() >= label.heightForWidth(label.width()), (fmt, label.text())
             assert label.width() <= dialog.width()
     assert dialog.status.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
+
+
+def test_a_window_saved_maximized_opens_maximized(qtbot, tmp_path):
+    """Fitting a restored window to the screen sets its geometry: done to a maximized one it undid that."""
+    big = _window(qtbot, tmp_path)
+    big.showMaximized()
+    qtbot.waitUntil(big.isMaximized, timeout=2000)
+    again = _window(qtbot, tmp_path / "other", big.saveGeometry())
+    assert again.isMaximized()

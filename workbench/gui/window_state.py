@@ -51,6 +51,8 @@ def fit_to_screen(win) -> None:
     1280x800 the 720 px Tune dialog's frame began 20 px above the screen (Xvfb + openbox), so it could
     not be dragged. The client area is placed below a title bar's height; the frame is drawn by the
     window manager after the first show, so TITLE_PX_GUESS is assumed where it is not known yet."""
+    if win.isMaximized() or win.isFullScreen():
+        return                       # restored so: the window manager places it, and a geometry would undo it
     avail = (win.screen() or QApplication.primaryScreen()).availableGeometry()
     geo, frame = win.geometry(), win.frameGeometry()
     title = max(geo.y() - frame.y(), TITLE_PX_GUESS)
