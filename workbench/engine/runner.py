@@ -147,6 +147,14 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
     gen = torch.Generator().manual_seed(config.seed)
     final = reference
     notices: list[str] = []           # warnings, kept in the run file's `warnings` attribute
+
+    def warn(text: str) -> Message:
+        """A warning for the user, kept in the run file first (a crash later does not lose it)."""
+        notices.append(text)
+        writer.set_attrs(warnings="\n".join(notices))
+        writer.flush()
+        return Message(text, warning=True)
+
     for stage, (method, train) in enumerate(zip(methods, trains)):
         steps_per_epoch = data_mod.num_batches(len(data.train_x), train.batch_size)
         ctx = RunContext(device=device, steps_per_epoch=steps_per_epoch,
@@ -175,10 +183,7 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
                                                           dataset.num_classes, method, ctx.stage, epoch + 1)
                 if notice:
                     warned.append(notice)
-                    notices.append(notice)
-                    writer.set_attrs(warnings="\n".join(notices))
-                    writer.flush()
-                    yield Message(notice, warning=True)
+                    yield warn(notice)
 
         yield from train_epochs(model, method, train, data, ctx, cancel, clock, gen, on_epoch_end)
         cancel.check()
@@ -191,10 +196,7 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
         notice = finalize_notice(before_final[0], final.metrics["test_accuracy"], method, stage) \
             if before_final and stage == len(methods) - 1 else None
         if notice:
-            notices.append(notice)
-            writer.set_attrs(warnings="\n".join(notices))
-            writer.flush()
-            yield Message(notice, warning=True)
+            yield warn(notice)
     report = account(methods[-1].encode(model, huffman=config.huffman))
     summary = {
         "test_accuracy": final.metrics["test_accuracy"], "test_error": 1 - final.metrics["test_accuracy"],

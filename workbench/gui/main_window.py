@@ -276,12 +276,7 @@ class MainWindow(QMainWindow):
         self.run_bar.started(f"{trace.label}\n{ev.device} · {Path(ev.run_path).name}", ev.total_steps)
         # Added to the plots as they stand, one plot per pass: rebuilding every plot here was the
         # longest GUI stall of a run (about 90 ms on 2 busy cores).
-        refresh = self.live_refresh.schedule
-        refresh(f"ratio:{ev.run_path}", lambda: self.ratio_plot.update_trace(trace))
-        refresh(f"curves:{ev.run_path}", lambda: self.curves.update_trace(trace))
-        for name, plot in self.layer_plots.items():   # a point arriving first keeps these keys
-            refresh(name, lambda plot=plot: plot.set_trace(trace))
-        refresh(f"compare:{ev.run_path}", lambda: self.compare_plot.update_trace(trace))
+        self._schedule_views(ev.run_path, trace, "set_trace")    # a point arriving first keeps the keys
 
     def _run_point(self, path: str, ev) -> None:
         trace = self.traces.get(path)
@@ -290,13 +285,20 @@ class MainWindow(QMainWindow):
         trace.add_point(ev)
         self.run_bar.reached(ev.step)
         # Each plot redraws in its own event-loop pass (see live_refresh): one paint at a time.
+        layers = path == self.focus_path and "histogram" not in self.live_refresh.pending()
+        self._schedule_views(path, trace, "update_trace" if layers else None)
+        self.live_refresh.schedule(f"table:{path}", lambda: self.compare.add_or_update(trace))
+
+    def _schedule_views(self, path: str, trace, layer_call: str | None) -> None:
+        """One run's plots, each in its own pass (live_refresh), under the keys every caller shares so a
+        pending redraw is replaced, not repeated; the per-layer plots by `layer_call` (set_trace or
+        update_trace), none when None."""
         refresh = self.live_refresh.schedule
         refresh(f"ratio:{path}", lambda: self.ratio_plot.update_trace(trace))
         refresh(f"curves:{path}", lambda: self.curves.update_trace(trace))
-        if path == self.focus_path and "histogram" not in self.live_refresh.pending():
+        if layer_call:
             for name, plot in self.layer_plots.items():
-                refresh(name, lambda plot=plot: plot.update_trace(trace))
-        refresh(f"table:{path}", lambda: self.compare.add_or_update(trace))
+                refresh(name, lambda call=getattr(plot, layer_call): call(trace))
         refresh(f"compare:{path}", lambda: self.compare_plot.update_trace(trace))
 
     def _run_warning(self, path: str, text: str) -> None:
@@ -345,14 +347,8 @@ class MainWindow(QMainWindow):
         trace = self.traces[path]
         if all(t.path != path for t in self._shown_traces()):
             return                   # the Compare selection leaves it out of the plots
-        refresh = self.live_refresh.schedule
-        refresh(f"ratio:{path}", lambda: self.ratio_plot.update_trace(trace))
-        refresh(f"curves:{path}", lambda: self.curves.update_trace(trace))
-        refresh(f"compare:{path}", lambda: self.compare_plot.update_trace(trace))
-        if path == self.focus_path:
-            for name, plot in self.layer_plots.items():
-                refresh(name, lambda plot=plot: plot.set_trace(trace))
-        refresh("deploy", lambda: self.deploy_view.set_runs(self._shown_traces(), self.traces.get(self.focus_path)))
+        self._schedule_views(path, trace, "set_trace" if path == self.focus_path else None)
+        self.live_refresh.schedule("deploy", lambda: self.deploy_view.set_runs(self._shown_traces(), self.traces.get(self.focus_path)))
 
     def _show_traces(self) -> None:
         # The rebuild below draws the newest data of the shown traces; a pending live update would

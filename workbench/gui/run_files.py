@@ -76,14 +76,13 @@ class RunFiles(QObject):
         if trace.deploy is None and old is not None and old.deploy is not None:
             trace.deploy = old.deploy     # measured here but not (or not yet, when this was read) in the file
         self._from_files[path] = trace
-        shown = path in w.traces and path in w.compare.traces
         self._place(path, trace)
         if w.focus_path not in w.traces:
             w.focus_path = path      # nothing shown yet: the opened run fills the per-layer plots
         w.compare.add_or_update(trace)
         if recent:
             self.recent.add(path)
-        if shown:
+        if old is not None:
             w.refresh_run(path)      # read again (a run's end): its views only, staggered
         else:
             w.refresh_views()
