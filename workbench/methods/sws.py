@@ -37,6 +37,7 @@ from workbench.core.errors import ParamError
 from workbench.core.params import knob
 from workbench.methods.base import Method, RunContext
 from workbench.methods.registry import register
+from workbench.methods.sws_gradual import HeldWeights, step_epochs
 from workbench.models.layers import compressible_layers
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -128,6 +129,14 @@ class SWSParams:
                               "them any more. Not always enough: sws-lenet5 on Fashion-MNIST still lost "
                               "28 points at the snap. On MNIST tau never grows: the runs are the paper's.",
                               min=0.0, max=100.0, step=0.5)
+    snap_steps: int = knob(0, "Gradual snap steps",
+                           "0 (the paper): every weight snaps to its mean at the end. n > 0: where a trial "
+                           "snap at the half of the stage still costs over the snap budget (2 points if "
+                           "that is 0), the second half snaps the weights in n steps, as incremental "
+                           "network quantization does (Zhou 2017): at each step half of each layer's free "
+                           "weights, the largest first, are held at their component's mean "
+                           "while the rest retrain to make up for them; the rest snap at the end. Where "
+                           "the trial snap is cheap (MNIST) nothing changes.", min=0, max=10)
     prior_eval: str = knob("grid", "Prior evaluation",
                            "grid (default): bin the weights onto a fine grid (O(weights + grid x "
                            "components) per step); exact: direct O(weights x components) evaluation.",
@@ -301,6 +310,22 @@ def merge_components(mu, var, pi, threshold: float):
     """
     mu, var, pi = (np.asarray(v, dtype=np.float64) for v in (mu, var, pi))
     n = len(mu)
+    roots = merge_roots(mu, var, threshold)
+    out = [np.full(n, np.nan) for _ in range(3)]
+    for r in sorted(set(roots)):
+        members = [i for i in range(n) if roots[i] == r]     # r is the lowest member
+        p = pi[members]
+        total = p.sum()
+        out[0][r] = 0.0 if r == 0 else float((p * mu[members]).sum() / total)
+        out[1][r] = float((p * var[members]).sum() / total)
+        out[2][r] = float(total)
+    return tuple(out)
+
+
+def merge_roots(mu, var, threshold: float) -> list[int]:
+    """For each component, the lowest-numbered member of its merged group (see merge_components)."""
+    mu, var = (np.asarray(v, dtype=np.float64) for v in (mu, var))
+    n = len(mu)
     parent = list(range(n))
 
     def root(i):
@@ -316,15 +341,7 @@ def merge_components(mu, var, pi, threshold: float):
                 ra, rb = root(a), root(b)
                 if ra != rb:
                     parent[max(ra, rb)] = min(ra, rb)
-    out = [np.full(n, np.nan) for _ in range(3)]
-    for r in sorted({root(i) for i in range(n)}):
-        members = [i for i in range(n) if root(i) == r]     # r is the lowest member
-        p = pi[members]
-        total = p.sum()
-        out[0][r] = 0.0 if r == 0 else float((p * mu[members]).sum() / total)
-        out[1][r] = float((p * var[members]).sum() / total)
-        out[2][r] = float(total)
-    return tuple(out)
+    return [root(i) for i in range(n)]
 
 
 def most_responsible(x: torch.Tensor, mu, var, pi) -> torch.Tensor:
@@ -377,6 +394,8 @@ class SoftWeightSharing(Method):
         self._tau = 0.0                                        # tau in use (snap_budget may raise it)
         self._last_cost: float | None = None                  # the last epoch's snap cost (snap_budget)
         self._checked_cost = math.nan                         # a snap cost measured since the last stats
+        self._held: HeldWeights | None = None                 # snap_steps: the weights already snapped
+        self._steps: list[int] = []                           # snap_steps: epochs whose start snaps a step
 
     # --- mixture ---------------------------------------------------------------------------------
     def mixture(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -436,6 +455,7 @@ class SoftWeightSharing(Method):
         unit = torch.arange(p.grid_points, dtype=dtype, device=dev) / (p.grid_points - 1)
         self._workspace = Workspace(unit)
         self._tau, self._last_cost = p.tau, None
+        self._held, self._steps = None, []
         self._scale = self._scale_for(p.tau, ctx)
         self._final = None
         gen = torch.Generator().manual_seed(0)
@@ -502,7 +522,8 @@ class SoftWeightSharing(Method):
         return 100 * (before - after), before, after, seen
 
     def on_epoch_start(self, model: nn.Module, ctx: RunContext) -> None:
-        """Says (once) when the grid is too coarse for the narrowest component."""
+        """The gradual snap's steps (snap_steps); says (once) when the grid is too coarse."""
+        self._gradual_snap(model, ctx)
         if self.params.prior_eval != "grid" or self._warned:
             return
         with torch.no_grad():
@@ -513,6 +534,44 @@ class SoftWeightSharing(Method):
             self._warned = True
             ctx.log(f"soft weight-sharing: grid spacing {h:.3g} is over a tenth of the narrowest sigma "
                     f"{sigma:.3g}; raise grid_points or use prior_eval=exact for an accurate prior")
+
+    def _gradual_snap(self, model: nn.Module, ctx: RunContext) -> None:
+        """snap_steps: at the half, decide from a trial snap; then hold a further share at each step."""
+        p = self.params
+        epochs = ctx.total_steps // max(ctx.steps_per_epoch, 1)
+        if p.snap_steps <= 0 or epochs < 2:
+            return
+        if ctx.epoch == epochs // 2 and self._held is None:
+            cost, before, after, seen = self._snap_cost(model, ctx)
+            limit = p.snap_budget or SNAP_CHECK_POINTS
+            gradual = bool(seen) and cost > limit
+            self._checked_cost = cost
+            ctx.log(f"soft weight-sharing: at the half the snap would cost {cost:.1f} points ({before:.1%} -> "
+                    f"{after:.1%} on {seen} training samples; limit {limit:g}): "
+                    + ("the weights snap in steps from now" if gradual else "all weights snap at the end"))
+            if gradual:
+                self._held = HeldWeights(self.prior_tensors())
+                self._steps = step_epochs(epochs, p.snap_steps)
+        if self._held is None or ctx.epoch not in self._steps:
+            return
+        tensors = self.prior_tensors()
+        mixture = self.mixture_arrays()
+        assigned = [most_responsible(t, *mixture) for t in tensors]
+        self._held.add(tensors, assigned)
+        self._held.hold(tensors, self._means())
+        cost, before, after, seen = self._snap_cost(model, ctx)
+        self._checked_cost = cost
+        ctx.log(f"soft weight-sharing: snap step {self._steps.index(ctx.epoch) + 1} of {len(self._steps)}: "
+                f"{self._held.fraction():.1%} of the weights held at their means; snapping the rest now would "
+                f"cost {cost:.1f} points ({before:.1%} -> {after:.1%})")
+
+    def _means(self) -> torch.Tensor:
+        """The component means now (the zero component's 0 first), detached."""
+        return torch.cat([self.mu_free.detach().new_zeros(1), self.mu_free.detach()])
+
+    def after_step(self, model: nn.Module, ctx: RunContext) -> None:
+        if self._held is not None:
+            self._held.hold(self.prior_tensors(), self._means())
 
     def finalize(self, model: nn.Module, ctx: RunContext) -> None:
         before, seen = _accuracy_on(model, ctx, SNAP_CHECK_SAMPLES)
@@ -533,6 +592,11 @@ class SoftWeightSharing(Method):
         mu, var, pi = self.mixture_arrays()
         self._final = merge_components(mu, var, pi, self.params.merge_kl)
         snap_to_means(self.prior_tensors(), *self._final)
+        if self._held is not None:
+            # held weights keep the component they snapped to (their merged group's mean), not whichever
+            # component is most responsible for that mean after merging
+            merged = self._final[0][merge_roots(mu, var, self.params.merge_kl)]
+            self._held.hold(self.prior_tensors(), torch.as_tensor(merged))
         kept = int(np.sum(~np.isnan(self._final[0])))
         ctx.log(f"soft weight-sharing: {kept} of {len(mu)} components after merging; weights snapped")
 
@@ -542,8 +606,11 @@ class SoftWeightSharing(Method):
         mu, var, pi = self.mixture_arrays()
         checked, self._checked_cost = self._checked_cost, math.nan
         out = {}
+        first = 0                                   # the index of this layer's weight among prior_tensors
         for name, tensors in self.tensors.items():
             w = tensors[0].detach()
+            held = self._held.layer_fraction(first) if self._held is not None else 0.0
+            first += len(tensors)
             if self._final is not None:
                 zero = float((w == 0).float().mean())
             else:
@@ -551,7 +618,8 @@ class SoftWeightSharing(Method):
             # tau in use (snap_budget may have raised it) and the trial snap's cost in points (NaN where
             # this epoch had no check): the run file then says when and why tau grew, not only the log
             out[name] = {"mix_mean": mu.copy(), "mix_var": var.copy(), "mix_weight": pi.copy(),
-                         "snap_zero_fraction": zero, "tau": self._tau, "snap_cost": checked}
+                         "snap_zero_fraction": zero, "tau": self._tau, "snap_cost": checked,
+                         "snap_held": held}     # snap_steps: the share of the weight held at the means
             if self._final is not None and name in self._sample:
                 idx, initial = self._sample[name]
                 out[name]["scatter_initial"] = initial

@@ -1,0 +1,62 @@
+"""Gradual snap for soft weight-sharing: the weights snap in steps while the rest retrain (beyond the paper).
+
+Incremental network quantization (Zhou, Yao, Guo, Xu, Chen, ICLR 2017) quantizes a trained network in
+steps: a share of each layer's weights is fixed to its quantized value, the others retrain to make up for
+the error, and the share grows (50 %, 75 %, 87.5 %, then all). Soft weight-sharing snaps every weight to
+its component's mean at once, which is free where training under the prior has gathered the weights around
+the means (MNIST) and ruinous where it has not (LeNet-5 on Fashion-MNIST: -28 points). Snapping in steps
+lets the data term correct for the snapped weights' error before the last ones snap.
+
+A held weight stays at the mean of the component it was assigned when it snapped; the means keep learning
+(the free weights' prior pulls them), so the held weights follow them. As in INQ, each tensor's largest
+weights snap first: the error of a large weight is made up for by the retraining that follows, while the
+last step, which no retraining follows, moves only the smallest weights, most of them to 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+STEP_SHARE = 0.5        # each step holds this share of the weights still free (INQ: 50 %, 75 %, 87.5 %, ...)
+
+
+def step_epochs(epochs: int, steps: int) -> list[int]:
+    """The epochs (from 0) at whose start the steps snap: spread evenly over the stage's second half."""
+    half = epochs // 2
+    rest = epochs - half
+    return sorted({half + (k * rest) // steps for k in range(steps)})
+
+
+class HeldWeights:
+    """Which weights of each tensor are held at a component's mean, and which component."""
+
+    def __init__(self, tensors: list[torch.Tensor]):
+        self.held = [torch.zeros(t.shape, dtype=torch.bool, device=t.device) for t in tensors]
+        self.index = [torch.zeros(t.shape, dtype=torch.int64, device=t.device) for t in tensors]
+
+    def fraction(self) -> float:
+        total = sum(h.numel() for h in self.held)
+        return sum(int(h.sum()) for h in self.held) / max(total, 1)
+
+    def layer_fraction(self, i: int) -> float:
+        return float(self.held[i].float().mean())
+
+    @torch.no_grad()
+    def add(self, tensors: list[torch.Tensor], assigned: list[torch.Tensor]) -> None:
+        """Hold STEP_SHARE of each tensor's free weights (rounded up), the largest in size first, each at
+        the component `assigned` gives it."""
+        for t, held, index, a in zip(tensors, self.held, self.index, assigned):
+            free = int((~held).sum())
+            take = free - int(free * (1.0 - STEP_SHARE))       # ceil(free * share) without float rounding
+            if take <= 0:
+                continue
+            size = t.abs().masked_fill_(held, -1.0).reshape(-1)
+            chosen = torch.topk(size, take).indices
+            held.view(-1)[chosen] = True
+            index.view(-1)[chosen] = a.reshape(-1)[chosen]
+
+    @torch.no_grad()
+    def hold(self, tensors: list[torch.Tensor], values: torch.Tensor) -> None:
+        """Set the held weights to `values[component]` (values: one per component)."""
+        for t, held, index in zip(tensors, self.held, self.index):
+            t.copy_(torch.where(held, values.to(t.dtype)[index], t))
