@@ -14,6 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication, QFileDialog, QPushButton  # noqa: E402
 
 from workbench.core.config import RunConfig, StageConfig  # noqa: E402
@@ -182,3 +183,11 @@ def test_runs_are_listed_in_the_order_they_were_opened(qtbot, window, runs, monk
     assert arrived[-1] == runs["a"]                               # it did arrive last
     assert list(window.traces) == opened
     assert [key for key in window.curves._curves] == opened       # the plots' order (and colours) too
+    table = window.compare
+
+    def rows():                                                   # the runs' own rows, not a group's
+        return [p for p in map(table._path, range(table.table.rowCount())) if p]
+
+    assert rows() == opened                                       # and the table's rows
+    table.table.sortByColumn(0, Qt.DescendingOrder)               # until a column is clicked
+    assert rows() == sorted(opened, key=lambda p: window.traces[p].label, reverse=True) != opened

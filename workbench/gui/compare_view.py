@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -162,6 +163,8 @@ class CompareView(QWidget):
         self.traces: dict[str, RunTrace] = {}
         self._keys: dict[str, str] = {}          # run path -> config_key, once the run has completed
         self._shown_groups: list[tuple] = []   # the groups that have a row now: (path, id of its trace)
+        # where a run stands in the window's open order (the plots' order and colours); None: appended
+        self.order: Callable[[str], int] | None = None
         self.table = QTableWidget(0, len(COLUMNS))
         for i, (name, tip) in enumerate(COLUMNS):
             item = QTableWidgetItem(header_text(name))
@@ -174,6 +177,9 @@ class CompareView(QWidget):
         header = self.table.horizontalHeader()
         header.setContextMenuPolicy(Qt.CustomContextMenu)
         header.customContextMenuRequested.connect(self._column_menu)
+        # no sort until a header is clicked: rows then follow the open order, as the plots' legends do
+        # (Qt's default indicator, column 0 descending, listed runs by name backwards)
+        header.setSortIndicator(-1, Qt.AscendingOrder)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
@@ -210,8 +216,7 @@ class CompareView(QWidget):
         self.table.setSortingEnabled(False)
         row = self._row_of(trace.path)
         if row < 0:
-            row = self.table.rowCount()
-            self.table.insertRow(row)
+            row = self._new_row(trace.path)
         s = trace.summary
         acc = s.get("test_accuracy", trace.series("test_accuracy")[-1] if trace.points else math.nan)
         ref = s.get("reference_accuracy", trace.series("test_accuracy")[0] if trace.points else math.nan)
@@ -340,6 +345,16 @@ class CompareView(QWidget):
             act.toggled.connect(lambda shown, col=col: (self.table.setColumnHidden(col, not shown),
                                                         self._fit_columns()))
         menu.popup(self.table.horizontalHeader().mapToGlobal(pos))
+    def _new_row(self, path: str) -> int:
+        """A row for a run new to the table: before the first run opened after it while no column sorts
+        the table (files are read in parallel and arrive in any order), else at the end."""
+        row = self.table.rowCount()
+        if self.order is not None and self.table.horizontalHeader().sortIndicatorSection() < 0:
+            mine = self.order(path)
+            row = next((r for r in range(row) if self._path(r) and self.order(self._path(r)) > mine), row)
+        self.table.insertRow(row)
+        return row
+
     def _row_of(self, path: str) -> int:
         for row in range(self.table.rowCount()):
             if self._path(row) == path:

@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         live.addWidget(top)
         live.addWidget(bottom)
         self.compare = CompareView()
+        self.compare.order = self._listed_at
         self.compare_plot = RatioPlot()     # the selected runs (all when none is selected), side by side
         compare = QSplitter(Qt.Vertical)
         compare.addWidget(self.compare)
@@ -339,6 +340,11 @@ class MainWindow(QMainWindow):
     def refresh_views(self) -> None:
         """Redraw what shows the loaded runs (after a deployment report arrived)."""
         self._show_traces()
+
+    def _listed_at(self, path: str) -> int:
+        """A run's place in the window's runs (open order: the plots' legends and colours)."""
+        keys = list(self.traces)
+        return keys.index(path) if path in self.traces else len(keys)
 
     def refresh_run(self, path: str) -> None:
         """A shown run read again from its file (at its end, or rewritten in a watched folder): its views
