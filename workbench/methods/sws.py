@@ -13,7 +13,9 @@ become exactly 0 (pruned), which leaves a plain model with a few distinct values
 Snap budget (beyond the paper). Where the prior is too weak for the data the weights never gather around
 the means and the snap costs most of the accuracy (Fashion-MNIST with the MNIST settings: 89% -> 45%);
 `snap_budget` tries the snap during the first half of training and raises tau while it would cost too
-much, and the final snap's cost is reported either way.
+much, and the final snap's cost is reported either way. Where that is not enough (the cost at the half is
+still over the budget), `snap_steps` snaps the weights in steps over the second half while the rest
+retrain (sws_gradual: incremental network quantization's schedule); on MNIST neither ever acts.
 
 Cost. The prior is O(weights x components) per step. `prior_eval="exact"` evaluates it directly, with
 the hand-derived gradients (d/dw_i = sum_j r_ij lambda_j (w_i - mu_j), r the responsibilities) computed
@@ -127,7 +129,8 @@ class SWSParams:
                               "Fashion-MNIST the sws-lenet300 settings lost 44 points at the snap; with "
                               "b = 1, 1.5), and late in training (small learning rate) no tau gathers "
                               "them any more. Not always enough: sws-lenet5 on Fashion-MNIST still lost "
-                              "28 points at the snap. On MNIST tau never grows: the runs are the paper's.",
+                              "28 points at the snap (snap_steps then takes over). On MNIST tau never "
+                              "grows: the runs are the paper's.",
                               min=0.0, max=100.0, step=0.5)
     snap_steps: int = knob(0, "Gradual snap steps",
                            "0 (the paper): every weight snaps to its mean at the end. n > 0: where a trial "
@@ -136,7 +139,9 @@ class SWSParams:
                            "network quantization does (Zhou 2017): at each step half of each layer's free "
                            "weights, the largest first, are held at their component's mean "
                            "while the rest retrain to make up for them; the rest snap at the end. Where "
-                           "the trial snap is cheap (MNIST) nothing changes.", min=0, max=10)
+                           "the trial snap is cheap (MNIST) nothing changes. sws-lenet5 on Fashion-MNIST: "
+                           "62.9% -> 83.5% (from 91.7%); sws-lenet300 there without the snap budget: "
+                           "45.2% -> 82.9% (from 89.8%).", min=0, max=10)
     prior_eval: str = knob("grid", "Prior evaluation",
                            "grid (default): bin the weights onto a fine grid (O(weights + grid x "
                            "components) per step); exact: direct O(weights x components) evaluation.",
