@@ -68,6 +68,7 @@ def test_note_for_a_run_without_hashed_layers(plot):
 
 
 def test_main_window_shows_a_hashed_runs_buckets(qtbot, window):
+    window.side_tabs.setCurrentWidget(window.hashing)      # a tab not open is drawn when it is opened
     window.methods.set_stages([StageConfig("hashed", {"ratio": 0.125}, {"epochs": 1})])
     with qtbot.waitSignal(window.queue.finished, timeout=120_000) as blocker:
         window.run_button.click()

@@ -126,7 +126,7 @@ def test_open_existing_run_file_and_export(qtbot, window, tmp_path):
     assert other.traces[path].status == "completed"
     # nothing was shown before, so the opened run fills the per-layer plots without a click in Compare
     assert other.focus_path == path and other.histogram._trace is other.traces[path]
-    assert other.kept._trace is other.traces[path]
+    qtbot.waitUntil(lambda: other.kept._trace is other.traces[path], timeout=5000)    # the open side tab
     other.queue.shutdown()
 
     dialog = ExportDialog(path, window)
@@ -141,6 +141,30 @@ def test_open_existing_run_file_and_export(qtbot, window, tmp_path):
     qtbot.waitExposed(dialog)
     status = dialog.status                    # the whole result is shown, not cut to one line
     assert status.height() >= status.heightForWidth(status.width()) and status.width() <= dialog.width()
+
+
+def test_side_tabs_follow_the_histogram_in_their_own_pass_and_a_closed_tab_when_opened(qtbot, window):
+    """The open side tab redraws in a pass after the histogram's, the others not until they are opened:
+    all four redrawn in the histogram's pass made the longest GUI-thread stalls of a run."""
+    window.methods.set_stages([_stage(epochs=1, c_rate=0.0)])
+    with qtbot.waitSignal(window.queue.finished, timeout=WAIT_MS):
+        window.run_button.click()
+    window.live_refresh.flush()
+    redrawn = []
+    for name in ("kept", "mixture", "spectrum", "hashing"):
+        plot = getattr(window, name)
+        plot._redraw = lambda name=name, real=plot._redraw: (redrawn.append(name), real())[1]
+    layers = list(window.histogram._trace.layers)
+    window.histogram.layer_combo.setCurrentText(layers[-1])          # the user picks another layer
+    assert redrawn == [] and "follow:kept" in window.live_refresh.pending()
+    window.live_refresh.flush()
+    assert redrawn == ["kept"] and window.kept._selected == layers[-1]
+    window.side_tabs.setCurrentWidget(window.spectrum)             # opened: drawn once, for that layer
+    window.live_refresh.flush()
+    assert redrawn == ["kept", "spectrum"] and window.spectrum._layer == layers[-1]
+    window.side_tabs.setCurrentWidget(window.kept)                 # nothing changed since: not redrawn
+    window.live_refresh.flush()
+    assert redrawn == ["kept", "spectrum"]
 
 
 def test_setup_and_method_persist_between_sessions(qtbot, tmp_path):

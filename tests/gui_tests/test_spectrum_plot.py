@@ -244,11 +244,12 @@ def test_main_window_feeds_the_spectrum_tab_during_a_lowrank_run(qtbot, window):
     assert [side.tabText(i) for i in range(side.count())] == ["Kept per layer", "Mixture", "Spectrum", "Hashing"]
     window.setup.set_parts({"pretrain_epochs": 1})
     window.methods.set_stages([StageConfig("lowrank", {"tau": 0.05, "energy": 0.8}, {"epochs": 1})])
+    side.setCurrentWidget(window.spectrum)                 # a tab not open is drawn when it is opened
     seen = []
 
     def on_point(path, ev):
-        assert "spectrum" in window.live_refresh.pending()
-        window.live_refresh.flush()
+        assert "histogram" in window.live_refresh.pending()
+        window.live_refresh.flush()                        # the histogram, then the spectrum following it
         trace = window.traces[path]
         layer = window.spectrum.spectrum_layer()
         seen.append((window.spectrum.shown_point(), trace.points - 1,

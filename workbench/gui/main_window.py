@@ -54,8 +54,9 @@ from workbench.gui.wheel_guard import WheelGuard
 from workbench.gui.window_state import restore_window, save_window
 from workbench.gui.worker import RunQueue
 
-# The tabs beside the histogram, as (attribute, tab title, class). Each follows the histogram's layer and
-# point; with the histogram they are the per-layer plots of the focused run (MainWindow.layer_plots).
+# The tabs beside the histogram, as (attribute, tab title, class). Each follows the histogram's run, layer
+# and point (MainWindow._histogram_shown); with the histogram they are the per-layer plots of the focused
+# run (MainWindow.layer_plots).
 SIDE_TABS = (
     ("kept", "Kept per layer", KeptBars),
     ("mixture", "Mixture", MixturePlot),
@@ -111,20 +112,23 @@ class MainWindow(QMainWindow):
         self.ratio_plot = RatioPlot()
         self.curves = CurvesPlot()
         self.histogram = HistogramView()
-        # The plots that show the focused run layer by layer, by name (the name is also the plot's
-        # live-refresh key); each side tab is an attribute of that name too (self.kept, ...).
+        # The plots that show the focused run layer by layer, by name; each side tab is an attribute of that
+        # name too (self.kept, ...). Only the histogram is given the run: the side tabs follow it.
         self.layer_plots: dict[str, QWidget] = {"histogram": self.histogram}
         live = QSplitter(Qt.Vertical)
         top = QSplitter(Qt.Horizontal)
         top.addWidget(self.ratio_plot)
         top.addWidget(self.curves)
-        side = QTabWidget()
+        side = self.side_tabs = QTabWidget()
         for name, title, cls in SIDE_TABS:
             plot = cls()
             setattr(self, name, plot)
             self.layer_plots[name] = plot
             side.addTab(plot, title)
-            plot.link(self.histogram)    # follows the histogram's layer and point
+        self._followed = None                  # the histogram's (trace, layer, point) the side tabs follow
+        self._stale_tabs: set[str] = set()     # side tabs not redrawn since it changed (not the open tab)
+        self.histogram.shown.connect(self._histogram_shown)
+        side.currentChanged.connect(lambda _: self._side_tab_opened())
         bottom = QSplitter(Qt.Horizontal)
         bottom.addWidget(self.histogram)
         bottom.addWidget(side)
@@ -297,10 +301,25 @@ class MainWindow(QMainWindow):
         refresh = self.live_refresh.schedule
         refresh(f"ratio:{path}", lambda: self.ratio_plot.update_trace(trace))
         refresh(f"curves:{path}", lambda: self.curves.update_trace(trace))
-        if layer_call:
-            for name, plot in self.layer_plots.items():
-                refresh(name, lambda call=getattr(plot, layer_call): call(trace))
+        if layer_call:       # the side tabs follow the histogram (_histogram_shown)
+            refresh("histogram", lambda call=getattr(self.histogram, layer_call): call(trace))
         refresh(f"compare:{path}", lambda: self.compare_plot.update_trace(trace))
+
+    def _histogram_shown(self, trace, layer: str, point: int) -> None:
+        """The side tabs follow the histogram's run, layer and point: the open tab in its own later pass,
+        the others when their tab is opened. Redrawn in the histogram's pass, all four tabs and the
+        histogram took one event-loop pass and one paint (62-90 ms on the GUI thread during a LeNet-5
+        run: the responsiveness benchmark's worst stalls, sampled with the GUI thread's stack)."""
+        self._followed = (trace, layer, point)
+        self._stale_tabs.update(name for name, _, _ in SIDE_TABS)
+        self._side_tab_opened()
+
+    def _side_tab_opened(self) -> None:
+        name = next((n for n, _, _ in SIDE_TABS if self.layer_plots[n] is self.side_tabs.currentWidget()), None)
+        if name in self._stale_tabs and self._followed is not None:
+            self._stale_tabs.discard(name)
+            plot = self.layer_plots[name]
+            self.live_refresh.schedule(f"follow:{name}", lambda: plot.follow(*self._followed))
 
     def _run_warning(self, path: str, text: str) -> None:
         self._warnings[path] = text
@@ -359,7 +378,8 @@ class MainWindow(QMainWindow):
     def _show_traces(self) -> None:
         # The rebuild below draws the newest data of the shown traces; a pending live update would
         # re-add a trace the selection just left out. Table rows are not rebuilt here, so they stay.
-        self.live_refresh.discard(lambda key: not key.startswith("table:"))
+        # A pending side-tab follow stays: the histogram announces only a change, so it may not come again.
+        self.live_refresh.discard(lambda key: not key.startswith(("table:", "follow:")))
         traces = self._shown_traces()
         self.ratio_plot.set_traces(traces)
         self.compare_plot.set_traces(traces)
@@ -367,8 +387,7 @@ class MainWindow(QMainWindow):
         focus = self.traces.get(self.focus_path)
         self.deploy_view.set_runs(traces, focus)
         if focus is not None:
-            for plot in self.layer_plots.values():
-                plot.set_trace(focus)
+            self.histogram.set_trace(focus)     # the side tabs follow it
 
     def _shown_traces(self) -> list:
         selected = self.compare.selected_paths()
