@@ -345,6 +345,7 @@ class CompareView(QWidget):
             act.toggled.connect(lambda shown, col=col: (self.table.setColumnHidden(col, not shown),
                                                         self._fit_columns()))
         menu.popup(self.table.horizontalHeader().mapToGlobal(pos))
+
     def _new_row(self, path: str) -> int:
         """A row for a run new to the table: before the first run opened after it while no column sorts
         the table (files are read in parallel and arrive in any order), else at the end."""

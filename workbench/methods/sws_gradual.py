@@ -57,6 +57,6 @@ class HeldWeights:
 
     @torch.no_grad()
     def hold(self, tensors: list[torch.Tensor], values: torch.Tensor) -> None:
-        """Set the held weights to `values[component]` (values: one per component)."""
+        """Set the held weights to `values[component]` (values: one per component, on any device)."""
         for t, held, index in zip(tensors, self.held, self.index):
-            t.copy_(torch.where(held, values.to(t.dtype)[index], t))
+            t.copy_(torch.where(held, values.to(device=t.device, dtype=t.dtype)[index], t))
