@@ -286,7 +286,20 @@ def test_mixture_plot_says_how_the_snap_budget_raised_tau(qtbot):
                        extra={"mix_mean": MIX["mix_mean"] + [MIX["mix_mean"][2]], "tau": [None, 0.005, 0.01, 0.02]})
     plot.set_trace(trace)
     assert plot.tau_text() == "tau 0.005 -> 0.02 (snap budget; raised after epoch 2, 3)"
-    assert plot.tau_label.text == plot.tau_text()
+    assert plot.tau_label.text == plot.tau_text() and plot.steps_text() == ""     # no gradual snap kept
+
+
+def test_mixture_plot_says_where_the_gradual_snap_acted(qtbot):
+    plot = MixturePlot()
+    qtbot.addWidget(plot)
+    trace = make_trace("s", method="sws", param=(1, 10, 20, 30), acc=(0.98, 0.97, 0.975, 0.97),
+                       extra={"mix_mean": MIX["mix_mean"] + [MIX["mix_mean"][2]], "tau": [None, 0.01, 0.01, 0.01],
+                              "snap_held": [None, 0.0, 0.5, 0.75]})
+    plot.set_trace(trace)
+    assert plot.steps_text() == "snapped in steps from epoch 2 (75% of fc1 held)"
+    assert plot.tau_label.text == "tau 0.01<br>snapped in steps from epoch 2 (75% of fc1 held)"
+    plot.set_trace(make_trace("s", method="sws", extra={**MIX, "snap_held": [None, 0.0, 0.0]}))
+    assert plot.steps_text() == "" and plot.tau_label.text == ""               # the steps never acted
 
 
 def test_mixture_plots_share_the_tab_width_equally(qtbot):

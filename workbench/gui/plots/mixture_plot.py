@@ -74,6 +74,21 @@ class MixturePlot(SideTab):
         at = ", ".join(f"{epochs[i]:g}" if np.isfinite(epochs[i]) else f"point {i}" for i in grew)
         return f"tau {known[0][1]:g} -> {known[-1][1]:g} (snap budget; raised after epoch {at})"
 
+    def steps_text(self) -> str:
+        """Where the gradual snap (snap_steps) acted: from which epoch, and the share of the layer held."""
+        layer = self._mixture_layer()
+        series = self._trace.layers.get(layer, {}).get("snap_held") if layer else None
+        if not series:
+            return ""
+        held = [layer_value(self._trace, layer, "snap_held", i) for i in range(len(series))]
+        first = next((i for i, h in enumerate(held) if h is not None and h > 0), None)
+        if first is None:
+            return ""
+        epoch = aligned(self._trace, "epoch")[first]
+        last = next(h for h in reversed(held) if h is not None)
+        return (f"snapped in steps from epoch {epoch:g}" if np.isfinite(epoch) else "snapped in steps") + \
+            f" ({last:.0%} of {layer} held)"
+
     def _mixture_layer(self) -> str:
         trace = self._trace
         if trace is None:
@@ -121,7 +136,8 @@ class MixturePlot(SideTab):
                 color = pg.mkColor(fg)      # the fixed zero component
             self._lines[j].setData(steps, means[:, j], pen=pg.mkPen(color, width=1 + 3 * min(pi * 4, 1)))
             self._lines[j].show()
-        self.tau_label.setText(self.tau_text(), size="9pt")
+        # a line each: side by side they ran past the tab's width at 1280x800 (looked at under Xvfb)
+        self.tau_label.setText("<br>".join(t for t in (self.tau_text(), self.steps_text()) if t), size="9pt")
         last = self._trace.points - 1
         layer = self._layer or self._mixture_layer()
         initial = layer_value(self._trace, layer, "scatter_initial", last)
