@@ -57,8 +57,10 @@ def test_a_costly_trial_snap_at_the_half_snaps_in_steps_and_holds_them_at_the_mo
         c.epoch = epoch
         m.on_epoch_start(net, c)
     assert m._held is None and said == []
+    assert m.penalty(net, c) is not None            # training under the prior
     c.epoch = 4
     m.on_epoch_start(net, c)                        # the half: the trial costs 79 points, the first step
+    assert m.penalty(net, c) is not None            # the free weights stay under the prior (sws_gradual)
     assert "at the half the snap would cost 79.1 points" in said[0] and "snap in steps" in said[0]
     assert "snap step 1 of 2: 50.0% of the weights held" in said[1]
     assert m.epoch_stats(net)["fc1"]["snap_held"] == 0.5

@@ -8,9 +8,15 @@ the means (MNIST) and ruinous where it has not (LeNet-5 on Fashion-MNIST: -28 po
 lets the data term correct for the snapped weights' error before the last ones snap.
 
 A held weight stays at the mean of the component it was assigned when it snapped; the means keep learning
-(the free weights' prior pulls them), so the held weights follow them. As in INQ, each tensor's largest
-weights snap first: the error of a large weight is made up for by the retraining that follows, while the
-last step, which no retraining follows, moves only the smallest weights, most of them to 0.
+(the free weights' prior pulls them), so the held weights follow them. Unlike INQ, the free weights stay
+under the prior while they retrain. With the prior off during the steps, LeNet-5 on Fashion-MNIST kept more
+(90.2 % at 72x against 83.5 % at 162x), but LeNet-300-100 there (snap budget off) fell to 38.9 %, below
+the 45.2 % of no steps at all: its free weights drifted from their components, and the last step cost
+33 points and the final snap 27 (with the prior back on for the last step: 19 and 34).
+
+As in INQ, each tensor's largest weights snap first: the error of a large weight is made up for by the
+retraining that follows, while the last step, which no retraining follows, moves only the smallest
+weights, most of them to 0.
 """
 
 from __future__ import annotations
