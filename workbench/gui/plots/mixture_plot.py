@@ -59,11 +59,7 @@ class MixturePlot(SideTab):
 
     def tau_text(self) -> str:
         """What tau did over the run: as set, or how snap_budget raised it and at which epochs."""
-        layer = self._mixture_layer()
-        series = self._trace.layers.get(layer, {}).get("tau") if layer else None
-        if not series:
-            return ""
-        taus = [layer_value(self._trace, layer, "tau", i) for i in range(len(series))]
+        _, taus = self._recorded("tau")
         known = [(i, t) for i, t in enumerate(taus) if t is not None]
         if not known:
             return ""
@@ -76,11 +72,7 @@ class MixturePlot(SideTab):
 
     def steps_text(self) -> str:
         """Where the gradual snap (snap_steps) acted: from which epoch, and the share of the layer held."""
-        layer = self._mixture_layer()
-        series = self._trace.layers.get(layer, {}).get("snap_held") if layer else None
-        if not series:
-            return ""
-        held = [layer_value(self._trace, layer, "snap_held", i) for i in range(len(series))]
+        layer, held = self._recorded("snap_held")
         first = next((i for i, h in enumerate(held) if h is not None and h > 0), None)
         if first is None:
             return ""
@@ -88,6 +80,12 @@ class MixturePlot(SideTab):
         last = next(h for h in reversed(held) if h is not None)
         return (f"snapped in steps from epoch {epoch:g}" if np.isfinite(epoch) else "snapped in steps") + \
             f" ({last:.0%} of {layer} held)"
+
+    def _recorded(self, key: str) -> tuple[str, list]:
+        """The mixture's layer and what it recorded under `key` at each point (None where nothing)."""
+        layer = self._mixture_layer()
+        series = self._trace.layers.get(layer, {}).get(key) if layer else None
+        return layer, [layer_value(self._trace, layer, key, i) for i in range(len(series))] if series else []
 
     def _mixture_layer(self) -> str:
         trace = self._trace
