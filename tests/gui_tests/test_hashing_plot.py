@@ -51,7 +51,7 @@ def test_occupancy_of_the_selected_layer_and_collisions_per_layer(plot, qtbot):
     np.testing.assert_allclose(plot.cross_bars.opts["height"], [25.0, 0.0])
     view = HistogramView()
     qtbot.addWidget(view)
-    plot.link(view)
+    view.shown.connect(plot.follow)
     view.set_trace(trace)
     view.select("fc2", 0)             # the reference point has no statistics: the newest that has is shown
     assert plot.shown_layer() == "fc2"

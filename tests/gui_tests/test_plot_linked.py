@@ -49,7 +49,7 @@ def linked(qtbot):
     hist, kept = HistogramView(), KeptBars()
     for widget in (hist, kept):
         qtbot.addWidget(widget)
-    kept.link(hist)
+    hist.shown.connect(kept.follow)
     return hist, kept
 
 
@@ -94,7 +94,7 @@ def test_a_new_run_reaches_the_side_tabs_with_the_histogram(linked, qtbot):
     tabs = [MixturePlot(), SpectrumPlot(), HashingPlot()]
     for tab in tabs:
         qtbot.addWidget(tab)
-        tab.link(hist)
+        hist.shown.connect(tab.follow)
     old, new = trace_with([1.0, 0.5, 0.4, 0.3, 0.2], "old"), trace_with([1.0, 0.8], "new")
     for plot in (hist, kept, *tabs):
         plot.set_trace(old)

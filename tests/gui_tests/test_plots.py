@@ -346,7 +346,7 @@ def test_kept_bars_heights_are_kept_fraction_percent(qtbot):
     assert [name for _, name in ticks] == ["conv1", "fc1", "fc2"]
     view = HistogramView()
     qtbot.addWidget(view)
-    bars.link(view)
+    view.shown.connect(bars.follow)
     view.set_trace(trace)
     view.select("fc1", 1)
     np.testing.assert_allclose(bars.heights(), [50, 100 / 3, 25])

@@ -77,7 +77,7 @@ def test_draws_the_chosen_points_spectrum_with_the_first_behind(plot):
     np.testing.assert_allclose(plot.first_curve.getData()[1], SIGMA["fc1"][0])
     assert plot.first_curve.isVisible() and plot.note.isHidden()
     view = HistogramView()
-    plot.link(view)
+    view.shown.connect(plot.follow)
     view.set_trace(trace)
     view.select("fc2", 1)
     assert plot.spectrum_layer() == "fc2"

@@ -174,11 +174,9 @@ class SideTab(QtWidgets.QWidget):
     def update_trace(self, trace) -> None:
         self.set_trace(trace)
 
-    def link(self, histogram_view) -> None:
-        """Show what a HistogramView shows: its run, layer and point, whenever they change."""
-        histogram_view.shown.connect(self.follow)
-
     def follow(self, trace, layer: str, point: int) -> None:
+        """Show what a HistogramView shows (its `shown` signal): the main window calls it for the open tab
+        (MainWindow._histogram_shown)."""
         self._trace = trace
         self.set_layer(layer, point)
 

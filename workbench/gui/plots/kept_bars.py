@@ -52,10 +52,6 @@ class KeptBars(QtWidgets.QWidget):
         self._point = point
         self._redraw()
 
-    def link(self, histogram_view) -> None:
-        """Show what a HistogramView shows: its run at its point, its layer highlighted."""
-        histogram_view.shown.connect(self.follow)
-
     def heights(self) -> np.ndarray:
         return np.asarray(self.bars.opts["height"], float)
 
@@ -63,6 +59,8 @@ class KeptBars(QtWidgets.QWidget):
         return self.plot
 
     def follow(self, trace, layer: str, point: int) -> None:
+        """Show what a HistogramView shows (its `shown` signal): the main window calls it for the open tab
+        (MainWindow._histogram_shown)."""
         self._trace, self._selected, self._point = trace, layer, point
         self._redraw()
 
