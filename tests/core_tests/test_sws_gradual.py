@@ -13,10 +13,12 @@ from workbench.methods.sws import SoftWeightSharing, merge_components, merge_roo
 from workbench.methods.sws_gradual import HeldWeights, step_epochs
 
 
-def test_steps_spread_over_the_second_half():
-    assert step_epochs(30, 4) == [15, 18, 22, 26]
-    assert step_epochs(8, 2) == [4, 6]
+def test_steps_spread_over_the_third_quarter():
+    assert step_epochs(30, 4) == [15, 16, 18, 20]   # the last quarter retrains with 93.75 % held
+    assert step_epochs(40, 4) == [20, 22, 25, 27]
+    assert step_epochs(8, 2) == [4, 5]
     assert step_epochs(3, 4) == [1, 2]              # more steps than epochs: one per epoch
+    assert step_epochs(2, 4) == [1]
 
 
 def test_each_step_holds_half_the_free_weights_largest_first():
@@ -53,6 +55,7 @@ def test_a_costly_trial_snap_at_the_half_snaps_in_steps_and_holds_them_at_the_mo
     torch.manual_seed(0)
     net = TwoLayer()
     m, c, said = gradual(net)
+    m._tau, m._scale = 0.04, 0.04 / c.num_train     # as if the snap budget had raised tau 4x
     for epoch in range(4):                          # the first half: no trial, nothing held
         c.epoch = epoch
         m.on_epoch_start(net, c)
@@ -62,7 +65,10 @@ def test_a_costly_trial_snap_at_the_half_snaps_in_steps_and_holds_them_at_the_mo
     m.on_epoch_start(net, c)                        # the half: the trial costs 79 points, the first step
     assert m.penalty(net, c) is not None            # the free weights stay under the prior (sws_gradual)
     assert "at the half the snap would cost 79.1 points" in said[0] and "snap in steps" in said[0]
-    assert "snap step 1 of 2: 50.0% of the weights held" in said[1]
+    assert said[1] == "soft weight-sharing: tau 0.04 -> 0.01 (as set) for the steps"
+    assert (m._tau, m._scale) == (0.01, 0.01 / c.num_train)
+    assert "snap step 1 of 2: 50.0% of the weights held" in said[2]
+    del said[1]
     assert m.epoch_stats(net)["fc1"]["snap_held"] == 0.5
     tensors = m.prior_tensors()
     with torch.no_grad():                           # the means learn on: held weights follow them
@@ -73,10 +79,10 @@ def test_a_costly_trial_snap_at_the_half_snaps_in_steps_and_holds_them_at_the_mo
         assert torch.equal(t[held], means[index[held]])
     c.epoch = 5
     m.on_epoch_start(net, c)
-    assert len(said) == 2                           # no step in epoch 5
-    c.epoch = 6
-    m.on_epoch_start(net, c)
     assert "snap step 2 of 2: 75." in said[2]
+    for c.epoch in (6, 7):
+        m.on_epoch_start(net, c)
+    assert len(said) == 3                           # the last quarter retrains, no step
     assert m.epoch_stats(net)["fc2"]["snap_held"] == 0.75
 
 
@@ -103,6 +109,7 @@ def test_held_weights_keep_their_component_through_the_final_snap():
 def test_a_cheap_trial_snap_changes_nothing():
     net = TwoLayer()
     m, c, said = gradual(net)
+    m._tau, m._scale = 0.04, 0.04 / c.num_train     # raised by the budget: kept where nothing snaps in steps
     with torch.no_grad():                           # weights already at the means: the snap is free
         for t in m.prior_tensors():
             t.zero_()
@@ -110,6 +117,7 @@ def test_a_cheap_trial_snap_changes_nothing():
         c.epoch = epoch
         m.on_epoch_start(net, c)
     assert m._held is None and len(said) == 1 and "all weights snap at the end" in said[0]
+    assert m._tau == 0.04
     assert m.epoch_stats(net)["fc1"]["snap_held"] == 0.0
 
 
