@@ -6,6 +6,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
+
+from workbench.core.store import read_run
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
@@ -21,3 +25,21 @@ def test_cpu_side_runs_and_reports(capsys, monkeypatch, tmp_path):
     assert "CUDA: none (CPU side only)" in out
     assert "method dns  cpu completed" in out and "method lowrank  cpu completed" in out
     assert "2 methods, 0 problems" in out
+
+
+def test_soft_weight_sharing_is_checked_with_its_gradual_snap_acting(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = module.main(["--model", "mlp_tiny", "--dataset", "tiny", "--train", "256", "--test", "128",
+                        "--methods", "sws", "--cpu-only", "--no-worker"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "method sws  cpu completed" in out and "method sws:steps  cpu completed" in out
+    assert "2 methods, 0 problems" in out
+    folder = Path(out.rsplit("run files in ", 1)[1].strip()) / "cpu"
+    held = [read_run(str(f)).layers["fc1"]["snap_held"] for f in sorted(folder.glob("*.h5"))]
+    assert len(held) == 2
+    assert any(h[-1] == 0.75 for h in held)         # the variant's steps held 75 % (two steps)
+    assert any(np.all(np.nan_to_num(h) == 0.0) for h in held)   # the plain run snapped at the end
