@@ -15,7 +15,7 @@ pytest.importorskip("pytestqt")
 from PySide6 import QtGui  # noqa: E402
 
 from workbench.core.events import Evaluated  # noqa: E402
-from workbench.gui.plots import CurvesPlot, RatioPlot  # noqa: E402
+from workbench.gui.plots import CurvesPlot, KeptBars, RatioPlot  # noqa: E402
 from workbench.gui.run_trace import RunTrace  # noqa: E402
 
 
@@ -144,3 +144,19 @@ def test_the_drawn_loss_axis_labels_values_above_one(qtbot):
     qtbot.wait(10)
     left = [number(t) for t in drawn_labels(curves.loss_plot.getAxis("left"))]
     assert len(left) >= 3 and any(v > 1 for v in left), left
+
+
+def test_empty_percent_axes_read_0_to_100_and_a_run_ranges_them(qtbot):
+    """Before any run pyqtgraph's default 0-1 stood under a '%' label (accuracy, kept weights)."""
+    curves, kept = CurvesPlot(), KeptBars()
+    for w in (curves, kept):
+        qtbot.addWidget(w)
+        w.resize(600, 400)
+        w.show()
+        qtbot.waitExposed(w)
+    assert curves.acc_plot.viewRange()[1] == [0.0, 100.0]
+    assert kept.plot.viewRange()[1] == [0.0, 100.0]
+    curves.set_traces([one_run([8, 6, 5, 4], [1, 2, 3, 4])])     # accuracy 92-96 %
+    curves.acc_plot.getViewBox().updateAutoRange()
+    low, high = curves.acc_plot.viewRange()[1]
+    assert 85 < low < 92 and 96 < high < 100, (low, high)

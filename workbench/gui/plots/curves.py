@@ -28,6 +28,9 @@ class CurvesPlot(QtWidgets.QWidget):
         # short axis titles: at 1280x800 each plot is about 100 px tall and longer ones ran into each other
         self.acc_plot.setLabel("left", "test acc. (%)")
         self.acc_plot.setLabel("bottom", "training steps (cumulative over stages)")
+        # empty, a percent axis reads 0-100, not pyqtgraph's 0-1; the first run's points range it as before
+        self.acc_plot.setYRange(0, 100, padding=0)
+        self.acc_plot.enableAutoRange(y=True)
         self.acc_plot.setXLink(self.loss_plot)
         for plot in (self.loss_plot, self.acc_plot):
             plot.showGrid(x=True, y=True, alpha=0.2)

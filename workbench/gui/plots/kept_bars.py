@@ -25,6 +25,7 @@ class KeptBars(QtWidgets.QWidget):
         self.plot_widget = pg.PlotWidget()
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLabel("left", "kept weights (%)")
+        self.plot.setYRange(0, 100, padding=0)          # empty: a percent axis, not pyqtgraph's 0-1
         self.plot.showGrid(y=True, alpha=0.2)
         self.plot.setMouseEnabled(x=False, y=False)     # nothing to explore; avoids losing the bars
         self.plot.hideButtons()
