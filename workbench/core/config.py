@@ -49,7 +49,10 @@ class RunSettings:
                        choices=DEVICES)
     seed: int = knob(0, "Seed", "Seeds the model's initialisation, the data order and the subsets.",
                      min=0, max=2**31 - 1)
-    train_subset: int = knob(0, "Train samples", "Use only N training samples (seeded), for a quick look.",
+    train_subset: int = knob(0, "Train samples", "Use only N training samples (seeded), for a quick look. An "
+                             "epoch is then N / batch optimizer steps, and methods that act per step (low "
+                             "rank's shrinkage, soft weight-sharing's prior, surgery) do less in it: a subset "
+                             "shows a method working, not the ratio a full run reaches.",
                              min=0, max=10_000_000, step=1000, special="all")
     test_subset: int = knob(0, "Test samples", "Evaluate on only N test samples (seeded).",
                             min=0, max=10_000_000, step=1000, special="all", advanced=True)

@@ -22,6 +22,10 @@ class Dataset:
     source: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # The training split's size before `subset` took a quick-look subset of it; 0 where train_x is the
+    # whole split. A per-data-set term (soft weight-sharing's prior, scaled by 1/N) keeps the N of the set
+    # the subset stands for.
+    full_train: int = 0
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -33,7 +37,9 @@ class Dataset:
         gen = torch.Generator().manual_seed(seed)
         train_x, train_y = _pick(self.train_x, self.train_y, train, gen, "train")
         test_x, test_y = _pick(self.test_x, self.test_y, test, gen, "test")
-        return replace(self, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+        whole = self.full_train or len(self.train_x)
+        return replace(self, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                       full_train=whole if len(train_x) < whole else 0)
 
 
 def _pick(x: torch.Tensor, y: torch.Tensor, n: int | None, gen: torch.Generator, what: str):

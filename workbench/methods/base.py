@@ -38,7 +38,11 @@ class RunContext:
     device: torch.device
     steps_per_epoch: int
     total_steps: int
-    num_train: int
+    num_train: int                # training samples this run trains on
+    # The training split's size where num_train is a quick-look subset of it (`train_subset`), else 0. A term
+    # defined once per data set (soft weight-sharing's prior / N) uses it, so that the subset previews the
+    # balance of a run on the whole set.
+    num_train_full: int = 0
     stage: int = 0
     step: int = 0                 # optimizer steps taken in this stage
     epoch: int = 0                # the current epoch of this stage, from 0 (= epochs completed before it)

@@ -86,7 +86,8 @@ class SWSParams:
                               "per_sample (default): loss = mean CE + tau * (-log p(w) - log p(lambda)) "
                               "/ N_train, the reference code's convention: the prior is a once-per-data-"
                               "set term, so dividing by N keeps it in proportion to a per-sample mean "
-                              "task loss and tau means the same across data-set and batch sizes. "
+                              "task loss and tau means the same across data-set and batch sizes. N_train is "
+                              "the whole training set's size, also where a run takes a quick-look subset. "
                               "summed: tau * (-log p(w) - log p(lambda)) as in the paper's text (whose "
                               "task loss is summed too); against this workbench's mean loss it weighs "
                               "the prior ~N_train times more.", choices=("per_sample", "summed"))
@@ -473,6 +474,9 @@ class SoftWeightSharing(Method):
         ctx.log(f"soft weight-sharing: {flat.numel():,} weights under a {J}-component prior, means "
                 f"{means.min():.3g}..{means.max():.3g}, sigma {p.init_sigma:g}, prior scale "
                 f"{self._scale:.3g} ({p.prior_scaling}), {p.prior_eval} evaluation")
+        if ctx.num_train_full and p.prior_scaling == "per_sample":
+            ctx.log(f"soft weight-sharing: the prior is scaled by 1/{ctx.num_train_full:,}, the whole training "
+                    f"set's size: this run trains on a {ctx.num_train:,}-sample subset of it for a quick look")
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         p = self.params
@@ -487,7 +491,14 @@ class SoftWeightSharing(Method):
         return self._scale * (self.neg_log_prior() + self.neg_log_hyperprior())
 
     def _scale_for(self, tau: float, ctx: RunContext) -> float:
-        return tau / max(ctx.num_train, 1) if self.params.prior_scaling == "per_sample" else tau
+        """per_sample: tau / N with N the whole training set, also where the run trains on a quick-look subset
+        of it. The prior is a once-per-data-set term; divided by the subset's size it weighed 10x more
+        against the data on 6,000 of MNIST's 60,000 samples, and sws-lenet300 gave 47.7 % at 493x (snap budget
+        off; 57.2 % at 273x with it) from a 95.89 % reference; divided by 60,000, 84.1 % at 218x (76.3 % at
+        189x). A subset still previews a full run poorly: the mixture learns at per-step rates, and it has a
+        tenth of the steps."""
+        n = ctx.num_train_full or ctx.num_train
+        return tau / max(n, 1) if self.params.prior_scaling == "per_sample" else tau
 
     def on_epoch_end(self, model: nn.Module, ctx: RunContext) -> None:
         """snap_budget: raise tau while trying the snap shows the weights have not gathered (see the knob).
