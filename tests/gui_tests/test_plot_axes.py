@@ -156,6 +156,9 @@ def test_empty_percent_axes_read_0_to_100_and_a_run_ranges_them(qtbot):
         qtbot.waitExposed(w)
     assert curves.acc_plot.viewRange()[1] == [0.0, 100.0]
     assert kept.plot.viewRange()[1] == [0.0, 100.0]
+    assert drawn_labels(kept.plot.getAxis("bottom")) == []     # no layers: no 0.1 ... 0.9 under the bars
+    kept.set_trace(None)                                        # the run closed: back to empty, not 0-1.2
+    assert kept.plot.viewRange()[1] == [0.0, 100.0]
     curves.set_traces([one_run([8, 6, 5, 4], [1, 2, 3, 4])])     # accuracy 92-96 %
     curves.acc_plot.getViewBox().updateAutoRange()
     low, high = curves.acc_plot.viewRange()[1]

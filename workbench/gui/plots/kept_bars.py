@@ -26,6 +26,7 @@ class KeptBars(QtWidgets.QWidget):
         self.plot = self.plot_widget.getPlotItem()
         self.plot.setLabel("left", "kept weights (%)")
         self.plot.setYRange(0, 100, padding=0)          # empty: a percent axis, not pyqtgraph's 0-1
+        self.plot.getAxis("bottom").setTicks([[]])      # empty: no layers to name, not 0.1 ... 0.9
         self.plot.showGrid(y=True, alpha=0.2)
         self.plot.setMouseEnabled(x=False, y=False)     # nothing to explore; avoids losing the bars
         self.plot.hideButtons()
@@ -95,6 +96,8 @@ class KeptBars(QtWidgets.QWidget):
                 h = heights[i]
                 label.setText("n/a" if not np.isfinite(h) else f"{h:.2g}%" if h < 10 else f"{h:.0f}%")
                 label.setPos(i, 0 if not np.isfinite(h) else h)
-        top = np.nanmax(heights) if np.isfinite(heights).any() else 1.0
-        self.plot.setYRange(0, max(top, 1e-3) * 1.2, padding=0)   # room for the labels above bars
+        if np.isfinite(heights).any():
+            self.plot.setYRange(0, max(np.nanmax(heights), 1e-3) * 1.2, padding=0)   # room for the labels
+        else:
+            self.plot.setYRange(0, 100, padding=0)      # nothing to show: the empty percent axis
         self.plot.setXRange(-0.6, max(len(layers) - 0.4, 0.4), padding=0)
