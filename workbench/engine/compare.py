@@ -113,16 +113,20 @@ def repeat_sets(items: list, key_of, seed_of) -> list[list]:
     """`items` in sets of repeats, in the order of each set's first item: items with the same non-empty
     key (config_key) and distinct seeds. An item with an empty key is a set of its own; one whose seed
     its key's set already has (a copy, or the same repeats run again) starts or joins a later set."""
-    sets: list[tuple[str, set, list]] = []
-    for item in items:
+    sets: list[tuple[set, list]] = []
+    by_key: dict[str, list[tuple[set, list]]] = {}      # a key's sets in order: a study's hundreds of
+    for item in items:                                  # distinct keys are not each compared with every set
         key, seed = key_of(item), seed_of(item)
-        home = next((s for s in sets if key and s[0] == key and seed not in s[1]), None)
+        home = next((s for s in by_key.get(key, ()) if seed not in s[0]), None) if key else None
         if home is None:
-            sets.append((key, {seed}, [item]))
+            home = ({seed}, [item])
+            sets.append(home)
+            if key:
+                by_key.setdefault(key, []).append(home)
         else:
-            home[1].add(seed)
-            home[2].append(item)
-    return [members for _, _, members in sets]
+            home[0].add(seed)
+            home[1].append(item)
+    return [members for _, members in sets]
 
 
 def group_rows(rows: list[dict]) -> list[dict]:

@@ -163,8 +163,16 @@ class CompareView(QWidget):
         self.traces: dict[str, RunTrace] = {}
         self._keys: dict[str, str] = {}          # run path -> config_key, once the run has completed
         self._shown_groups: list[tuple] = []   # the groups that have a row now: (path, id of its trace)
+        self._items: dict[str, QTableWidgetItem] = {}   # run path -> its row's first cell (item.row(): its row)
         # where a run stands in the window's open order (the plots' order and colours); None: appended
         self.order: Callable[[str], int] | None = None
+        # Column widths are fitted once per pass of the event loop, not once per row: a study's hundreds of
+        # files arrive in bursts, and each fit asks every column for its cells' width (measured: 600 runs
+        # added took 16 s of the GUI thread, most of it fits, row ordering and re-hiding every row).
+        self._fit_timer = QTimer(self)
+        self._fit_timer.setSingleShot(True)
+        self._fit_timer.setInterval(0)
+        self._fit_timer.timeout.connect(self._fit_columns)
         self.table = QTableWidget(0, len(COLUMNS))
         for i, (name, tip) in enumerate(COLUMNS):
             item = QTableWidgetItem(header_text(name))
@@ -236,16 +244,16 @@ class CompareView(QWidget):
             cells[4].setText(f"{trace.status} (warning)")
             cells[4].setToolTip(warnings)
         cells[0].setData(Qt.UserRole, trace.path)
+        self._items[trace.path] = cells[0]
         cells[0].setToolTip(f"{trace.label}\n{trace.path}" + (f"\nerror: {trace.attrs.get('error')}" if trace.attrs.get("error") else ""))
         for col, item in enumerate(cells):
             self.table.setItem(row, col, item)
         self.table.resizeRowToContents(row)      # the figures' two lines
-        self.table.setSortingEnabled(True)
         if trace.status == "completed":    # again each time: a watched file may be replaced by another run
             self._keys[trace.path] = config_key(trace.config)
         else:
             self._keys.pop(trace.path, None)
-        self._regroup()
+        self._regroup(row)                 # sorting stays off until it is done: `row` is still this run's
 
     # --- groups of repeats ------------------------------------------------------------------------
     def groups(self) -> list[list[str]]:
@@ -254,26 +262,31 @@ class CompareView(QWidget):
                            lambda p: self.traces[p].config.get("seed"))
         return [members for members in sets if len(members) > 1]
 
-    def _regroup(self) -> None:
+    def _regroup(self, changed: int | None = None) -> None:
         """Group rows for the groups there are now, members hidden while grouping is on. The group rows
         are rebuilt only when the groups changed (a run completed, was opened or removed), not on each
         live point of a running run, which would drop a selected group row's selection; nor when a member
-        was read again (a watched folder's file replaced), whose new trace must show in the figures."""
+        was read again (a watched folder's file replaced), whose new trace must show in the figures.
+        `changed`: the one row added or updated; where the groups are the same, only it can need hiding."""
         groups = self.groups() if self.group_box.isChecked() else []
         shown = [tuple((p, id(self.traces[p])) for p in members) for members in groups]
-        if shown != self._shown_groups:
+        grouped = {p for members in groups for p in members}
+        rebuild = shown != self._shown_groups
+        self.table.setSortingEnabled(False)
+        if rebuild:
             self._shown_groups = shown
-            self.table.setSortingEnabled(False)
             for row in reversed(range(self.table.rowCount())):
                 if self._members(row):
                     self.table.removeRow(row)
             for members in groups:
                 self._add_group_row(members)
-        grouped = {p for members in groups for p in members}
-        for row in range(self.table.rowCount()):
-            self.table.setRowHidden(row, self._path(row) in grouped)
+        if rebuild or changed is None:
+            for row in range(self.table.rowCount()):
+                self.table.setRowHidden(row, self._path(row) in grouped)
+        else:
+            self.table.setRowHidden(changed, self._path(changed) in grouped)
         self.table.setSortingEnabled(True)
-        self._fit_columns()
+        self._fit_timer.start()
 
     def _add_group_row(self, members: list[str]) -> None:
         traces = [self.traces[p] for p in members]
@@ -349,18 +362,24 @@ class CompareView(QWidget):
     def _new_row(self, path: str) -> int:
         """A row for a run new to the table: before the first run opened after it while no column sorts
         the table (files are read in parallel and arrive in any order), else at the end."""
-        row = self.table.rowCount()
+        at = self.table.rowCount()
         if self.order is not None and self.table.horizontalHeader().sortIndicatorSection() < 0:
+            # The run rows are in open order (each went in by this rule), so the scan runs from the end
+            # and stops at the first run opened before this one: one step where runs arrive in order.
             mine = self.order(path)
-            row = next((r for r in range(row) if self._path(r) and self.order(self._path(r)) > mine), row)
-        self.table.insertRow(row)
-        return row
+            for r in reversed(range(self.table.rowCount())):
+                other = self._path(r)
+                if not other:
+                    continue                 # a group row: it holds no place in the open order
+                if self.order(other) <= mine:
+                    break
+                at = r
+        self.table.insertRow(at)
+        return at
 
     def _row_of(self, path: str) -> int:
-        for row in range(self.table.rowCount()):
-            if self._path(row) == path:
-                return row
-        return -1
+        item = self._items.get(path)
+        return item.row() if item is not None else -1
 
     def selected_paths(self) -> list[str]:
         """The selected runs: a group row stands for its runs."""
@@ -374,8 +393,10 @@ class CompareView(QWidget):
     def remove_paths(self, paths: list[str]) -> None:
         """Take these runs out of the table (selected, or their files gone from a watched folder)."""
         for path in paths:
-            if self._row_of(path) >= 0:
-                self.table.removeRow(self._row_of(path))
+            row = self._row_of(path)
+            self._items.pop(path, None)          # before its row goes: removeRow deletes the item
+            if row >= 0:
+                self.table.removeRow(row)
             self.traces.pop(path, None)
             self._keys.pop(path, None)
         self._regroup()
