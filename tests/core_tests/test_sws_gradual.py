@@ -147,3 +147,34 @@ def test_a_run_with_gradual_snap_records_the_held_share(tmp_path):
     assert np.isnan(held[0]) and list(held[1:]) == [0.0, 0.0, 0.5, 0.75, 0.75]
     state, _ = read_model(fin.run_path)
     assert layer_values_are_means(state["fc1.weight"], run.layers["fc1"]["mix_mean"][-1])
+
+
+def test_a_narrow_zero_component_lets_the_free_weights_retrain_without_the_prior():
+    """Where the prior has parted pruned from kept weights (zero narrower than every other component), the
+    steps retrain the free weights on the data term alone and the mixture stays as it is; a wide zero keeps
+    the prior on (the test above)."""
+    torch.manual_seed(0)
+    net = TwoLayer()
+    m, c, said = gradual(net)
+    m._tau, m._scale = 0.04, 0.04 / c.num_train     # as if the snap budget had raised tau
+    set_mixture(m, [-0.8, 0.8], [0.001, 0.05, 0.05], [0.5, 0.5])     # narrow zero: fc1's weights fall outside
+    c.epoch = 4
+    m.on_epoch_start(net, c)
+    assert "snap in steps" in said[0]
+    assert said[1].startswith("soft weight-sharing: the zero component (sigma 0.001) is narrower than every "
+                              "other (from 0.05): the free weights retrain without the prior")
+    assert m.penalty(net, c) is None                # nothing pulls the free weights, nothing moves the mixture
+    assert m._tau == 0.04                           # no tau to reset: it is not used
+    assert "snap step 1 of 2" in said[2]
+    mixture = [t.detach().clone() for t in (m.mu_free, m.log_lambda, m.rho)]
+    optimizer = torch.optim.Adam([{"params": list(net.parameters())}, *m.param_groups(net)[1:]], lr=0.01)
+    x, y = torch.randn(16, 60), torch.randint(0, 3, (16,))
+    for _ in range(3):                              # the run loop's step: the penalty is None, so the task loss
+        optimizer.zero_grad(set_to_none=True)       # alone trains
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        optimizer.step()
+        m.after_step(net, c)
+    assert all(torch.equal(a, b.detach()) for a, b in zip(mixture, (m.mu_free, m.log_lambda, m.rho)))
+    means = m._means()
+    for t, held, index in zip(m.prior_tensors(), m._held.held, m._held.index):
+        assert torch.equal(t[held], means[index[held]])    # the held weights stay at the fixed means
