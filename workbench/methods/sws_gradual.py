@@ -7,17 +7,24 @@ its component's mean at once, which is free where training under the prior has g
 the means (MNIST) and ruinous where it has not (LeNet-5 on Fashion-MNIST: -28 points). Snapping in steps
 lets the data term correct for the snapped weights' error before the last ones snap.
 
-A held weight stays at the mean of the component it was assigned when it snapped; the means keep learning
-(the free weights' prior pulls them), so the held weights follow them. Unlike INQ, the free weights stay
-under the prior while they retrain, at tau as set (sws.py drops what the snap budget added). What the steps
-cost is pruning: a probe of each step's holds (LeNet-5 and LeNet-300-100 on Fashion-MNIST) found all of it
-in the weights held at 0, mostly in fc1; those held at non-zero means cost 0.3 points at most. Under the
-prior the retraining moves some free weights out of the zero component's reach before their step, and
-pruning the rest gets cheap (LeNet-5: 37 points at each of the first two steps, 4 at the third, 1 at the
-fourth). With the prior off during the steps, LeNet-5 on Fashion-MNIST kept more (90.2 % at 72x), but on
-LeNet-300-100 there (snap budget off) the free weights grew without leaving the wide zero component's reach,
-every step pruned them at a cost of 45-50 points, and the final snap left 45.3 % (38.9 % with the steps over
-the whole half).
+A held weight stays at the mean of the component it was assigned when it snapped. What the steps cost is
+pruning: a probe of each step's holds (LeNet-5 and LeNet-300-100 on Fashion-MNIST) found all of it in the
+weights held at 0, mostly in fc1; those held at non-zero means cost 0.3 points at most. How the free weights
+retrain depends on the zero component when the steps start (sws.py, `_gradual_snap`):
+- Narrower than every other component (sws-lenet5 on Fashion-MNIST: sigma_0 0.0037, the others 0.016 and
+  up, after the snap budget raised tau 4x): the prior has parted the weights it prunes from those it keeps,
+  and what a snap would still cost lies in the weights between. The free weights then retrain on the data
+  term alone and the mixture stays fixed, as INQ retrains: 89.93 % at 88.9x from a 91.65 % reference, and
+  89.26 % at 95.8x from a second one (91.61 %). Under the prior at tau as set the same runs gave 87.11 % at
+  98.9x and 86.89 % at 91.3x: the retraining moved some free weights out of the zero component's reach, but
+  each of the first two steps pruned at a cost of 37 points of training accuracy.
+- Still the widest (sws-lenet300 there with the snap budget off: sigma_0 0.038 at the half): without the
+  prior it stays that wide, and the free weights, growing to make up for the held ones without leaving its
+  reach, were pruned at every step (45-50 points each; 45.3 % at the end). Under the prior at tau as set
+  (what the snap budget added is dropped) the held zeros narrow it step by step (sigma_0 0.038, 0.012,
+  0.007, 0.005, 0.004): 84.4 % at 85.1x. The means keep learning there, and the held weights follow them.
+  Tried there: the free weights off the prior with the mixture still learning, 86.2 % at 39.3x (LeNet-5:
+  88.3 % at 61.8x); that with the means fixed, 42.4 % (the final snap cost 42 points).
 
 As in INQ, each tensor's largest weights snap first: the error of a large weight is made up for by the
 retraining that follows, while the last step, which no retraining follows, moves only the smallest
