@@ -38,7 +38,7 @@ SETTINGS = {
 # A second run of a method with other settings, named "key:variant": (settings, least epochs). sws:steps runs
 # soft weight-sharing's gradual snap (sws_gradual), which acts only from a stage's half and only where a
 # trial snap costs over 2 points there; with narrow initial components it does on 2048 MNIST samples
-# (LeNet-300-100, 4 epochs: 34 points at the half, 58.5 % at 81x on the CPU).
+# (LeNet-300-100, 4 epochs: 34 points at the half; 83.9 % at 18.4x parameters on the CPU, 2026-11-29).
 VARIANTS = {"sws:steps": ({"snap_steps": 2, "init_sigma": 0.01}, 4)}
 
 
