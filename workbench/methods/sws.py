@@ -501,7 +501,8 @@ class SoftWeightSharing(Method):
         of it. The prior is a once-per-data-set term; divided by the subset's size it weighed 10x more
         against the data on 6,000 of MNIST's 60,000 samples, and sws-lenet300 gave 47.7 % at 493x (snap budget
         off; 57.2 % at 273x with it) from a 95.89 % reference; divided by 60,000, 84.1 % at 218x (76.3 % at
-        189x). A subset still previews a full run poorly: the mixture learns at per-step rates, and it has a
+        189x; 88.5 % at 151x with the gradual snap's narrow-zero rule since). A subset still previews a full
+        run poorly: the mixture learns at per-step rates, and it has a
         tenth of the steps."""
         n = ctx.num_train_full or ctx.num_train
         return tau / max(n, 1) if self.params.prior_scaling == "per_sample" else tau
