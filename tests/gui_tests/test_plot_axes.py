@@ -163,3 +163,35 @@ def test_empty_percent_axes_read_0_to_100_and_a_run_ranges_them(qtbot):
     curves.acc_plot.getViewBox().updateAutoRange()
     low, high = curves.acc_plot.viewRange()[1]
     assert 85 < low < 92 and 96 < high < 100, (low, high)
+
+
+def test_empty_plots_show_no_tick_values_that_belong_to_no_run(qtbot):
+    """Empty, the curves' step and loss axes and the histogram's axes showed 0.2 ... 0.8; a run brings
+    them back, and closing it (the histogram) takes them away again."""
+    from workbench.gui.plots import HistogramView
+
+    curves, hist = CurvesPlot(), HistogramView()
+    for w in (curves, hist):
+        qtbot.addWidget(w)
+        w.resize(600, 400)
+        w.show()
+        qtbot.waitExposed(w)
+    assert drawn_labels(curves.acc_plot.getAxis("bottom")) == []
+    assert drawn_labels(curves.loss_plot.getAxis("left")) == []
+    assert drawn_labels(curves.acc_plot.getAxis("left"))           # the percent axis keeps its 0-100
+    assert drawn_labels(hist.plot.getAxis("bottom")) == [] and drawn_labels(hist.plot.getAxis("left")) == []
+    run = one_run([8, 6, 5, 4], [1, 2, 3, 4])
+    curves.set_traces([run])
+    assert drawn_labels(curves.acc_plot.getAxis("bottom")) and drawn_labels(curves.loss_plot.getAxis("left"))
+    curves.set_traces([])
+    assert drawn_labels(curves.acc_plot.getAxis("bottom")) == []
+    weights = RunTrace(path="/runs/w.h5", label="w", method="dns", model="mlp_tiny", status="completed")
+    weights.hist_edges = {"fc1": np.linspace(-1, 1, 5)}
+    weights.add_point(Evaluated(stage=0, epoch=0, step=0, label="reference", metrics={"step": 0},
+                                layers={"fc1": {"kept_fraction": 1.0, "hist_counts": np.arange(1.0, 5.0)}}))
+    hist.set_trace(weights)
+    hist.plot.getViewBox().autoRange()
+    qtbot.wait(10)
+    assert drawn_labels(hist.plot.getAxis("bottom")) and drawn_labels(hist.plot.getAxis("left"))
+    hist.set_trace(None)
+    assert drawn_labels(hist.plot.getAxis("bottom")) == []

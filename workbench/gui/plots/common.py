@@ -119,6 +119,15 @@ def short_names(names: list[str]) -> list[str]:
     return ["..." + "".join(p[shared - 1:]) for p in parts]
 
 
+def show_values(plot_item, shown: bool, axes: tuple[str, ...] = ("bottom", "left")) -> None:
+    """Tick values on these axes, or none: an empty plot showed pyqtgraph's 0.2 ... 0.8 under its titles
+    (training steps, weight value, count), numbers that belong to no run."""
+    for name in axes:
+        axis = plot_item.getAxis(name)
+        if axis.style["showValues"] != shown:
+            axis.setStyle(showValues=shown)
+
+
 class ViewNote(pg.TextItem):
     """A line of text in the middle of a plot's view, wherever the view has been moved: what an empty
     plot is waiting for. Kept out of the auto-range, so it never changes what the data would show."""

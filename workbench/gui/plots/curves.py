@@ -11,7 +11,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from workbench.gui.plots.common import ViewNote, aligned, legend_columns, legend_runs, plain_axes, run_color
+from workbench.gui.plots.common import (
+    ViewNote,
+    aligned,
+    legend_columns,
+    legend_runs,
+    plain_axes,
+    run_color,
+    show_values,
+)
 from workbench.gui.plots.log_axis import LogAxis
 
 
@@ -45,6 +53,7 @@ class CurvesPlot(QtWidgets.QWidget):
         for row, stretch in ((0, 1), (1, 1), (2, 0)):
             self.view.ci.layout.setRowStretchFactor(row, stretch)
         self.note = ViewNote(self.loss_plot, "No runs to show: start a run or open run files.")
+        self._show_values()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
@@ -59,6 +68,12 @@ class CurvesPlot(QtWidgets.QWidget):
         for trace in traces:
             self.update_trace(trace)
         self.note.setVisible(not self._curves)
+        self._show_values()
+
+    def _show_values(self) -> None:
+        """Steps and loss values only where there are runs; the empty accuracy axis keeps its 0-100."""
+        show_values(self.loss_plot, bool(self._curves), ("left",))
+        show_values(self.acc_plot, bool(self._curves), ("bottom",))
 
     def update_trace(self, trace) -> None:
         """Fast path: existing curves get new data in place; an unknown run gets its curves once."""
@@ -72,6 +87,7 @@ class CurvesPlot(QtWidgets.QWidget):
             self._curves[key] = (trace, loss, acc)
             self._sync_legend()
             self.note.hide()
+            self._show_values()
         _, loss, acc = self._curves[key]
         self._curves[key] = (trace, loss, acc)
         step = aligned(trace, "step")

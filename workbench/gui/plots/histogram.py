@@ -11,7 +11,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from workbench.gui.plots.common import ViewNote, aligned, foreground, layer_value
+from workbench.gui.plots.common import ViewNote, aligned, foreground, layer_value, show_values
 from workbench.gui.plots.log_axis import LogAxis
 from workbench.gui.plots.overlays import Band, Curve, VLine, overlay_shapes
 
@@ -59,6 +59,7 @@ class HistogramView(QtWidgets.QWidget):
         self.plot.addItem(self.hist)
         self._pools: dict[type, list] = {Band: [], VLine: [], Curve: []}
         self.note = ViewNote(self.plot, NO_RUN)
+        show_values(self.plot, False)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -136,8 +137,10 @@ class HistogramView(QtWidgets.QWidget):
             self.hist.setData([], [])
             self._draw_shapes([])
             self.note.say(NO_RUN)
+            show_values(self.plot, False)       # no run: no weight values or counts to read
             self._announce()
             return
+        show_values(self.plot, True)
         epoch = aligned(trace, "epoch")[point]
         epoch_text = f"epoch {epoch:g}" if np.isfinite(epoch) else "epoch ?"
         kind = trace.point_labels[point]      # reference | epoch | finalized; "epoch 3 · epoch" said it twice
