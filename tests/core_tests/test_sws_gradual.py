@@ -165,6 +165,7 @@ def test_a_narrow_zero_component_lets_the_free_weights_retrain_without_the_prior
                               "other (from 0.05): the free weights retrain without the prior")
     assert m.penalty(net, c) is None                # nothing pulls the free weights, nothing moves the mixture
     assert m._tau == 0.04                           # no tau to reset: it is not used
+    assert m.epoch_stats(net)["fc1"]["tau"] == 0.0  # the run file says the prior was off (the mixture tab)
     assert "snap step 1 of 2" in said[2]
     mixture = [t.detach().clone() for t in (m.mu_free, m.log_lambda, m.rho)]
     optimizer = torch.optim.Adam([{"params": list(net.parameters())}, *m.param_groups(net)[1:]], lr=0.01)

@@ -287,6 +287,15 @@ def test_mixture_plot_says_how_the_snap_budget_raised_tau(qtbot):
     plot.set_trace(trace)
     assert plot.tau_text() == "tau 0.005 -> 0.02 (snap budget; raised after epoch 2, 3)"
     assert plot.tau_label.text == plot.tau_text() and plot.steps_text() == ""     # no gradual snap kept
+    steps = {"mix_mean": MIX["mix_mean"] + [MIX["mix_mean"][2]] * 2, "snap_held": [None, 0.0, 0.0, 0.5, 0.75]}
+    acc = (0.98, 0.97, 0.975, 0.97, 0.97)
+    plot.set_trace(make_trace("s", method="sws", param=(1, 10, 20, 30, 40), acc=acc,
+                              extra={**steps, "tau": [None, 0.005, 0.01, 0.0, 0.0]}))
+    assert plot.tau_text() == ("tau 0.005 -> 0.01 (snap budget; raised after epoch 2); the prior off for the "
+                               "snap steps")
+    plot.set_trace(make_trace("s", method="sws", param=(1, 10, 20, 30, 40), acc=acc,
+                              extra={**steps, "tau": [None, 0.005, 0.01, 0.005, 0.005]}))
+    assert plot.tau_text() == "tau 0.005 -> 0.01 (snap budget; raised after epoch 2); 0.005 for the snap steps"
 
 
 def test_mixture_plot_says_where_the_gradual_snap_acted(qtbot):

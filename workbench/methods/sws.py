@@ -661,10 +661,12 @@ class SoftWeightSharing(Method):
                 zero = float((w == 0).float().mean())
             else:
                 zero = float((most_responsible(w, mu, var, pi) == 0).float().mean())
-            # tau in use (snap_budget may have raised it) and the trial snap's cost in points (NaN where
-            # this epoch had no check): the run file then says when and why tau grew, not only the log
+            # tau in use (snap_budget may have raised it; 0 while the snap steps retrain without the prior)
+            # and the trial snap's cost in points (NaN where this epoch had no check): the run file then
+            # says when and why tau grew, not only the log
             out[name] = {"mix_mean": mu.copy(), "mix_var": var.copy(), "mix_weight": pi.copy(),
-                         "snap_zero_fraction": zero, "tau": self._tau, "snap_cost": checked,
+                         "snap_zero_fraction": zero, "tau": 0.0 if self._prior_off else self._tau,
+                         "snap_cost": checked,
                          "snap_held": held}     # snap_steps: the share of the weight held at the means
             if self._final is not None and name in self._sample:
                 idx, initial = self._sample[name]

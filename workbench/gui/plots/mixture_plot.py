@@ -65,10 +65,14 @@ class MixturePlot(SideTab):
             return ""
         epochs = aligned(self._trace, "epoch")
         grew = [i for (_, a), (i, b) in zip(known, known[1:]) if b > a]
-        if not grew:
-            return f"tau {known[0][1]:g}"
-        at = ", ".join(f"{epochs[i]:g}" if np.isfinite(epochs[i]) else f"point {i}" for i in grew)
-        return f"tau {known[0][1]:g} -> {known[-1][1]:g} (snap budget; raised after epoch {at})"
+        first, peak, last = known[0][1], max(t for _, t in known), known[-1][1]
+        text = f"tau {first:g}"
+        if grew:
+            at = ", ".join(f"{epochs[i]:g}" if np.isfinite(epochs[i]) else f"point {i}" for i in grew)
+            text += f" -> {peak:g} (snap budget; raised after epoch {at})"
+        if last < peak:     # the gradual snap's steps: tau back as set, or 0 (the prior off; sws.py)
+            text += "; the prior off for the snap steps" if last == 0 else f"; {last:g} for the snap steps"
+        return text
 
     def steps_text(self) -> str:
         """Where the gradual snap (snap_steps) acted: from which epoch, and the share of the layer held."""
