@@ -399,6 +399,7 @@ class SoftWeightSharing(Method):
         self.rho: nn.Parameter | None = None                  # log-mixing weights of components 1..J-1
         self._workspace: Workspace | None = None              # grid mode's grid and buffers
         self._scale = 1.0
+        self._prior_off = False      # the gradual snap's steps retrain without the prior (_gradual_snap)
         self._final: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # merged (mu, var, pi)
         self._sample: dict[str, tuple[torch.Tensor, np.ndarray]] = {}          # layer -> (index, initial)
         self._warned = False
@@ -466,8 +467,7 @@ class SoftWeightSharing(Method):
         unit = torch.arange(p.grid_points, dtype=dtype, device=dev) / (p.grid_points - 1)
         self._workspace = Workspace(unit)
         self._tau, self._last_cost = p.tau, None
-        self._held, self._steps = None, []
-        self._prior_off = False      # the gradual snap's steps retrain without the prior (_gradual_snap)
+        self._held, self._steps, self._prior_off = None, [], False
         self._scale = self._scale_for(p.tau, ctx)
         self._final = None
         gen = torch.Generator().manual_seed(0)
