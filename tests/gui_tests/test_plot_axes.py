@@ -146,14 +146,19 @@ def test_the_drawn_loss_axis_labels_values_above_one(qtbot):
     assert len(left) >= 3 and any(v > 1 for v in left), left
 
 
-def test_empty_percent_axes_read_0_to_100_and_a_run_ranges_them(qtbot):
-    """Before any run pyqtgraph's default 0-1 stood under a '%' label (accuracy, kept weights)."""
-    curves, kept = CurvesPlot(), KeptBars()
-    for w in (curves, kept):
+def shown(qtbot, *widgets) -> None:
+    """The widgets on screen at 600x400, so that their axes lay out and draw."""
+    for w in widgets:
         qtbot.addWidget(w)
         w.resize(600, 400)
         w.show()
         qtbot.waitExposed(w)
+
+
+def test_empty_percent_axes_read_0_to_100_and_a_run_ranges_them(qtbot):
+    """Before any run pyqtgraph's default 0-1 stood under a '%' label (accuracy, kept weights)."""
+    curves, kept = CurvesPlot(), KeptBars()
+    shown(qtbot, curves, kept)
     assert curves.acc_plot.viewRange()[1] == [0.0, 100.0]
     assert kept.plot.viewRange()[1] == [0.0, 100.0]
     assert drawn_labels(kept.plot.getAxis("bottom")) == []     # no layers: no 0.1 ... 0.9 under the bars
@@ -171,11 +176,7 @@ def test_empty_plots_show_no_tick_values_that_belong_to_no_run(qtbot):
     from workbench.gui.plots import HistogramView
 
     curves, hist = CurvesPlot(), HistogramView()
-    for w in (curves, hist):
-        qtbot.addWidget(w)
-        w.resize(600, 400)
-        w.show()
-        qtbot.waitExposed(w)
+    shown(qtbot, curves, hist)
     assert drawn_labels(curves.acc_plot.getAxis("bottom")) == []
     assert drawn_labels(curves.loss_plot.getAxis("left")) == []
     assert drawn_labels(curves.acc_plot.getAxis("left"))           # the percent axis keeps its 0-100
