@@ -159,7 +159,7 @@ def _execute(config, cancel, methods: list[Method], trains, device, dataset, wri
         steps_per_epoch = data_mod.num_batches(len(data.train_x), train.batch_size)
         ctx = RunContext(device=device, steps_per_epoch=steps_per_epoch,
                          total_steps=train.epochs * steps_per_epoch, num_train=len(data.train_x),
-                         num_train_full=data.full_train, stage=stage,
+                         num_train_full=dataset.full_train, stage=stage,
                          generator=torch.Generator().manual_seed(config.seed + 1000 + stage),
                          cancel=cancel, train_batches=_batches_for(data, train.batch_size, config.seed + 2000 + stage))
         messages: list[str] = []

@@ -24,7 +24,6 @@ class DeviceData:
         self.train_y = dataset.train_y.to(device)
         self.test_x = dataset.test_x.to(device)
         self.test_y = dataset.test_y.to(device)
-        self.full_train = dataset.full_train      # the whole split's size where train_x is a subset, else 0
 
 
 class Clock:

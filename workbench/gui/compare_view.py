@@ -346,7 +346,7 @@ class CompareView(QWidget):
         super().resizeEvent(event)
         # after the layout has resized the table: its viewport still has the old width here, and a fit
         # to that width shrank the capped columns the new width has room for
-        QTimer.singleShot(0, self._fit_columns)
+        self._fit_timer.start()
 
     def _column_menu(self, pos) -> None:
         """Show or hide any column but Run (the header's context menu)."""
